@@ -1,0 +1,36 @@
+# The two commands: `make run` (demo models + the demo pipeline) and `make test`.
+# Both create or refresh .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# `make run` keeps its data inside the checkout unless MEDIALAB_HOME says otherwise.
+export MEDIALAB_HOME ?= $(CURDIR)/.medialab
+
+.PHONY: venv run test bench lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch; pip takes it from the machine's wheel folder.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/medialab models demo
+	$(BIN)/medialab run examples/demo.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/engine_overhead.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from medialab_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,564 @@
+"""The `medialab` command line (SPEC §8).
+
+Commands import what they need when they run, so listing commands start fast
+and nothing here imports torch: generation happens in the worker process.
+Exit codes: 0 success, 1 the run failed, 2 invalid input, 3 cancelled,
+4 no engine could be reached or started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medialab_tui import __version__
+from medialab_tui.config import Config, DataDir, default_data_dir, load_config
+from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
+
+if TYPE_CHECKING:
+    from medialab_tui.store.db import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
+
+
+@dataclass
+class Context:
+    data: DataDir
+    config: Config
+    as_json: bool
+    _store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from medialab_tui.store.db import Store
+
+            self._store = Store(self.data.db_path)
+        return self._store
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=None, default=str) + "\n")
+
+
+def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(empty)
+        return
+    table = Table(*columns, box=None, header_style="bold", pad_edge=False)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _engine_note(ctx: Context) -> str:
+    from medialab_tui.engine.host import HostLock, describe_holder
+
+    holder = HostLock(ctx.data.lock_path).holder()
+    if holder is None:
+        return "No engine is running: start one with `medialab serve` or open `medialab`."
+    return f"The engine is hosted by {describe_holder(holder)}."
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
+    raise InputError(
+        "the terminal UI is not built in this version yet; use `medialab run FILE.toml`, "
+        "`medialab serve` and the listing commands (see `medialab --help`)"
+    )
+
+
+def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from medialab_tui.engine.host import HostLock, describe_holder
+    from medialab_tui.engine.scheduler import Engine
+
+    lock = HostLock(ctx.data.lock_path)
+    if not lock.try_acquire("serve"):
+        holder = lock.holder() or {}
+        raise EngineUnavailable(f"the engine is already hosted by {describe_holder(holder)}")
+    store = ctx.store
+
+    async def main() -> None:
+        engine = Engine(ctx.data, store, ctx.config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.request_stop)
+        # A dropped SSH session must not stop a server started without nohup.
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        print(f"medialab engine serving {ctx.data.root} (Ctrl+C to stop)", file=sys.stderr)
+        await engine.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        lock.release()
+    print("medialab engine stopped; unfinished jobs stay queued.", file=sys.stderr)
+    return EXIT_OK
+
+
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _print_plan(ctx: Context, prepared: Any) -> None:
+    total = sum(p.seconds for p in prepared.plan)
+    price = ctx.config.price_per_gpu_hour
+    if ctx.as_json:
+        _print_json({
+            "name": prepared.pipeline.name,
+            "stages": [
+                {"stage": p.index + 1, "type": p.type, "jobs": p.jobs, "outputs": p.outputs,
+                 "seconds": round(p.seconds, 2), "basis": p.basis}
+                for p in prepared.plan
+            ],
+            "seconds": round(total, 2),
+            "cost": round(total / 3600 * price, 4) if price else None,
+        })
+        return
+    first = prepared.plan[0]
+    chain = [f"{first.jobs} input{'s' if first.jobs != 1 else ''}"]
+    chain += [f"{p.outputs} {p.type}" for p in prepared.plan]
+    print(f"{prepared.pipeline.name}: " + " → ".join(chain))
+    _table(
+        ["stage", "type", "jobs", "outputs", "estimate", "from"],
+        [[p.index + 1, p.type, p.jobs, p.outputs, _format_seconds(p.seconds), p.basis]
+         for p in prepared.plan],
+        "",
+    )
+    line = f"total: {_format_seconds(total)} of GPU time"
+    if price:
+        line += f", about {total / 3600 * price:.2f} at {price:g} per GPU-hour"
+    print(line)
+    if prepared.pipeline.mode == "auto" and any(s.review for s in prepared.pipeline.stages):
+        print('note: mode = "auto" runs straight through; review = true pauses only in '
+              '"checkpoint" mode', file=sys.stderr)
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.control import prepare
+    from medialab_tui.engine.pipeline import load_pipeline_file
+
+    path = Path(args.file)
+    pipeline = load_pipeline_file(path)  # a bad file fails here, before any worker starts
+    return _submit_and_follow(
+        ctx, args, lambda: prepare(ctx.store, pipeline, str(path), path.parent), None
+    )
+
+
+def _submit_and_follow(
+    ctx: Context, args: argparse.Namespace, make: Callable[[], Any], rerun_of: int | None
+) -> int:
+    import asyncio
+
+    from medialab_tui.engine.host import HostLock
+    from medialab_tui.engine.worker_client import WorkerProcess
+
+    if getattr(args, "dry_run", False):
+        _print_plan(ctx, make())
+        return EXIT_OK
+    if args.no_wait:
+        from medialab_tui.engine.control import submit
+
+        run = submit(ctx.store, ctx.data, make(), rerun_of=rerun_of)
+        if ctx.as_json:
+            _print_json({"run_id": run.ref, "status": "pending"})
+        else:
+            print(f"Run {run.ref} queued ({run.name}). {_engine_note(ctx)}")
+        return EXIT_OK
+
+    lock = HostLock(ctx.data.lock_path)
+
+    async def main() -> int:
+        from medialab_tui.engine import control
+        from medialab_tui.follow import EXIT_BY_STATUS, Display, follow_run
+
+        worker = None
+        if lock.try_acquire("run"):
+            # Start the worker first: torch loads while we validate and submit.
+            worker = WorkerProcess(ctx.config, ctx.data.logs / "worker.log")
+            await worker.start()
+        try:
+            prepared = make()
+            run = control.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
+        except BaseException:
+            if worker is not None:
+                await worker.kill()
+            raise
+        display = Display(ctx.as_json)
+        if not ctx.as_json:
+            print(f"Run {run.ref}: {run.name}")
+        with display:
+            summary = await follow_run(
+                ctx.data, ctx.store, ctx.config, run.id or 0, display, lock, worker,
+                on_cancel=lambda: _cancel_quietly(ctx, run.ref),
+            )
+        if ctx.as_json:
+            _print_json(summary)
+        else:
+            _print_summary(summary)
+        return EXIT_BY_STATUS.get(summary["status"], EXIT_FAILED)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        lock.release()
+
+
+def _cancel_quietly(ctx: Context, ref: str) -> None:
+    from medialab_tui.engine import control
+
+    try:
+        control.cancel(ctx.store, ref)
+    except InputError:
+        pass  # it finished meanwhile
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    status = summary["status"]
+    paths = summary["artifacts"]
+    print(f"Run {summary['run_id']} {status}: {len(paths)} output{'s' if len(paths) != 1 else ''}")
+    for path in paths:
+        print(f"  {path}")
+    if status == "review":
+        print(f"It waits for review: `medialab approve {summary['run_id']}` continues it.")
+    if summary.get("error"):
+        print(f"error: {summary['error']}", file=sys.stderr)
+
+
+def cmd_runs(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.queries import list_runs, run_json
+
+    runs = list_runs(ctx.store, limit=args.limit)
+    if ctx.as_json:
+        _print_json([run_json(r) for r in runs])
+        return EXIT_OK
+    _table(
+        ["id", "name", "status", "stage", "created", "user"],
+        [[r.ref, r.name, r.status, f"{r.stage_index + 1}/{r.stage_count}",
+          r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.user] for r in runs],
+        "No runs yet. `medialab run FILE.toml` starts one.",
+    )
+    return EXIT_OK
+
+
+def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.control import parse_ref
+    from medialab_tui.store.queries import job_json, list_jobs
+    from medialab_tui.store.tables import JOB_STATUSES
+
+    if args.status and args.status not in JOB_STATUSES:
+        raise InputError(f"--status must be one of {', '.join(JOB_STATUSES)} (got {args.status!r})")
+    run_id = None
+    if args.run:
+        kind, run_id = parse_ref(args.run)
+        if kind != "run":
+            raise InputError(f"--run takes a run id, not {args.run}")
+    jobs = list_jobs(ctx.store, status=args.status, run_id=run_id, limit=args.limit)
+    if ctx.as_json:
+        _print_json([job_json(j) for j in jobs])
+        return EXIT_OK
+    _table(
+        ["id", "run", "stage", "status", "progress", "attempts", "prompt", "error"],
+        [[j.ref, f"r{j.run_id}", j.stage, j.status, f"{j.progress:.0%}", j.attempts,
+          str(j.item.get("prompt", ""))[:30], j.error[:50]] for j in jobs],
+        "No jobs.",
+    )
+    return EXIT_OK
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.control import get
+    from medialab_tui.store import queries
+    from medialab_tui.store.tables import Artifact, Job, Run
+
+    row = get(ctx.store, args.id)
+    if isinstance(row, Run):
+        data = queries.run_json(row)
+        data["pipeline"] = row.pipeline
+        data["jobs"] = [queries.job_json(j) for j in queries.run_jobs(ctx.store, row.id or 0)]
+        data["artifacts"] = [a.path for a in queries.run_artifacts(ctx.store, row.id or 0)]
+    elif isinstance(row, Job):
+        data = queries.job_json(row)
+        data["item"] = row.item
+        data["params"] = {k: v for k, v in row.params.items() if not k.startswith("_")}
+    else:
+        assert isinstance(row, Artifact)
+        data = queries.artifact_json(row, queries.parents_of(ctx.store, row.id or 0))
+    if ctx.as_json:
+        _print_json(data)
+        return EXIT_OK
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    Console().print(Pretty(data, expand_all=False))
+    return EXIT_OK
+
+
+def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
+    """`cancel` and `retry`: one id in, one sentence out."""
+
+    def command(ctx: Context, args: argparse.Namespace) -> int:
+        from medialab_tui.engine import control
+
+        message = getattr(control, action)(ctx.store, args.id)
+        if ctx.as_json:
+            _print_json({"id": args.id, "result": message})
+        else:
+            print(message)
+        return EXIT_OK
+
+    return command
+
+
+def cmd_queue(state: str) -> Callable[[Context, argparse.Namespace], int]:
+    def command(ctx: Context, args: argparse.Namespace) -> int:
+        from medialab_tui.engine.control import set_queue_state
+
+        set_queue_state(ctx.store, state)
+        text = "Queue paused: the running job finishes, nothing new starts." if state == "paused" \
+            else "Queue resumed."
+        if ctx.as_json:
+            _print_json({"queue": state})
+        else:
+            print(text)
+        return EXIT_OK
+
+    return command
+
+
+def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.control import approve
+
+    message = approve(ctx.store, args.run, args.select or None)
+    if ctx.as_json:
+        _print_json({"run_id": args.run, "result": message})
+    else:
+        print(f"{message}. {_engine_note(ctx)}")
+    return EXIT_OK
+
+
+def cmd_rerun(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.control import get, parse_ref
+    from medialab_tui.engine.rerun import prepare_rerun
+    from medialab_tui.store.tables import Artifact
+
+    kind, ident = parse_ref(args.id if args.id[:1].isalpha() else f"a{args.id}")
+    artifact = get(ctx.store, f"a{ident}")
+    if kind != "artifact" or not isinstance(artifact, Artifact):
+        raise InputError(f"rerun takes an artifact id (like a7), not {args.id}")
+    return _submit_and_follow(ctx, args, lambda: prepare_rerun(ctx.store, artifact), ident)
+
+
+def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
+    import subprocess
+
+    # Writing the demo weights needs torch, so it runs in a worker-side process.
+    code = (
+        "import sys, json; from pathlib import Path;"
+        "from medialab_tui.engine.worker.demo_models import write_demo_models;"
+        "print(json.dumps([str(p) for p in write_demo_models(Path(sys.argv[1]))]))"
+    )
+    if not ctx.as_json:
+        print(f"Writing the demo models into {ctx.data.models} …", file=sys.stderr)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ctx.data.models)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["unknown error"]
+        raise MedialabError(f"writing the demo models failed: {tail[0]}")
+    written = [Path(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+    from medialab_tui.engine.registry import scan
+
+    scan(ctx.store, ctx.data, ctx.config, demo=frozenset(p.stem if p.is_file() else p.name for p in written))
+    if ctx.as_json:
+        _print_json([str(p) for p in written])
+    else:
+        for p in written:
+            print(f"  {p.name}  {p}")
+        print("Demo models have random weights: they make abstract noise, not pictures.")
+    return EXIT_OK
+
+
+def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.registry import scan
+
+    result = scan(ctx.store, ctx.data, ctx.config)
+    if ctx.as_json:
+        _print_json({"added": result.added, "updated": result.updated, "removed": result.removed,
+                     "unchanged": result.unchanged})
+    else:
+        print(f"{len(result.added)} added, {len(result.updated)} updated, "
+              f"{len(result.removed)} removed, {result.unchanged} unchanged")
+    return EXIT_OK
+
+
+def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.registry import list_models
+    from medialab_tui.store.queries import model_json
+
+    models = list_models(ctx.store, args.kind)
+    if ctx.as_json:
+        _print_json([model_json(m) for m in models])
+        return EXIT_OK
+    _table(
+        ["name", "kind", "arch", "format", "size", "hash", "safe"],
+        [[m.name + (" (demo)" if m.demo else ""), m.kind, m.arch, m.format, _human_size(m.size),
+          m.sha256[:10], "yes" if m.safe else "NO (pickle)"] for m in models],
+        "No models. `medialab models demo` writes small demo models; `medialab models scan` "
+        "looks for new files.",
+    )
+    return EXIT_OK
+
+
+def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.queries import artifact_json, gallery
+
+    if args.kind and args.kind not in ("image", "video", "text"):
+        raise InputError(f"--kind must be image, video or text (got {args.kind!r})")
+    arts = gallery(ctx.store, search=args.search, kind=args.kind, limit=args.limit)
+    if ctx.as_json:
+        _print_json([artifact_json(a) for a in arts])
+        return EXIT_OK
+    _table(
+        ["id", "run", "stage", "kind", "size", "seed", "prompt", "path"],
+        [[a.ref, f"r{a.run_id}", a.stage, a.kind, f"{a.width}×{a.height}", a.seed,
+          a.prompt[:30], a.path] for a in arts],
+        "Nothing made yet." if not args.search else f"Nothing matches {args.search!r}.",
+    )
+    return EXIT_OK
+
+
+def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.doctor import gather
+
+    report = gather(ctx.data, ctx.config, ctx.store)
+    if ctx.as_json:
+        _print_json(report)
+        return EXIT_OK
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+# -- the parser --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", metavar="PATH", default=argparse.SUPPRESS,
+                        help="data directory (default: $MEDIALAB_HOME, else the XDG data dir)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON instead of text")
+
+    parser = argparse.ArgumentParser(
+        prog="medialab",
+        parents=[common],
+        description="A keyboard-driven terminal studio for generative media.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 invalid input, 3 cancelled, 4 no engine.",
+    )
+    parser.add_argument("--version", action="version", version=f"medialab {__version__}")
+    parser.add_argument("--headless", action="store_true",
+                        help="run the engine with no UI (same as `medialab serve`)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("serve", cmd_serve, "run the engine with no UI until SIGINT/SIGTERM")
+    p = add("run", cmd_run, "validate a pipeline file, submit it and follow it to the end")
+    p.add_argument("file", metavar="FILE.toml")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and estimate; submit nothing")
+    p.add_argument("--no-wait", action="store_true", help="submit and return at once")
+    p = add("runs", cmd_runs, "list runs, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p = add("jobs", cmd_jobs, "list jobs, newest first")
+    p.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
+    p.add_argument("--run", help="only the jobs of this run")
+    p.add_argument("--limit", type=int, default=100)
+    p = add("show", cmd_show, "show a run (r12), a job (j40) or an artifact (a7)")
+    p.add_argument("id")
+    for name, text in (
+        ("cancel", "cancel a run (every unfinished job) or one job"),
+        ("retry", "queue a failed or cancelled job (or all of a run's) again"),
+    ):
+        p = add(name, _simple(name), text)
+        p.add_argument("id", help="a run (r12) or a job (j40)")
+    add("pause", cmd_queue("paused"), "pause the queue (the running job finishes)")
+    add("resume", cmd_queue("active"), "resume the queue")
+    p = add("approve", cmd_approve, "continue a run waiting in review")
+    p.add_argument("run")
+    p.add_argument("--select", nargs="+", metavar="ARTIFACT_ID", help="continue with these only")
+    p = add("rerun", cmd_rerun, "run an artifact's stage again with the same parameters")
+    p.add_argument("id", metavar="ARTIFACT_ID")
+    p.add_argument("--no-wait", action="store_true", help="submit and return at once")
+    models = sub.add_parser("models", parents=[common], help="the model registry",
+                            description="The model registry.")
+    msub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+    for name, func, text in (
+        ("scan", cmd_models_scan, "look for new, changed and removed model files"),
+        ("list", cmd_models_list, "list registered models"),
+        ("demo", cmd_models_demo, "write small random-weight demo models and register them"),
+    ):
+        mp = msub.add_parser(name, parents=[common], help=text, description=text)
+        mp.set_defaults(func=func)
+        if name == "list":
+            mp.add_argument("--kind", help="checkpoint, lora, vae, controlnet, upscaler…")
+    p = add("gallery", cmd_gallery, "list artifacts, newest first")
+    p.add_argument("--search", metavar="Q", help="find prompts containing Q")
+    p.add_argument("--kind", help="image, video or text")
+    p.add_argument("--limit", type=int, default=100)
+    add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        func = cmd_serve if args.headless else cmd_tui
+    try:
+        root = Path(getattr(args, "data_dir", None) or default_data_dir()).expanduser()
+        data = DataDir(root).ensure()
+        ctx = Context(data, load_config(data), getattr(args, "json", False))
+        return func(ctx, args)
+    except MedialabError as exc:
+        print(f"medialab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"medialab: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,154 @@
+"""Where medialab keeps its data, and the operator's `config.toml`.
+
+The data directory holds everything: the database, the engine lock, models,
+artifacts, logs and wildcards. It is created owner-only because prompts and
+images are the operator's own work.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medialab_tui.errors import InputError
+
+ENV_HOME = "MEDIALAB_HOME"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
+def current_user() -> str:
+    """The Unix user recorded on every event."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): fall back to the uid
+        return f"uid{os.getuid()}"
+
+
+def default_data_dir() -> Path:
+    """`$MEDIALAB_HOME`, else the XDG data directory (`~/.local/share/medialab`)."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "medialab"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """The layout of one data directory (SPEC §2, §7)."""
+
+    root: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "medialab.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "engine.lock"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def wildcards(self) -> Path:
+        return self.root / "wildcards"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    def ensure(self) -> DataDir:
+        """Create the directory tree (owner-only) if it is missing."""
+        old = os.umask(0o077)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sub in (self.models, self.artifacts, self.inputs, self.logs, self.wildcards):
+                sub.mkdir(exist_ok=True, mode=0o700)
+        finally:
+            os.umask(old)
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings from `<data>/config.toml`; every key is optional."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    model_roots: tuple[Path, ...] = ()
+    cache_budget_gb: float = 0.0  # 0: pick from the device's memory
+    price_per_gpu_hour: float = 0.0
+    max_attempts: int = 3
+    threads: int = 0  # 0: torch's default
+    keys: dict[str, str] = field(default_factory=dict)
+    theme: str = ""
+    graphics: str = "auto"
+
+
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "device": str,
+    "dtype": str,
+    "model_roots": list,
+    "cache_budget_gb": (int, float),
+    "price_per_gpu_hour": (int, float),
+    "max_attempts": int,
+    "threads": int,
+    "keys": dict,
+    "theme": str,
+    "graphics": str,
+}
+
+
+def load_config(data: DataDir) -> Config:
+    """Read `config.toml`; a bad file is an `InputError` naming the key."""
+    path = data.config_path
+    if not path.exists():
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    for key, value in raw.items():
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise InputError(f"{path}: unknown key '{key}'")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise InputError(f"{path}: key '{key}' has the wrong type ({value!r})")
+    if raw.get("device", "auto") not in DEVICES:
+        raise InputError(f"{path}: key 'device' must be one of {', '.join(DEVICES)}")
+    if raw.get("dtype", "auto") not in DTYPES:
+        raise InputError(f"{path}: key 'dtype' must be one of {', '.join(DTYPES)}")
+    if raw.get("max_attempts", 3) < 1:
+        raise InputError(f"{path}: key 'max_attempts' must be at least 1")
+    roots = tuple(Path(str(p)).expanduser() for p in raw.get("model_roots", []))
+    return Config(
+        device=raw.get("device", "auto"),
+        dtype=raw.get("dtype", "auto"),
+        model_roots=roots,
+        cache_budget_gb=float(raw.get("cache_budget_gb", 0.0)),
+        price_per_gpu_hour=float(raw.get("price_per_gpu_hour", 0.0)),
+        max_attempts=int(raw.get("max_attempts", 3)),
+        threads=int(raw.get("threads", 0)),
+        keys={str(k): str(v) for k, v in raw.get("keys", {}).items()},
+        theme=str(raw.get("theme", "")),
+        graphics=str(raw.get("graphics", "auto")),
+    )

@@ -1,0 +1,408 @@
+"""What any medialab process may ask of the queue: submit, cancel, retry, reorder,
+pause, resume, approve. The CLI and the TUI both go through here.
+
+Requests are writes to the store, checked and recorded as events in the same
+transaction; the engine host notices them on its next poll (≤ 0.2 s). Nothing
+here talks to the worker, so a client needs no engine to be running.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+from PIL import Image, UnidentifiedImageError
+from sqlmodel import Session, col, select
+
+from medialab_tui.config import Config, DataDir
+from medialab_tui.engine import registry
+from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
+from medialab_tui.engine.planner import StagePlan, initial_items, item_from_artifact, plan
+from medialab_tui.engine.stages import STAGES, StageParams
+from medialab_tui.errors import InputError, NotFound
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import (
+    TERMINAL_JOB,
+    TERMINAL_RUN,
+    Artifact,
+    Job,
+    Model,
+    Run,
+    Setting,
+    utcnow,
+)
+
+QUEUE_KEY = "queue_state"
+WORKER_KEY = "worker_info"
+
+
+@dataclass
+class Prepared:
+    """A validated pipeline with its models resolved and its first jobs planned."""
+
+    pipeline: Pipeline
+    source: str
+    models: list[dict[str, Any] | None]
+    items: list[dict[str, Any]]
+    plan: list[StagePlan]
+    image_sources: list[Path] = field(default_factory=list)
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """`r12` → ("run", 12), `j3` → ("job", 3), `a7` → ("artifact", 7); bare numbers are runs."""
+    text = ref.strip().lower()
+    kinds = {"r": "run", "j": "job", "a": "artifact"}
+    kind = "run"
+    if text[:1] in kinds:
+        kind, text = kinds[text[0]], text[1:]
+    if not text.isdigit():
+        raise InputError(f"'{ref}' is not an id (ids look like r12, j40 or a7)")
+    return kind, int(text)
+
+
+def _model_info(row: Model, store: Store) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": row.name,
+        "path": row.path,
+        "arch": row.arch,
+        "format": row.format,
+        "sha256": row.sha256,
+        "demo": row.demo,
+    }
+    if row.format == "safetensors" and row.kind == "checkpoint":
+        # A single file loads offline only with a local diffusers folder of its
+        # architecture as the config; prefer a real model's folder to a demo's.
+        with store.read() as s:
+            folders = s.exec(
+                select(Model).where(
+                    Model.arch == row.arch, Model.format == "diffusers", Model.kind == "checkpoint"
+                )
+            ).all()
+        folders = sorted(folders, key=lambda m: (m.demo, m.name))
+        if not folders:
+            raise InputError(
+                f"model '{row.name}' is a single file; loading it needs a diffusers folder "
+                f"of the same architecture ({row.arch}) in the registry as its config"
+            )
+        info["config_dir"] = folders[0].path
+    return info
+
+
+def _resolve_stage_model(store: Store, stage: StageParams, index: int, source: str) -> dict | None:
+    spec = STAGES[stage.type]
+    ref = getattr(stage, "model", None)
+    if not spec.uses_model or ref is None or ref in spec.builtin_models:
+        return None
+    where = f"{source}: stage {index + 1} ({stage.type}): key 'model'"
+    try:
+        row = registry.resolve(store, ref, kinds=spec.model_kinds)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    if stage.type == "upscale":
+        raise InputError(f"{where}: upscaler models are not supported yet; use 'lanczos'")
+    if stage.type == "txt2img" and row.arch not in ("sd15", "sdxl"):
+        raise InputError(f"{where}: '{ref}' is a {row.arch} model; txt2img runs sd15 and sdxl")
+    return _model_info(row, store)
+
+
+def _check_images(pipeline: Pipeline, base: Path, source: str) -> list[Path]:
+    found = []
+    for raw in pipeline.inputs.images:
+        path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
+        if not path.is_file():
+            raise InputError(f"{source}: key 'inputs.images': {raw} does not exist")
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            raise InputError(f"{source}: key 'inputs.images': {raw} is not an image") from None
+        found.append(path)
+    return found
+
+
+def queue_device(store: Store) -> str:
+    """The device the last worker reported, for estimates ("cpu" if none yet)."""
+    import json
+
+    with store.read() as s:
+        row = s.get(Setting, WORKER_KEY)
+    return json.loads(row.value).get("device", "cpu") if row else "cpu"
+
+
+def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Prepared:
+    """Everything `--dry-run` shows, and everything `submit` needs; writes nothing."""
+    models = [_resolve_stage_model(store, st, i, source) for i, st in enumerate(pipeline.stages)]
+    images = _check_images(pipeline, base_dir, source)
+    fallback_seed = random.randrange(SEED_MAX + 1)
+    if pipeline.inputs.seeds is None and pipeline.inputs.seed is None:
+        # Record the chosen seed so the run can be repeated exactly.
+        pipeline = pipeline.model_copy(
+            update={"inputs": pipeline.inputs.model_copy(update={"seed": fallback_seed})}
+        )
+    try:
+        items = initial_items(pipeline, fallback_seed)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+    image_map = {raw: str(p) for raw, p in zip(pipeline.inputs.images, images, strict=True)}
+    for item in items:
+        item["images"] = [image_map.get(i, i) for i in item["images"]]
+    stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
+    return Prepared(pipeline, source, models, items, stage_plan, images)
+
+
+def _store_input_image(data: DataDir, path: Path) -> str:
+    """Copy an input image into `<data>/inputs/` by content; the original is never touched."""
+    digest = blake3.blake3(path.read_bytes()).hexdigest()[:24]
+    target = data.inputs / f"{digest}{path.suffix.lower()}"
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(target)
+    return str(target)
+
+
+def _job_params(stage: StageParams, model: dict[str, Any] | None) -> dict[str, Any]:
+    params = stage.model_dump(exclude_none=True)
+    if model is not None:
+        params["_model"] = model
+    return params
+
+
+def _new_jobs(
+    session: Session, store: Store, run: Run, stage_index: int, items: list[dict[str, Any]]
+) -> int:
+    stages = run.pipeline["stages"]
+    stage = STAGES[stages[stage_index]["type"]].params.model_validate(stages[stage_index])
+    model = run.pipeline.get("models", [None] * len(stages))[stage_index]
+    for item in items:
+        session.add(
+            Job(
+                run_id=run.id,  # type: ignore[arg-type]
+                stage_index=stage_index,
+                stage=stage.type,
+                priority=run.priority,
+                item=item,
+                params=_job_params(stage, model),
+                user=store.user,
+            )
+        )
+    return len(items)
+
+
+def submit(store: Store, data: DataDir, prepared: Prepared, *, rerun_of: int | None = None) -> Run:
+    """Write the run and its first stage's jobs in one transaction."""
+    stored = {str(p): _store_input_image(data, p) for p in prepared.image_sources}
+    items = [
+        {**item, "images": [stored.get(i, i) for i in item["images"]]} for item in prepared.items
+    ]
+    document = prepared.pipeline.to_dict()
+    document["models"] = prepared.models
+    with store.write() as s:
+        run = Run(
+            name=prepared.pipeline.name,
+            mode=prepared.pipeline.mode,
+            pipeline=document,
+            source=prepared.source,
+            stage_count=len(prepared.pipeline.stages),
+            rerun_of=rerun_of,
+            user=store.user,
+        )
+        s.add(run)
+        s.flush()
+        count = _new_jobs(s, store, run, 0, items)
+        store.record(s, "run.submit", "run", run.id, name=run.name, jobs=count, source=run.source)
+    return run
+
+
+def queue_state(store: Store) -> str:
+    with store.read() as s:
+        row = s.get(Setting, QUEUE_KEY)
+    return row.value if row else "active"
+
+
+def set_queue_state(store: Store, state: str) -> None:
+    """Pause or resume the whole queue (a running job finishes first)."""
+    with store.write() as s:
+        row = s.get(Setting, QUEUE_KEY) or Setting(key=QUEUE_KEY, value=state)
+        row.value = state
+        s.add(row)
+        store.record(s, f"queue.{'pause' if state == 'paused' else 'resume'}", "queue", None)
+
+
+def _get(session: Session, ref: str) -> Run | Job | Artifact:
+    kind, ident = parse_ref(ref)
+    table = {"run": Run, "job": Job, "artifact": Artifact}[kind]
+    row = session.get(table, ident)
+    if row is None:
+        raise NotFound(f"there is no {kind} {ref}")
+    return row  # type: ignore[return-value]
+
+
+def get(store: Store, ref: str) -> Run | Job | Artifact:
+    with store.read() as s:
+        return _get(s, ref)
+
+
+def cancel(store: Store, ref: str) -> str:
+    """Cancel a run (all its unfinished jobs) or one job; returns what happened."""
+    with store.write() as s:
+        row = _get(s, ref)
+        if isinstance(row, Artifact):
+            raise InputError(f"{ref} is an artifact; cancel takes a run or a job")
+        if isinstance(row, Job):
+            if row.status in TERMINAL_JOB:
+                raise InputError(f"job {ref} has already finished ({row.status})")
+            _cancel_job(s, row)
+            store.record(s, "job.cancel", "job", row.id)
+            return f"job j{row.id} {'cancelled' if row.status == 'cancelled' else 'cancelling'}"
+        if row.status in TERMINAL_RUN:
+            raise InputError(f"run {ref} has already finished ({row.status})")
+        jobs = s.exec(select(Job).where(Job.run_id == row.id, col(Job.status).in_(("queued", "running")))).all()
+        for job in jobs:
+            _cancel_job(s, job)
+        row.status, row.finished_at = "cancelled", utcnow()
+        s.add(row)
+        store.record(s, "run.cancel", "run", row.id, jobs=len(jobs))
+        return f"run r{row.id} cancelled"
+
+
+def _cancel_job(session: Session, job: Job) -> None:
+    if job.status == "queued":
+        job.status, job.finished_at = "cancelled", utcnow()
+    else:  # running: the engine stops it at the next step and records the end
+        job.cancel_requested = True
+    session.add(job)
+
+
+def retry(store: Store, ref: str) -> str:
+    """Put a failed or cancelled job (or every such job of a run) back in the queue."""
+    with store.write() as s:
+        row = _get(s, ref)
+        if isinstance(row, Artifact):
+            raise InputError(f"{ref} is an artifact; retry takes a run or a job (rerun repeats artifacts)")
+        if isinstance(row, Job):
+            if row.status not in ("failed", "cancelled"):
+                raise InputError(f"job {ref} is {row.status}; only failed or cancelled jobs can be retried")
+            run = s.get(Run, row.run_id)
+            assert run is not None
+            if row.stage_index != run.stage_index:
+                raise InputError(f"job {ref} belongs to an earlier stage of run r{run.id}")
+            jobs = [row]
+        else:
+            run = row
+            jobs = list(s.exec(select(Job).where(
+                Job.run_id == run.id,
+                Job.stage_index == run.stage_index,
+                col(Job.status).in_(("failed", "cancelled")),
+            )).all())
+            if not jobs:
+                raise InputError(f"run {ref} has no failed or cancelled jobs to retry")
+        for job in jobs:
+            job.status, job.error, job.error_kind = "queued", "", ""
+            job.cancel_requested, job.crashes, job.progress, job.step = False, 0, 0.0, 0
+            job.finished_at = None
+            s.add(job)
+            store.record(s, "job.retry", "job", job.id, attempt=job.attempts + 1)
+        if run.status in TERMINAL_RUN:
+            run.status, run.finished_at, run.error = "running", None, ""
+            s.add(run)
+        return f"{len(jobs)} job{'s' if len(jobs) != 1 else ''} of run r{run.id} queued again"
+
+
+def set_priority(store: Store, ref: str, delta: int) -> int:
+    """Move a run's (or a job's) queued work up (+) or down (−); returns the new priority."""
+    with store.write() as s:
+        row = _get(s, ref)
+        if isinstance(row, Artifact):
+            raise InputError(f"{ref} is an artifact; priorities belong to runs and jobs")
+        row.priority += delta
+        s.add(row)
+        if isinstance(row, Run):
+            for job in s.exec(select(Job).where(Job.run_id == row.id, Job.status == "queued")).all():
+                job.priority = row.priority
+                s.add(job)
+        store.record(s, "priority", "run" if isinstance(row, Run) else "job", row.id, priority=row.priority)
+        return row.priority
+
+
+def approve(store: Store, ref: str, select_refs: list[str] | None = None) -> str:
+    """Continue a run waiting in review with all, or the selected, outputs of its stage."""
+    with store.write() as s:
+        run = _get(s, ref)
+        if not isinstance(run, Run):
+            raise InputError(f"{ref} is not a run")
+        if run.status != "review":
+            raise InputError(f"run {ref} is {run.status}, not waiting in review")
+        outputs = _stage_outputs(s, run, run.stage_index)
+        if select_refs:
+            wanted = []
+            for sel in select_refs:
+                kind, ident = parse_ref(sel if sel[:1].isalpha() else f"a{sel}")
+                match = [a for a in outputs if a.id == ident]
+                if kind != "artifact" or not match:
+                    raise InputError(f"{sel} is not an output of run {ref}'s current stage")
+                wanted.extend(match)
+            outputs = wanted
+        store.record(s, "run.approve", "run", run.id, selected=[a.id for a in outputs])
+        advance_run(s, store, run, outputs)
+        return f"run r{run.id} approved with {len(outputs)} output{'s' if len(outputs) != 1 else ''}"
+
+
+def _stage_outputs(session: Session, run: Run, stage_index: int) -> list[Artifact]:
+    return list(session.exec(
+        select(Artifact).join(Job, col(Job.id) == Artifact.job_id).where(
+            Artifact.run_id == run.id, Job.stage_index == stage_index, Job.status == "succeeded"
+        ).order_by(col(Artifact.id))
+    ).all())
+
+
+def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact]) -> None:
+    """Queue the next stage's jobs from `outputs`, or finish the run after its last stage."""
+    if run.stage_index + 1 >= run.stage_count or not outputs:
+        last = run.stage_index + 1 >= run.stage_count
+        run.status = "succeeded" if last else "failed"
+        run.error = "" if last else f"stage {run.stage_index + 1} made no outputs"
+        run.finished_at = utcnow()
+        session.add(run)
+        store.record(session, f"run.{run.status}", "run", run.id)
+        return
+    run.stage_index += 1
+    run.status = "running"
+    session.add(run)
+    count = _new_jobs(session, store, run, run.stage_index, [item_from_artifact(a) for a in outputs])
+    store.record(session, "run.stage", "run", run.id, stage=run.stage_index + 1, jobs=count)
+
+
+def finish_stage_if_done(session: Session, store: Store, run: Run) -> None:
+    """Called by the engine: when the current stage has no work left, move the run on."""
+    statuses = session.exec(
+        select(Job.status).where(Job.run_id == run.id, Job.stage_index == run.stage_index)
+    ).all()
+    if any(st in ("queued", "running") for st in statuses):
+        return
+    if "failed" in statuses:
+        first = session.exec(select(Job).where(
+            Job.run_id == run.id, Job.stage_index == run.stage_index, Job.status == "failed"
+        ).order_by(col(Job.id))).first()
+        run.status, run.finished_at = "failed", utcnow()
+        run.error = f"job j{first.id} failed: {first.error}" if first else "a job failed"
+        session.add(run)
+        store.record(session, "run.failed", "run", run.id, error=run.error)
+        return
+    if statuses and all(st == "cancelled" for st in statuses):
+        run.status, run.finished_at = "cancelled", utcnow()
+        session.add(run)
+        store.record(session, "run.cancelled", "run", run.id)
+        return
+    stage = run.pipeline["stages"][run.stage_index]
+    # `checkpoint` pauses after stages marked `review`; `manual` after every stage.
+    if run.mode == "manual" or (run.mode == "checkpoint" and stage.get("review")):
+        run.status = "review"
+        session.add(run)
+        store.record(session, "run.review", "run", run.id, stage=run.stage_index + 1)
+        return
+    advance_run(session, store, run, _stage_outputs(session, run, run.stage_index))

@@ -1,0 +1,180 @@
+"""What kind of model a file or folder holds, read from its metadata alone.
+
+Imported by the UI and the CLI, so it must stay cheap: standard library only,
+no torch, and never a tensor read. Safetensors files are classified from the
+names (and, where needed, shapes) in their JSON header; pickle checkpoints are
+never opened, because unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+# A real header is a few MB at most (tens of thousands of tensor entries); a
+# larger length prefix means the file is not safetensors or is corrupt.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
+
+_UNKNOWN_SAFETENSORS = ("unknown", "unknown", "safetensors")
+
+_DIFFUSERS_PIPELINES = {
+    "StableDiffusionPipeline": "sd15",
+    "StableDiffusionXLPipeline": "sdxl",
+}
+
+# Width of the text embedding the UNet cross-attends to, which tells the
+# families apart in LoRA and ControlNet files.
+_CONTEXT_WIDTH_ARCH = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
+
+_VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+# Words in a file name that hint at its kind, for files that are never opened.
+_NAME_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("lora", "locon", "lycoris"), "lora"),
+    (("controlnet", "control_"), "controlnet"),
+    (("esrgan", "upscal", "4x", "2x"), "upscaler"),
+    (("vae",), "vae"),
+    (("embedding", "textual_inversion"), "embedding"),
+)
+
+
+def detect_arch(path: Path) -> tuple[str, str, str]:
+    """Return ``(kind, arch, format)`` for a model folder or file.
+
+    kind is one of checkpoint, lora, vae, controlnet, upscaler, embedding,
+    unknown; arch is sd15, sdxl, sdxl-refiner, sd2, esrgan or unknown (or a
+    lowercased pipeline class for other diffusers folders); format is
+    diffusers, safetensors or pickle.
+
+    Raises ValueError when a diffusers folder or safetensors file is corrupt.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _detect_diffusers_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        header = read_safetensors_header(path)
+        header.pop("__metadata__", None)
+        return _detect_from_tensors(header)
+    if suffix in PICKLE_SUFFIXES:
+        return (_guess_kind_from_name(path), "unknown", "pickle")
+    return ("unknown", "unknown", suffix.lstrip(".") or "unknown")
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file: tensor name -> dtype, shape, offsets.
+
+    Reads only the header (an 8-byte little-endian length, then that much JSON).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{path.name} is too short to be a safetensors file.")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES or length > size - 8:
+            raise ValueError(
+                f"{path.name} is not a valid safetensors file: its header claims {length} bytes."
+            )
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a valid safetensors file: its header is not JSON.") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name} is not a valid safetensors file: its header is not an object.")
+    return header
+
+
+def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        return ("unknown", "unknown", "diffusers")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        class_name = str(index["_class_name"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{index_file} is not a valid diffusers model index.") from exc
+    if class_name == "StableDiffusionXLImg2ImgPipeline":
+        # The refiner ships without the first (CLIP-L) text encoder; an SDXL base
+        # saved as an img2img pipeline keeps it.
+        first_encoder = index.get("text_encoder") or [None]
+        arch = "sdxl-refiner" if first_encoder[0] is None else "sdxl"
+        return ("checkpoint", arch, "diffusers")
+    arch = _DIFFUSERS_PIPELINES.get(class_name, class_name.lower())
+    return ("checkpoint", arch, "diffusers")
+
+
+def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
+    keys = list(tensors)
+    if not keys:
+        return _UNKNOWN_SAFETENSORS
+
+    def any_starts(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in keys)
+
+    # LoRA first: its key names embed the names of the layers it patches.
+    if any_starts("lora_unet_", "lora_te") or any(_is_lora_key(k) for k in keys):
+        if any_starts("lora_te1_", "lora_te2_", "text_encoder_2."):
+            return ("lora", "sdxl", "safetensors")
+        return ("lora", _arch_from_context_width(tensors, lora=True), "safetensors")
+    if any_starts("control_model.", "controlnet_cond_embedding."):
+        return ("controlnet", _arch_from_context_width(tensors), "safetensors")
+    if any_starts("conditioner.embedders.1."):
+        return ("checkpoint", "sdxl", "safetensors")
+    if any_starts("conditioner.embedders.0.model."):
+        # The refiner conditions on OpenCLIP-G alone, stored in the open_clip
+        # layout (a base's first embedder is CLIP-L, under ".transformer.").
+        return ("checkpoint", "sdxl-refiner", "safetensors")
+    if any_starts("model.diffusion_model."):
+        if any_starts("cond_stage_model.transformer."):
+            return ("checkpoint", "sd15", "safetensors")
+        if any_starts("cond_stage_model.model."):
+            return ("checkpoint", "sd2", "safetensors")
+    if all(k.startswith(_VAE_PREFIXES) for k in keys) and any_starts(
+        "encoder.down", "decoder.up"
+    ):
+        return ("vae", "unknown", "safetensors")
+    if "model.0.weight" in tensors or "conv_first.weight" in tensors or any_starts("body."):
+        return ("upscaler", "esrgan", "safetensors")
+    if set(keys) == {"emb_params"}:
+        return ("embedding", "sd15", "safetensors")
+    if {"clip_l", "clip_g"} <= set(keys):
+        return ("embedding", "sdxl", "safetensors")
+    return _UNKNOWN_SAFETENSORS
+
+
+def _is_lora_key(key: str) -> bool:
+    return key.endswith(
+        (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight")
+    )
+
+
+def _arch_from_context_width(tensors: dict[str, dict], lora: bool = False) -> str:
+    """sd15/sd2/sdxl from the input width of a cross-attention key projection."""
+    for name, info in tensors.items():
+        # Kohya LoRA names flatten the dots: ..._attn2_to_k.lora_down.weight
+        if lora:
+            matches = ("attn2_to_k" in name or "attn2.to_k" in name) and (
+                "lora_down" in name or "lora_A" in name
+            )
+        else:
+            matches = name.endswith("attn2.to_k.weight")
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if matches and isinstance(shape, list) and len(shape) == 2:
+            return _CONTEXT_WIDTH_ARCH.get(int(shape[1]), "unknown")
+    return "unknown"
+
+
+def _guess_kind_from_name(path: Path) -> str:
+    """A listing hint for files that are never opened: words in the name, then the suffix."""
+    name = path.name.lower()
+    for words, kind in _NAME_HINTS:
+        if any(word in name for word in words):
+            return kind
+    # Conventions: .ckpt files are full checkpoints, .pth files ESRGAN-style upscalers.
+    return {".ckpt": "checkpoint", ".pth": "upscaler"}.get(path.suffix.lower(), "unknown")

@@ -1,0 +1,222 @@
+"""Pipeline files (SPEC §4): parsing, validation and clear errors.
+
+Every error names the file, the stage and the key, e.g.
+`portraits.toml: stage 1 (txt2img): key 'steps' must be at most 500 (got 900)`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
+from medialab_tui.errors import InputError
+
+SEED_MAX = 2**32 - 1
+
+
+class Inputs(BaseModel):
+    """`[inputs]`: what the first stage consumes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    prompts: list[str] = Field(default_factory=list)
+    negative: str = ""
+    images: list[str] = Field(default_factory=list)
+    seeds: list[int] | None = None
+    seed: int | None = None
+    count: int | None = Field(default=None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _check_seeds(self) -> Inputs:
+        if self.seeds is not None and (self.seed is not None or self.count is not None):
+            raise ValueError("use either 'seeds' or 'seed' with 'count', not both")
+        if self.seeds is not None and not self.seeds:
+            raise ValueError("'seeds' is empty")
+        for value in [*(self.seeds or []), *([self.seed] if self.seed is not None else [])]:
+            if not 0 <= value <= SEED_MAX:
+                raise ValueError(f"seed {value} is outside 0…{SEED_MAX}")
+        return self
+
+    def seed_list(self, fallback: int) -> list[int]:
+        """The seeds to expand over; `fallback` stands in for an unset `seed`."""
+        if self.seeds is not None:
+            return list(self.seeds)
+        base = self.seed if self.seed is not None else fallback
+        return [(base + i) % (SEED_MAX + 1) for i in range(self.count or 1)]
+
+
+class Pipeline(BaseModel):
+    """A validated pipeline: top-level keys plus one typed model per stage."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(default="pipeline", min_length=1)
+    mode: Literal["auto", "checkpoint", "manual"] = "auto"
+    expand: Literal["product", "zip"] = "product"
+    inputs: Inputs = Field(default_factory=Inputs)
+    stages: tuple[StageParams, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the store and for saving back to TOML."""
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "expand": self.expand,
+            "inputs": self.inputs.model_dump(exclude_none=True),
+            "stages": [s.model_dump(exclude_none=True) for s in self.stages],
+        }
+
+
+_TOP_KEYS = ("name", "mode", "expand", "inputs", "stages")
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One pydantic error as the end of a sentence."""
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    tail = f" (got {got!r})" if kind not in ("missing", "extra_forbidden") else ""
+    if kind == "extra_forbidden":
+        return "is not a known key"
+    if kind == "missing":
+        return "is required"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}{tail}"
+    if kind == "greater_than":
+        return f"must be greater than {ctx.get('gt')}{tail}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}{tail}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx.get('multiple_of')}{tail}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}{tail}"
+    if kind in ("too_short", "string_too_short"):
+        return f"must not be empty{tail}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = kind.removesuffix("_type").removesuffix("_parsing")
+        names = {
+            "int": "an integer",
+            "float": "a number",
+            "string": "text",
+            "bool": "true or false",
+            "list": "a list",
+            "dict": "a table",
+            "model": "a table",
+        }
+        return f"must be {names.get(wanted, wanted)}{tail}"
+    return str(err.get("msg", "is invalid")).rstrip(".").replace("Value error, ", "")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
+def _first_error(
+    exc: ValidationError, where: str, prefix: tuple[str, ...] = ()
+) -> InputError:
+    err = exc.errors()[0]
+    loc = prefix + tuple(err.get("loc", ()))
+    if not loc:
+        return InputError(f"{where}: {_describe(err)}")
+    if not err.get("loc"):  # a rule across keys, e.g. seeds vs seed
+        return InputError(f"{where}: {_key_path(loc)}: {_describe(err)}")
+    return InputError(f"{where}: key '{_key_path(loc)}' {_describe(err)}")
+
+
+def parse_stage(raw: Any, index: int, source: str) -> StageParams:
+    """Validate one `[[stages]]` table; `index` counts from 1 as people do."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: stage {index} must be a table")
+    stype = raw.get("type")
+    if stype is None:
+        raise InputError(f"{source}: stage {index}: key 'type' is required")
+    if stype not in STAGES:
+        if stype in PLANNED:
+            raise InputError(
+                f"{source}: stage {index}: stage type '{stype}' is not available in this "
+                f"version yet (available: {', '.join(STAGES)})"
+            )
+        raise InputError(
+            f"{source}: stage {index}: unknown stage type {stype!r} "
+            f"(known: {', '.join([*STAGES, *PLANNED])})"
+        )
+    try:
+        return STAGES[stype].params.model_validate(raw)
+    except ValidationError as exc:
+        raise _first_error(exc, f"{source}: stage {index} ({stype})") from None
+
+
+def parse_pipeline(data: dict[str, Any], source: str, default_name: str = "pipeline") -> Pipeline:
+    """Validate a pipeline given as plain data (a parsed TOML document)."""
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise InputError(f"{source}: unknown top-level key '{key}'")
+    raw_stages = data.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise InputError(f"{source}: at least one [[stages]] table is required")
+    stages = tuple(parse_stage(raw, i, source) for i, raw in enumerate(raw_stages, start=1))
+    top = {k: v for k, v in data.items() if k != "stages"}
+    top.setdefault("name", default_name)
+    raw_inputs = top.get("inputs", {})
+    if not isinstance(raw_inputs, dict):
+        raise InputError(f"{source}: key 'inputs' must be a table")
+    try:
+        inputs = Inputs.model_validate(raw_inputs)
+    except ValidationError as exc:
+        raise _first_error(exc, source, prefix=("inputs",)) from None
+    try:
+        pipeline = Pipeline.model_validate({**top, "inputs": inputs, "stages": stages})
+    except ValidationError as exc:
+        raise _first_error(exc, source) from None
+    check_stage_chain(pipeline, source)
+    return pipeline
+
+
+def check_stage_chain(pipeline: Pipeline, source: str) -> None:
+    """Each stage must take what the one before it gives (SPEC §4)."""
+    first = STAGES[pipeline.stages[0].type]
+    inputs = pipeline.inputs
+    if first.takes == "prompt":
+        if not [p for p in inputs.prompts if p.strip()]:
+            raise InputError(
+                f"{source}: key 'inputs.prompts' must hold at least one prompt "
+                f"for stage 1 ({first.type})"
+            )
+        if inputs.images:
+            raise InputError(
+                f"{source}: key 'inputs.images': stage 1 ({first.type}) takes prompts, "
+                "not images"
+            )
+    elif first.takes == "image" and not inputs.images:
+        raise InputError(
+            f"{source}: key 'inputs.images' must list at least one image for stage 1 "
+            f"({first.type})"
+        )
+    for i, (prev, cur) in enumerate(zip(pipeline.stages, pipeline.stages[1:]), start=2):
+        gives = STAGES[prev.type].gives
+        takes = STAGES[cur.type].takes
+        if gives != takes:
+            raise InputError(
+                f"{source}: stage {i} ({cur.type}) takes {takes}s but stage {i - 1} "
+                f"({prev.type}) gives {gives}s"
+            )
+
+
+def load_pipeline_file(path: Path) -> Pipeline:
+    """Read and validate a pipeline TOML file."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source}: cannot be read ({exc.__class__.__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: TOML syntax error: {exc}") from None
+    return parse_pipeline(data, source, default_name=path.stem)

@@ -1,0 +1,157 @@
+"""Expansion: how a pipeline's inputs become jobs, stage by stage, and what it costs.
+
+`product` crosses every prompt with every seed (or image); `zip` pairs them one
+to one. Each job of stage k makes `per_input` outputs; each output becomes one
+job of stage k+1. Estimates come from measured history (seconds per pixel-step
+of the same stage and model), else from a guess per architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+
+from medialab_tui.engine.pipeline import Pipeline
+from medialab_tui.engine.stages import STAGES, StageParams
+from medialab_tui.errors import InputError
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Job
+
+# Seconds per step at 512×512 when nothing was measured yet: (device, arch).
+GUESS_STEP_SECONDS = {
+    ("cuda", "sd15"): 0.05,
+    ("cuda", "sdxl"): 0.15,
+    ("cpu", "sd15"): 2.0,
+    ("cpu", "sdxl"): 6.0,
+}
+DEMO_STEP_SECONDS = 0.02  # the tiny demo models, at 512×512
+GUESS_UPSCALE_SECONDS = 0.2
+HISTORY_JOBS = 20
+
+
+@dataclass
+class StagePlan:
+    """One stage of a dry run: how many jobs and outputs, and how long."""
+
+    index: int
+    type: str
+    jobs: int
+    outputs: int
+    seconds: float
+    basis: str  # "history" | "guess"
+
+
+def _pair(left: list[Any], right: list[Any], expand: str, what: str) -> list[tuple[Any, Any]]:
+    if expand == "product":
+        return [(a, b) for a in left for b in right]
+    if len(right) == 1:
+        return [(a, right[0]) for a in left]
+    if len(left) == 1:
+        return [(left[0], b) for b in right]
+    if len(left) != len(right):
+        raise InputError(
+            f"expand = \"zip\" pairs {what} one to one, but there are {len(left)} and "
+            f"{len(right)}"
+        )
+    return list(zip(left, right, strict=True))
+
+
+def initial_items(pipeline: Pipeline, fallback_seed: int) -> list[dict[str, Any]]:
+    """The input items of the first stage: one job each."""
+    inputs = pipeline.inputs
+    first = STAGES[pipeline.stages[0].type]
+    seeds = inputs.seed_list(fallback_seed)
+    prompts = [p for p in inputs.prompts if p.strip()]
+    items: list[dict[str, Any]] = []
+    if first.takes == "prompt":
+        for prompt, seed in _pair(prompts, seeds, pipeline.expand, "prompts and seeds"):
+            items.append({"prompt": prompt, "negative": inputs.negative, "seed": seed,
+                          "images": [], "parents": []})
+    else:
+        pairs = _pair(list(inputs.images), prompts or [""], pipeline.expand, "images and prompts")
+        for image, prompt in pairs:
+            items.append({"prompt": prompt, "negative": inputs.negative, "seed": seeds[0],
+                          "images": [image], "parents": []})
+    return items
+
+
+def item_from_artifact(artifact: Any) -> dict[str, Any]:
+    """The next stage's input item made from one output of this stage."""
+    params = artifact.params or {}
+    return {
+        "prompt": artifact.prompt,
+        "negative": params.get("negative", ""),
+        "seed": artifact.seed if artifact.seed is not None else 0,
+        "images": [artifact.path],
+        "parents": [artifact.id],
+    }
+
+
+def outputs_per_job(stage: StageParams) -> int:
+    return int(getattr(stage, "per_input", 1))
+
+
+def pixel_steps(stage: StageParams) -> float:
+    """The work of one job in pixel-steps, the unit estimates are kept in."""
+    width = getattr(stage, "width", 512)
+    height = getattr(stage, "height", 512)
+    steps = getattr(stage, "steps", 1)
+    return float(width * height * steps * outputs_per_job(stage))
+
+
+def measured_rate(store: Store, stage: StageParams) -> float | None:
+    """Seconds per pixel-step of recent succeeded jobs of this stage and model."""
+    model = getattr(stage, "model", "")
+    with store.read() as s:
+        rows = s.exec(
+            select(Job.run_seconds, Job.params)
+            .where(Job.stage == stage.type, Job.status == "succeeded", Job.run_seconds > 0)
+            .order_by(col(Job.id).desc())
+            .limit(200)
+        ).all()
+    rates = []
+    for seconds, params in rows:
+        if params.get("model") != model:
+            continue
+        work = pixel_steps(STAGES[stage.type].params.model_validate(
+            {k: v for k, v in params.items() if not k.startswith("_")}))
+        rates.append(seconds / work)
+        if len(rates) >= HISTORY_JOBS:
+            break
+    return sum(rates) / len(rates) if rates else None
+
+
+def guess_seconds(stage: StageParams, device: str, arch: str, demo: bool) -> float:
+    if stage.type == "upscale":
+        return GUESS_UPSCALE_SECONDS
+    per_step = DEMO_STEP_SECONDS if demo else GUESS_STEP_SECONDS.get(
+        ("cuda" if device == "cuda" else "cpu", arch), 2.0
+    )
+    return per_step * pixel_steps(stage) / (512 * 512)
+
+
+def plan(
+    pipeline: Pipeline,
+    items: int,
+    store: Store,
+    *,
+    device: str = "cpu",
+    models: list[dict[str, Any] | None] | None = None,
+) -> list[StagePlan]:
+    """Jobs, outputs and estimated seconds per stage for `items` first-stage inputs."""
+    plans: list[StagePlan] = []
+    jobs = items
+    for index, stage in enumerate(pipeline.stages):
+        outputs = jobs * outputs_per_job(stage)
+        rate = measured_rate(store, stage)
+        if rate is not None:
+            seconds, basis = rate * pixel_steps(stage) * jobs, "history"
+        else:
+            model = (models or [None] * len(pipeline.stages))[index] or {}
+            each = guess_seconds(stage, device, model.get("arch", "sd15"), model.get("demo", False))
+            seconds, basis = each * jobs, "guess"
+        plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis))
+        jobs = outputs
+    return plans

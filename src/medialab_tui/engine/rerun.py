@@ -1,0 +1,41 @@
+"""`medialab rerun`: repeat the stage that made an artifact, with the same inputs.
+
+The new run has one stage (the artifact's), one input item (the artifact's own
+prompt, seed and parent images) and one output, so on the same machine the
+pixels come out identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medialab_tui.engine.control import Prepared, prepare
+from medialab_tui.engine.pipeline import parse_pipeline
+from medialab_tui.errors import InputError
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, Job
+
+
+def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
+    """A one-stage pipeline that makes `artifact` again."""
+    with store.read() as s:
+        job = s.get(Job, artifact.job_id)
+    if job is None:
+        raise InputError(f"the job that made a{artifact.id} is no longer in the store")
+    stage = {k: v for k, v in job.params.items() if not k.startswith("_")}
+    if "per_input" in stage:
+        stage["per_input"] = 1
+    inputs: dict[str, object] = {"negative": job.item.get("negative", "")}
+    if artifact.seed is not None:
+        inputs["seeds"] = [artifact.seed]
+    if job.item.get("images"):
+        missing = [p for p in job.item["images"] if not Path(p).exists()]
+        if missing:
+            raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
+        inputs["images"] = list(job.item["images"])
+    else:
+        inputs["prompts"] = [job.item.get("prompt", "")]
+    document = {"name": f"rerun of a{artifact.id}", "inputs": inputs, "stages": [stage]}
+    source = f"rerun of a{artifact.id}"
+    pipeline = parse_pipeline(document, source)
+    return prepare(store, pipeline, source, Path("/"))

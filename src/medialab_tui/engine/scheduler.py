@@ -1,0 +1,383 @@
+"""The engine: an asyncio loop that feeds queued jobs to the worker, one at a time.
+
+It owns the worker process and is the only writer of a running job's progress
+and outcome. Everyone else (CLI, TUIs) changes the queue through the store; the
+engine polls for that every `POLL_S`. A job running when a host died goes back to
+the queue at the next start, unless it has taken down a worker or host
+`max_attempts` times already: then it fails, so a poison job cannot crash-loop
+the box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+
+from medialab_tui.config import Config, DataDir
+from medialab_tui.engine import control
+from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
+from medialab_tui.store.artifacts import artifact_dir
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, Setting, utcnow
+
+log = logging.getLogger("medialab.engine")
+
+POLL_S = 0.2  # how often the store is checked for requests from other processes
+PROGRESS_WRITE_S = 0.25  # the most often a job's progress is written to the store
+CANCEL_GRACE_S = 5.0  # a worker that does not acknowledge a cancel by then is killed
+STALL_S = 600.0  # a worker silent this long during a job is taken for hung
+RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
+
+
+@dataclass
+class Running:
+    """The job on the worker now, with what the engine has heard of it."""
+
+    job: Job
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    total: int = 0
+    last_write: float = 0.0
+    last_heard: float = field(default_factory=time.monotonic)
+    cancel_sent_at: float | None = None
+    cancelled_by_user: bool = False
+
+    @property
+    def outcome_if_stopped(self) -> str:
+        """A job stopped by a user is cancelled; one stopped by a shutdown waits its turn."""
+        return "cancelled" if self.cancelled_by_user else "queued"
+
+
+class Engine:
+    """Runs the queue of one data directory. Create it only while holding the host lock."""
+
+    def __init__(
+        self, data: DataDir, store: Store, config: Config, worker: WorkerProcess | None = None
+    ) -> None:
+        self.data = data
+        self.store = store
+        self.config = config
+        # A worker may be started before the engine, so torch loads while the caller works.
+        self.worker = worker
+        self.running: Running | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._worker_failures = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop after handing the running job back to the queue."""
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the queue now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """The engine's main loop, until `request_stop`."""
+        self.recover()
+        if self.worker is None:
+            await self._start_worker()
+        try:
+            while not self._stop.is_set():
+                self.sweep_runs()
+                job = None if control.queue_state(self.store) == "paused" else self.claim_next()
+                if job is not None:
+                    await self.execute(job)
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                except TimeoutError:
+                    pass
+        finally:
+            if self.worker is not None:
+                await self.worker.shutdown()
+                self.worker = None
+
+    def recover(self) -> None:
+        """At start: jobs left `running` by a dead host go back to the queue, or fail."""
+        with self.store.write() as s:
+            for job in s.exec(select(Job).where(Job.status == "running")).all():
+                job.crashes += 1
+                if job.crashes >= self.config.max_attempts:
+                    self._fail_poison(job)
+                else:
+                    job.status, job.progress, job.step = "queued", 0.0, 0
+                    job.cancel_requested = False
+                s.add(job)
+                self.store.record(s, "job.recover", "job", job.id, status=job.status)
+
+    def _fail_poison(self, job: Job) -> None:
+        job.status, job.finished_at = "failed", utcnow()
+        job.error_kind = "internal"
+        job.error = (
+            f"took the worker down {job.crashes} times (attempt limit {self.config.max_attempts}); "
+            "not retried again"
+        )
+
+    # -- the worker ----------------------------------------------------------------
+
+    async def _start_worker(self) -> None:
+        self.worker = WorkerProcess(self.config, self.data.logs / "worker.log")
+        await self.worker.start()
+
+    async def _ready_worker(self) -> WorkerProcess:
+        """A worker that has said `ready`, restarting it (with back-off) if it died."""
+        while True:
+            if self.worker is None or not self.worker.alive:
+                if self.worker is not None:
+                    await self.worker.kill()
+                delay = RESTART_BACKOFF_S[min(self._worker_failures, len(RESTART_BACKOFF_S) - 1)]
+                await asyncio.sleep(delay)
+                await self._start_worker()
+            assert self.worker is not None
+            try:
+                info = await self.worker.wait_ready()
+            except WorkerDied as exc:
+                self._worker_failures += 1
+                log.error("worker failed to start: %s", exc)
+                if self._worker_failures >= len(RESTART_BACKOFF_S) + 2:
+                    raise
+                await self.worker.kill()
+                continue
+            self._worker_failures = 0
+            self._publish_worker(info)
+            return self.worker
+
+    def _publish_worker(self, info: dict[str, Any]) -> None:
+        with self.store.write() as s:
+            row = s.get(Setting, control.WORKER_KEY) or Setting(key=control.WORKER_KEY, value="")
+            row.value = json.dumps(info)
+            s.add(row)
+
+    # -- the queue -----------------------------------------------------------------
+
+    def claim_next(self) -> Job | None:
+        """Mark the next queued job running: highest priority first, then oldest."""
+        with self.store.write() as s:
+            job = s.exec(
+                select(Job)
+                .join(Run, col(Run.id) == Job.run_id)
+                .where(Job.status == "queued", col(Run.status).in_(("pending", "running")))
+                .order_by(col(Job.priority).desc(), col(Job.id))
+                .limit(1)
+            ).first()
+            if job is None:
+                return None
+            job.status, job.started_at = "running", utcnow()
+            job.attempts += 1
+            job.progress, job.step, job.error, job.error_kind = 0.0, 0, "", ""
+            s.add(job)
+            run = s.get(Run, job.run_id)
+            if run is not None and run.status == "pending":
+                run.status, run.started_at = "running", utcnow()
+                s.add(run)
+            self.store.record(s, "job.start", "job", job.id, attempt=job.attempts)
+        return job
+
+    def sweep_runs(self) -> None:
+        """Move on every active run whose current stage has no work left."""
+        with self.store.write() as s:
+            runs = s.exec(select(Run).where(col(Run.status).in_(("pending", "running")))).all()
+            for run in runs:
+                control.finish_stage_if_done(s, self.store, run)
+
+    def _finish_run_stage(self, run_id: int) -> None:
+        with self.store.write() as s:
+            run = s.get(Run, run_id)
+            if run is not None and run.status in ("pending", "running"):
+                control.finish_stage_if_done(s, self.store, run)
+
+    # -- one job -------------------------------------------------------------------
+
+    def _command(self, job: Job) -> dict[str, Any]:
+        params = {k: v for k, v in job.params.items() if not k.startswith("_")}
+        return {
+            "cmd": "run",
+            "job_id": job.id,
+            "run_id": job.run_id,
+            "stage": job.stage,
+            "stage_index": job.stage_index,
+            "params": params,
+            "model": job.params.get("_model"),
+            "item": job.item,
+            "out_dir": str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
+            "preview": True,
+        }
+
+    async def execute(self, job: Job) -> None:
+        """Run one claimed job to its end: succeeded, failed, cancelled or back in the queue."""
+        try:
+            worker = await self._ready_worker()
+        except WorkerDied as exc:
+            self._end_job(job, "failed", error=f"the worker cannot start: {exc}", kind="internal")
+            return
+        self.running = state = Running(job)
+        try:
+            await worker.send(self._command(job))
+            await self._follow(worker, state)
+        except WorkerDied as exc:
+            log.warning("worker died during job j%s: %s", job.id, exc)
+            await worker.kill()
+            self._crashed(job, str(exc))
+        finally:
+            self.running = None
+
+    async def _follow(self, worker: WorkerProcess, state: Running) -> None:
+        job = state.job
+        last_poll = 0.0
+        while True:
+            message = await worker.next_event(POLL_S)
+            now = time.monotonic()
+            if message is not None:
+                state.last_heard = now
+                if self._handle(message, state):
+                    return
+            if now - last_poll >= POLL_S:
+                last_poll = now
+                if state.cancel_sent_at is None and self._cancel_wanted(job):
+                    state.cancelled_by_user = True
+                if state.cancel_sent_at is None and (self._stop.is_set() or state.cancelled_by_user):
+                    state.cancel_sent_at = now
+                    await worker.send({"cmd": "cancel", "job_id": job.id})
+                if state.cancel_sent_at is not None and now - state.cancel_sent_at > CANCEL_GRACE_S:
+                    log.warning("worker ignored cancel of j%s for %.0f s: killing it", job.id, CANCEL_GRACE_S)
+                    await worker.kill()
+                    self._end_job(job, state.outcome_if_stopped)
+                    return
+                if now - state.last_heard > STALL_S:
+                    raise WorkerDied(f"the worker was silent for {STALL_S:.0f} s")
+                if state.step and now - state.last_write >= PROGRESS_WRITE_S:
+                    self._write_progress(state)
+
+    def _cancel_wanted(self, job: Job) -> bool:
+        with self.store.read() as s:
+            row = s.get(Job, job.id)
+        return row is None or row.cancel_requested
+
+    def _handle(self, message: dict[str, Any], state: Running) -> bool:
+        """Apply one worker event; True when the job has ended."""
+        event = message.get("event")
+        job = state.job
+        if message.get("job_id") not in (None, job.id):
+            return False  # a late event of an earlier job
+        if event == "progress":
+            state.step, state.total = int(message["step"]), int(message["total"])
+            if message.get("preview"):
+                self._write_preview(job, message["preview"])
+            if time.monotonic() - state.last_write >= PROGRESS_WRITE_S:
+                self._write_progress(state)
+        elif event == "artifact":
+            state.artifacts.append(message)
+        elif event == "done":
+            self._succeed(state, message)
+            return True
+        elif event == "failed":
+            self._end_job(job, "failed", error=message.get("message", ""), kind=message.get("kind", "internal"))
+            return True
+        elif event == "cancelled":
+            self._end_job(job, state.outcome_if_stopped)
+            return True
+        return False
+
+    def _write_progress(self, state: Running) -> None:
+        state.last_write = time.monotonic()
+        with self.store.write() as s:
+            row = s.get(Job, state.job.id)
+            if row is None:
+                return
+            row.step, row.total_steps = state.step, state.total
+            row.progress = state.step / state.total if state.total else 0.0
+            s.add(row)
+
+    def _write_preview(self, job: Job, b64: str) -> None:
+        import base64
+
+        from medialab_tui.store.artifacts import atomic_write_bytes
+
+        path = self.data.root / "cache" / "previews" / f"j{job.id}.png"
+        try:
+            atomic_write_bytes(path, base64.b64decode(b64))
+        except (OSError, ValueError):
+            log.debug("could not write the preview of j%s", job.id)
+
+    def _succeed(self, state: Running, message: dict[str, Any]) -> None:
+        job = state.job
+        with self.store.write() as s:
+            row = s.get(Job, job.id)
+            assert row is not None
+            row.status, row.finished_at = "succeeded", utcnow()
+            row.progress, row.step = 1.0, state.total or row.step
+            row.run_seconds = float(message.get("run_seconds", 0.0))
+            row.load_seconds = float(message.get("load_seconds", 0.0))
+            s.add(row)
+            for art in state.artifacts:
+                meta = art.get("meta", {})
+                artifact = Artifact(
+                    run_id=row.run_id,
+                    job_id=row.id,  # type: ignore[arg-type]
+                    stage=row.stage,
+                    kind=art.get("kind", "image"),
+                    path=art["path"],
+                    name=art.get("name", Path(art["path"]).stem),
+                    prompt=meta.get("prompt", ""),
+                    seed=meta.get("seed"),
+                    model=meta.get("model", ""),
+                    width=int(art.get("width", 0)),
+                    height=int(art.get("height", 0)),
+                    params=meta,
+                )
+                s.add(artifact)
+                s.flush()
+                for parent in row.item.get("parents", []):
+                    s.add(ArtifactParent(artifact_id=artifact.id, parent_id=parent))  # type: ignore[arg-type]
+            self.store.record(s, "job.succeeded", "job", row.id, artifacts=len(state.artifacts),
+                              seconds=row.run_seconds)
+        self._finish_run_stage(job.run_id)
+
+    def _end_job(self, job: Job, status: str, *, error: str = "", kind: str = "") -> None:
+        with self.store.write() as s:
+            row = s.get(Job, job.id)
+            assert row is not None
+            row.status, row.error, row.error_kind = status, error, kind
+            row.cancel_requested = False
+            row.finished_at = utcnow() if status != "queued" else None
+            if status == "queued":
+                row.progress, row.step = 0.0, 0
+            s.add(row)
+            self.store.record(s, f"job.{'requeue' if status == 'queued' else status}", "job",
+                              row.id, error=error, kind=kind)
+        if status != "queued":
+            self._finish_run_stage(job.run_id)
+
+    def _crashed(self, job: Job, reason: str) -> None:
+        """The worker died under this job: retry it, unless it keeps doing that."""
+        with self.store.write() as s:
+            row = s.get(Job, job.id)
+            assert row is not None
+            row.crashes += 1
+            if row.cancel_requested:
+                row.status, row.finished_at, row.cancel_requested = "cancelled", utcnow(), False
+            elif row.crashes >= self.config.max_attempts:
+                self._fail_poison(row)
+            else:
+                row.status, row.progress, row.step = "queued", 0.0, 0
+                row.error = f"worker crashed ({reason}); retrying"
+            s.add(row)
+            self.store.record(s, "job.crash", "job", row.id, reason=reason, crashes=row.crashes,
+                              status=row.status)
+        self._finish_run_stage(job.run_id)

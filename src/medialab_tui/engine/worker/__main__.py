@@ -1,0 +1,3 @@
+from medialab_tui.engine.worker.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""How the worker runs each stage type: load, compute with per-step callbacks, save.
+
+Each runner takes the worker and a `run` command and returns extra timing fields
+for the `done` event. Outputs are written atomically with their metadata, then
+announced with an `artifact` event; the engine indexes them when the job is done.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from medialab_tui import __version__
+from medialab_tui.store.artifacts import write_png, write_sidecar
+
+if TYPE_CHECKING:
+    from medialab_tui.engine.worker.main import Worker
+
+PREVIEW_INTERVAL_S = 0.5
+SEED_SPACE = 2**32
+
+
+def _base_meta(cmd: dict[str, Any]) -> dict[str, Any]:
+    item = cmd.get("item", {})
+    model = cmd.get("model") or {}
+    return {
+        "version": __version__,
+        "run_id": cmd["run_id"],
+        "job_id": cmd["job_id"],
+        "stage": cmd["stage"],
+        "stage_index": cmd.get("stage_index", 0),
+        "params": cmd["params"],
+        "prompt": item.get("prompt", ""),
+        "negative": item.get("negative", ""),
+        "seed": item.get("seed"),
+        "parents": item.get("parents", []),
+        "model": model.get("name", cmd["params"].get("model", "")),
+        "model_hash": (model.get("sha256") or "")[:10] or None,
+        "model_sha256": model.get("sha256") or None,
+    }
+
+
+def _save_image(
+    worker: Worker, cmd: dict[str, Any], image: Image.Image, name: str, meta: dict[str, Any]
+) -> None:
+    path = Path(cmd["out_dir"]) / f"{name}.png"
+    meta = {**meta, "width": image.width, "height": image.height, "name": name}
+    write_png(path, image, meta)
+    write_sidecar(path, meta)
+    worker.channel.emit(
+        "artifact",
+        job_id=cmd["job_id"],
+        path=str(path),
+        name=name,
+        kind="image",
+        seed=meta.get("seed"),
+        width=image.width,
+        height=image.height,
+        meta=meta,
+    )
+
+
+def _step_reporter(
+    worker: Worker, cmd: dict[str, Any], preview: Callable[[Any], Image.Image] | None
+) -> Callable[[int, int, Any], None]:
+    """The per-step callback: cancel check, progress event, an occasional preview."""
+    job_id = cmd["job_id"]
+    last_preview = [0.0]
+
+    def on_step(step: int, total: int, latents: Any) -> None:
+        worker.check_cancel()
+        worker.last_step = step
+        fields: dict[str, Any] = {"job_id": job_id, "step": step, "total": total}
+        now = time.monotonic()
+        if preview is not None and cmd.get("preview") and now - last_preview[0] >= PREVIEW_INTERVAL_S:
+            last_preview[0] = now
+            buf = io.BytesIO()
+            preview(latents).save(buf, format="PNG")
+            fields["preview"] = base64.b64encode(buf.getvalue()).decode()
+        worker.channel.emit("progress", **fields)
+
+    return on_step
+
+
+def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
+    from medialab_tui.engine.worker.generate import latents_preview, txt2img
+    from medialab_tui.engine.worker.loading import load_image_pipeline, set_sampler
+
+    params, model, item = cmd["params"], cmd["model"], cmd["item"]
+    worker.check_cancel()
+    t0 = time.perf_counter()
+    pipe, hit = worker.cache.get(
+        (model["path"], "txt2img"),
+        lambda: load_image_pipeline(
+            Path(model["path"]),
+            model["arch"],
+            worker.device,
+            worker.dtype,
+            config_dir=Path(model["config_dir"]) if model.get("config_dir") else None,
+        ),
+    )
+    load_seconds = time.perf_counter() - t0
+    worker.check_cancel()
+    set_sampler(pipe, params.get("sampler", "default"))
+    base_seed = int(item["seed"])
+    seeds = [(base_seed + i) % SEED_SPACE for i in range(int(params.get("per_input", 1)))]
+    negative = params.get("negative")
+    if negative is None:
+        negative = item.get("negative", "")
+    images = txt2img(
+        pipe,
+        prompt=item["prompt"],
+        negative=negative,
+        seeds=seeds,
+        steps=int(params["steps"]),
+        cfg=float(params["cfg"]),
+        width=int(params["width"]),
+        height=int(params["height"]),
+        on_step=_step_reporter(worker, cmd, lambda lat: latents_preview(lat, model["arch"])),
+    )
+    base = _base_meta(cmd)
+    for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+        meta = {
+            **base,
+            "seed": seed,
+            "negative": negative,
+            "steps": params["steps"],
+            "cfg": params["cfg"],
+            "sampler": params.get("sampler", "default"),
+        }
+        _save_image(worker, cmd, image, f"{i:02d}-s{seed}", meta)
+    return {"load_seconds": round(load_seconds, 4), "cache_hit": hit}
+
+
+def run_upscale(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
+    from medialab_tui.engine.worker.generate import lanczos_upscale
+    from medialab_tui.engine.worker.main import JobFailed
+
+    params, item = cmd["params"], cmd["item"]
+    if params.get("model", "lanczos") != "lanczos":
+        raise JobFailed("validation", f"upscaler {params['model']!r} cannot be run by this version")
+    worker.check_cancel()
+    base = _base_meta(cmd)
+    sources = item.get("images", [])
+    for i, source in enumerate(sources):
+        with Image.open(source) as im:
+            im.load()
+            image = lanczos_upscale(im.convert("RGB"), float(params["scale"]))
+        worker.check_cancel()
+        worker.channel.emit("progress", job_id=cmd["job_id"], step=i + 1, total=len(sources))
+        _save_image(worker, cmd, image, f"{i:02d}-x{params['scale']:g}", {**base, "scale": params["scale"]})
+    return {"load_seconds": 0.0, "cache_hit": True}
+
+
+RUNNERS: dict[str, Callable[[Worker, dict[str, Any]], dict[str, Any]]] = {
+    "txt2img": run_txt2img,
+    "upscale": run_upscale,
+}

@@ -1,0 +1,152 @@
+"""The engine's side of the worker: start it, talk to it, kill it.
+
+The worker is started with `asyncio.create_subprocess_exec` (never a fork: a
+forked CUDA context is unusable). Its stderr goes to `<data>/logs/worker.log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from medialab_tui.config import Config
+from medialab_tui.engine.protocol import decode, encode
+
+READY_TIMEOUT_S = 300.0
+
+
+class WorkerDied(Exception):
+    """The worker process exited or closed its stdout."""
+
+
+class WorkerProcess:
+    """One running worker subprocess."""
+
+    def __init__(self, config: Config, log_path: Path) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict[str, Any] = {}
+        self._events: asyncio.Queue[dict[str, Any] | WorkerDied] = asyncio.Queue()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._log: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        """Spawn the worker; `wait_ready` waits for its `ready` line."""
+        args = [
+            sys.executable,
+            "-m",
+            "medialab_tui.engine.worker",
+            "--device",
+            self.config.device,
+            "--dtype",
+            self.config.dtype,
+            "--threads",
+            str(self.config.threads),
+            "--cache-budget-gb",
+            str(self.config.cache_budget_gb),
+        ]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the worker
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            limit=16 * 1024 * 1024,  # previews ride on progress lines
+        )
+        self.info = {}
+        self._events = asyncio.Queue()
+        self._pump_task = asyncio.create_task(self._pump(), name="worker-events")
+
+    async def wait_ready(self) -> dict[str, Any]:
+        """Wait for the `ready` line; raises WorkerDied if the worker exits first."""
+        while not self.info:
+            message = await self.next_event(READY_TIMEOUT_S)
+            if message is None:
+                raise WorkerDied(f"the worker did not start within {READY_TIMEOUT_S:.0f} s")
+            if message.get("event") == "ready":
+                self.info = message
+        return self.info
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise WorkerDied("the worker is not running")
+        try:
+            self.proc.stdin.write(encode(message))
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise WorkerDied("the worker closed its input") from exc
+
+    async def next_event(self, timeout: float) -> dict[str, Any] | None:
+        """The next protocol message, or None after `timeout` seconds of silence."""
+        try:
+            message = await asyncio.wait_for(self._events.get(), timeout)
+        except TimeoutError:
+            return None
+        if isinstance(message, WorkerDied):
+            self._events.put_nowait(message)  # every later read sees it too
+            raise message
+        return message
+
+    async def _pump(self) -> None:
+        """Move protocol lines from the worker's stdout into the event queue."""
+        assert self.proc is not None and self.proc.stdout is not None
+        while True:
+            try:
+                line = await self.proc.stdout.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                continue  # an over-long line: skip it, the protocol goes on
+            if not line:
+                await self.proc.wait()
+                self._events.put_nowait(
+                    WorkerDied(f"the worker exited with code {self.proc.returncode}")
+                )
+                return
+            try:
+                self._events.put_nowait(decode(line))
+            except ValueError:
+                if self._log:
+                    self._log.write(b"[stdout, not protocol] " + line)
+
+    async def kill(self) -> None:
+        """Kill the worker now (SIGKILL) and reap it; its VRAM goes with it."""
+        if self.proc and self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            await self.proc.wait()
+        if self._pump_task is not None:
+            await asyncio.gather(self._pump_task, return_exceptions=True)
+        self._close_log()
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; kill it if it does not within `timeout`."""
+        if self.alive and self.proc is not None:
+            try:
+                await self.send({"cmd": "shutdown"})
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except (WorkerDied, TimeoutError):
+                pass
+        await self.kill()
+
+    def _close_log(self) -> None:
+        if self._log:
+            self._log.close()
+            self._log = None

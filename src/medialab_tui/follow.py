@@ -1,0 +1,207 @@
+"""`medialab run`: follow a run to its end, hosting the engine when nobody else does.
+
+The follower only reads the store, so it works the same whether the engine runs
+in this process or in another one. If the host goes away mid-run, the follower
+takes the host lock itself and carries on: no job is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from medialab_tui.config import Config, DataDir
+from medialab_tui.engine.host import HostLock
+from medialab_tui.engine.worker_client import WorkerProcess
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
+
+FOLLOW_POLL_S = 0.1
+TAKEOVER_CHECK_S = 1.0
+EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
+
+
+class Display:
+    """What the follower shows: rich progress bars, or JSON event lines."""
+
+    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+        self.as_json = as_json
+        self.out = out
+        self._progress: Any = None
+        self._tasks: dict[int, Any] = {}
+
+    def __enter__(self) -> Display:
+        if not self.as_json:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.as_json:
+            self.out.write(json.dumps(event) + "\n")
+            self.out.flush()
+
+    def job(self, job: Job) -> None:
+        self.emit({
+            "event": "job",
+            "job_id": job.ref,
+            "run_id": f"r{job.run_id}",
+            "stage": job.stage,
+            "status": job.status,
+            "progress": round(job.progress, 4),
+            "step": job.step,
+            "total": job.total_steps,
+            "attempts": job.attempts,
+            "error": job.error,
+        })
+        if self._progress is None:
+            return
+        prompt = str(job.item.get("prompt", ""))
+        label = f"{job.ref} {job.stage:<8} {prompt[:28]!r}"
+        task = self._tasks.get(job.id or 0)
+        total = job.total_steps or 1
+        done = job.total_steps if job.status == "succeeded" else job.step
+        status = job.status if not job.error else f"{job.status}: {job.error[:60]}"
+        if task is None:
+            task = self._progress.add_task(label, total=total, completed=done, status=status)
+            self._tasks[job.id or 0] = task
+        else:
+            self._progress.update(task, total=total, completed=done, status=status)
+
+    def message(self, text: str) -> None:
+        if self.as_json:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text)
+        else:
+            print(text, file=sys.stderr)
+
+
+def _snapshot(store: Store, run_id: int) -> tuple[Run, list[Job], list[Artifact]]:
+    from sqlmodel import col, select
+
+    with store.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))).all())
+        arts = list(
+            s.exec(select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))).all()
+        )
+    return run, jobs, arts
+
+
+async def follow_run(
+    data: DataDir,
+    store: Store,
+    config: Config,
+    run_id: int,
+    display: Display,
+    lock: HostLock,
+    worker: WorkerProcess | None,
+    on_cancel: Callable[[], None],
+) -> dict[str, Any]:
+    """Show the run's progress until it ends (or waits in review); host when needed."""
+    from medialab_tui.engine.scheduler import Engine
+
+    engine: Engine | None = None
+    engine_task: asyncio.Task[None] | None = None
+
+    def host() -> None:
+        nonlocal engine, engine_task
+        engine = Engine(data, store, config, worker=worker)
+        engine_task = asyncio.create_task(engine.run(), name="engine")
+
+    if lock.held:
+        host()
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            display.message("Cancelling the run (Ctrl+C again to leave it to the next engine)…")
+            on_cancel()
+        elif engine is not None:
+            engine.request_stop()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    seen_jobs: dict[int, tuple[str, int, int]] = {}
+    seen_artifacts: set[int] = set()
+    last_takeover = time.monotonic()
+    try:
+        while True:
+            run, jobs, arts = _snapshot(store, run_id)
+            for job in jobs:
+                key = (job.status, job.step, job.total_steps)
+                if seen_jobs.get(job.id or 0) != key:
+                    seen_jobs[job.id or 0] = key
+                    display.job(job)
+            for art in arts:
+                if art.id not in seen_artifacts:
+                    seen_artifacts.add(art.id or 0)
+                    display.emit({"event": "artifact", "artifact_id": art.ref, "job_id": f"j{art.job_id}",
+                                  "stage": art.stage, "path": art.path})
+            if run.status in TERMINAL_RUN or run.status == "review":
+                break
+            if engine_task is not None and engine_task.done():
+                engine_task.result()  # surface an engine crash
+                break
+            if interrupts > 1:
+                break
+            now = time.monotonic()
+            if engine is None and now - last_takeover >= TAKEOVER_CHECK_S:
+                last_takeover = now
+                if lock.try_acquire("run"):
+                    display.message("The engine host went away; this process takes over.")
+                    host()
+            await asyncio.sleep(FOLLOW_POLL_S)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if engine is not None and engine_task is not None:
+            engine.request_stop()
+            await engine_task
+    last_stage = max((j.stage_index for j in jobs), default=0)
+    finals = [a.path for a in arts if _stage_of(a, jobs) == last_stage]
+    summary = {
+        "run_id": run.ref,
+        "status": run.status,
+        "artifacts": finals,
+        "all_artifacts": [a.path for a in arts],
+        "error": run.error,
+    }
+    return summary
+
+
+def _stage_of(artifact: Artifact, jobs: list[Job]) -> int:
+    for job in jobs:
+        if job.id == artifact.job_id:
+            return job.stage_index
+    return -1

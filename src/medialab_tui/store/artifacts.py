@@ -1,0 +1,103 @@
+"""Artifact files: atomic writes, PNG metadata chunks and JSON sidecars.
+
+Every file is written to a temporary name in the same folder and renamed into
+place, so a crash never leaves a half-written file under its real name. PNGs
+carry two text chunks: `parameters` in the A1111 "infotext" format, which other
+tools read, and `medialab` with the full stage parameters and lineage, which
+`medialab rerun` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+SAMPLER_LABELS = {
+    "default": "Default",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "ddim": "DDIM",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_karras": "DPM++ 2M Karras",
+    "unipc": "UniPC",
+    "lms": "LMS",
+    "pndm": "PLMS",
+}
+
+
+def artifact_dir(artifacts_root: Path, run_id: int, job_id: int) -> Path:
+    """`<data>/artifacts/<run>/<job>/` (SPEC §7)."""
+    return artifacts_root / f"r{run_id}" / f"j{job_id}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def infotext(meta: dict[str, Any]) -> str:
+    """The A1111 `parameters` text: prompt, negative, then a settings line."""
+    lines = [str(meta.get("prompt", ""))]
+    if meta.get("negative"):
+        lines.append(f"Negative prompt: {meta['negative']}")
+    settings: list[tuple[str, Any]] = [
+        ("Steps", meta.get("steps")),
+        ("Sampler", SAMPLER_LABELS.get(str(meta.get("sampler", "")), meta.get("sampler"))),
+        ("CFG scale", meta.get("cfg")),
+        ("Seed", meta.get("seed")),
+        ("Size", f"{meta['width']}x{meta['height']}" if meta.get("width") else None),
+        ("Model hash", meta.get("model_hash")),
+        ("Model", meta.get("model")),
+        ("Denoising strength", meta.get("strength")),
+        ("Hires upscale", meta.get("scale")),
+        ("Version", f"medialab {meta.get('version', '')}".strip()),
+    ]
+    lines.append(", ".join(f"{k}: {v}" for k, v in settings if v not in (None, "")))
+    return "\n".join(lines)
+
+
+def write_png(path: Path, image: Image.Image, meta: dict[str, Any]) -> None:
+    """Save `image` atomically with its `parameters` and `medialab` chunks."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext(meta))
+    info.add_itxt("medialab", json.dumps(meta, sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG", pnginfo=info, compress_level=4)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sidecar(path: Path, meta: dict[str, Any]) -> Path:
+    """Write `<name>.json` beside an artifact; returns the sidecar's path."""
+    sidecar = path.with_suffix(".json")
+    atomic_write_bytes(sidecar, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+    return sidecar
+
+
+def read_png_meta(path: Path) -> dict[str, Any]:
+    """The `medialab` chunk of a PNG we wrote (empty if it has none)."""
+    with Image.open(path) as im:
+        raw = im.info.get("medialab") or getattr(im, "text", {}).get("medialab")
+    return json.loads(raw) if raw else {}

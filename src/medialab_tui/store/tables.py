@@ -1,0 +1,159 @@
+"""The store's tables: runs, jobs, artifacts, models and the audit trail.
+
+Ids are integers in the database and shown to people with a one-letter prefix
+(`r12` a run, `j40` a job, `a7` an artifact) so any id typed anywhere says what
+it names.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+RUN_STATUSES = ("pending", "running", "review", "succeeded", "failed", "cancelled")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_JOB = ("succeeded", "failed", "cancelled")
+TERMINAL_RUN = ("succeeded", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    """Now, in UTC: every time the store keeps is UTC."""
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None) -> str | None:
+    """A stored time as ISO 8601 with a `Z`."""
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Run(SQLModel, table=True):
+    """One execution of a pipeline."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    status: str = Field(default="pending", index=True)
+    mode: str = "auto"
+    pipeline: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    source: str = ""  # the pipeline file it came from, if any
+    stage_index: int = 0  # the stage whose jobs are in the queue now
+    stage_count: int = 1
+    priority: int = 0
+    error: str = ""
+    rerun_of: int | None = None  # the artifact a re-run repeats
+    user: str = ""
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"r{self.id}"
+
+
+class Job(SQLModel, table=True):
+    """One stage applied to one input item: one queue entry."""
+
+    __table_args__ = (Index("ix_job_queue", "status", "priority", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    stage_index: int = 0
+    stage: str  # the stage type, e.g. "txt2img"
+    status: str = "queued"
+    priority: int = 0  # higher runs first
+    attempts: int = 0  # times it was started
+    crashes: int = 0  # times it took the worker (or its host) down with it
+    progress: float = 0.0
+    step: int = 0
+    total_steps: int = 0
+    item: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # prompt, seed, parents
+    params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    error: str = ""
+    error_kind: str = ""
+    cancel_requested: bool = False
+    load_seconds: float = 0.0
+    run_seconds: float = 0.0
+    user: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"j{self.id}"
+
+
+class Artifact(SQLModel, table=True):
+    """One output file with its metadata."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    stage: str
+    kind: str = "image"  # image | video | text
+    path: str
+    name: str
+    prompt: str = ""
+    seed: int | None = None
+    model: str = ""
+    width: int = 0
+    height: int = 0
+    starred: bool = False
+    params: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+    @property
+    def ref(self) -> str:
+        return f"a{self.id}"
+
+
+class ArtifactParent(SQLModel, table=True):
+    """Lineage: an artifact and each artifact it was made from."""
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    parent_id: int = Field(foreign_key="artifact.id", primary_key=True, index=True)
+
+
+class Model(SQLModel, table=True):
+    """A registry entry: a checkpoint, LoRA, VAE, upscaler… on local disk."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: str
+    arch: str
+    format: str  # diffusers | safetensors | pickle
+    path: str = Field(unique=True)
+    size: int = 0
+    mtime: float = 0.0
+    fast_hash: str = ""
+    sha256: str = ""
+    safe: bool = True
+    allowed: bool = False  # the operator allowed this pickle file to load
+    demo: bool = False
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Audit record: who did what to which object, and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    user: str
+    action: str
+    object_type: str
+    object_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Setting(SQLModel, table=True):
+    """Small shared state, e.g. whether the queue is paused."""
+
+    key: str = Field(primary_key=True)
+    value: str

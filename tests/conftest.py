@@ -1,0 +1,109 @@
+"""Fixtures that build real things: data directories, the demo models, CLI processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="session")
+def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, written once per test session by the real `models demo`."""
+    home = tmp_path_factory.mktemp("demo-home")
+    proc = subprocess.run(
+        [sys.executable, "-m", "medialab_tui", "--data-dir", str(home), "models", "demo", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)) >= 2
+    return home / "models"
+
+
+class Home:
+    """A temporary data directory and a way to run `medialab` commands against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "MEDIALAB_HOME": str(self.root)}
+        env.pop("COLUMNS", None)
+        env.update(extra)
+        return env
+
+    def cli(self, *args: str, timeout: float = 180, check: bool = False) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "medialab_tui", *args],
+            capture_output=True, text=True, timeout=timeout, env=self.env(), cwd=ROOT,
+        )
+        if check:
+            assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "medialab_tui", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(), cwd=ROOT,
+        )
+
+    def json(self, *args: str) -> object:
+        proc = self.cli(*args, "--json", check=True)
+        return json.loads(proc.stdout)
+
+    def pipeline(self, name: str, text: str) -> Path:
+        path = self.root.parent / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, demo_models_dir: Path) -> Iterator[Home]:
+    """A fresh data directory that sees the session's demo models, one torch thread."""
+    root = tmp_path / "home"
+    root.mkdir()
+    (root / "config.toml").write_text(
+        f'model_roots = ["{demo_models_dir}"]\nthreads = 1\n'
+    )
+    h = Home(root)
+    h.cli("models", "scan", check=True)
+    yield h
+
+
+@pytest.fixture
+def empty_home(tmp_path: Path) -> Home:
+    """A data directory with no models at all."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    return Home(root)
+
+
+def txt2img_toml(
+    *, prompts: list[str], seeds: list[int], steps: int = 4, size: int = 64,
+    per_input: int = 1, model: str = "demo-sd15", extra: str = "", mode: str = "auto",
+    review: bool = False,
+) -> str:
+    return f"""
+name = "test"
+mode = "{mode}"
+[inputs]
+prompts = {json.dumps(prompts)}
+seeds = {json.dumps(seeds)}
+[[stages]]
+type = "txt2img"
+model = "{model}"
+steps = {steps}
+width = {size}
+height = {size}
+per_input = {per_input}
+review = {"true" if review else "false"}
+{extra}
+"""
