@@ -78,7 +78,9 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 
 def all_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 # --- writing ------------------------------------------------------------------
@@ -119,7 +121,11 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
     started = time.perf_counter()
     paths = write_demo_models(models_dir)
     assert time.perf_counter() - started < 1.0
-    assert paths == [models_dir / DEMO_SD15, models_dir / DEMO_SDXL, models_dir / DEMO_SD15_SINGLE_FILE]
+    assert paths == [
+        models_dir / DEMO_SD15,
+        models_dir / DEMO_SDXL,
+        models_dir / DEMO_SD15_SINGLE_FILE,
+    ]
     assert {p: p.stat().st_mtime_ns for p in models_dir.rglob("*")} == before
 
 
@@ -134,8 +140,18 @@ def test_tokenizer_round_trips_offline(models_dir: Path, subfolder: str) -> None
     assert tokenizer.model_max_length == 77
     assert len(tokenizer) == 514
     ids = tokenizer("Fox!").input_ids
-    # No merges: one token per byte, lowercased, the last one word-final.
-    assert ids == [512, ord("f") - 33, ord("o") - 33, ord("x") - 33, 256 + ord("!") - 33, 513]
+    # No merges: one token per byte, lowercased; each word's last byte is
+    # word-final. Ids as in CLIP: "!" is 0, word-final ids start at 256.
+    clip_id = {c: ord(c) - ord("!") for c in "fox!"}
+    word_final = 256
+    assert ids == [
+        512,
+        clip_id["f"],
+        clip_id["o"],
+        word_final + clip_id["x"],
+        word_final + clip_id["!"],
+        513,
+    ]
     padded = tokenizer("fox", padding="max_length", max_length=77, truncation=True).input_ids
     assert len(padded) == 77
 
@@ -270,9 +286,7 @@ def test_single_file_uses_the_original_sd_layout(models_dir: Path) -> None:
     assert "model.diffusion_model.input_blocks.0.0.weight" in keys
     assert "model.diffusion_model.middle_block.1.proj_in.weight" in keys
     assert "first_stage_model.decoder.mid.attn_1.q.weight" in keys
-    assert (
-        "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight" in keys
-    )
+    assert "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight" in keys
 
 
 @pytest.mark.parametrize("via", ["config_dir", "fallback"])
@@ -300,7 +314,11 @@ def test_single_file_loads_to_the_same_pipeline(models_dir: Path, pipes: dict, v
 
 @pytest.mark.parametrize(
     ("arch", "latent_size", "expected"),
-    [("sd15", (32, 32), (32, 32)), ("sdxl", (128, 96), (48, 64)), ("sdxl-refiner", (64, 64), (64, 64))],
+    [
+        ("sd15", (32, 32), (32, 32)),
+        ("sdxl", (128, 96), (48, 64)),
+        ("sdxl-refiner", (64, 64), (64, 64)),
+    ],
 )
 def test_latents_preview_is_small_rgb(arch: str, latent_size: tuple, expected: tuple) -> None:
     latents = torch.randn(2, 4, *latent_size, dtype=torch.float16)

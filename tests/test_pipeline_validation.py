@@ -25,7 +25,7 @@ height = 64
 # (case id, file text, words the one-line error must contain)
 BAD = [
     ("toml-syntax", 'name = "x\n[[stages]]\ntype = "txt2img"', ["TOML syntax error", "line 1"]),
-    ("unknown-top-key", GOOD + '\ncolour = "red"\n', ["unknown top-level key 'colour'"]),
+    ("unknown-top-key", 'colour = "red"\n' + GOOD, ["unknown top-level key 'colour'"]),
     ("unknown-stage-type", GOOD.replace('type = "txt2img"', 'type = "paint"'),
      ["stage 1", "unknown stage type 'paint'"]),
     ("unknown-stage-key", GOOD + "brightness = 3\n", ["stage 1 (txt2img)", "'brightness'"]),

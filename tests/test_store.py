@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from medialab_tui.config import DataDir, current_user
 from medialab_tui.store import db as store_db
@@ -38,7 +39,7 @@ def test_every_recorded_event_names_the_unix_user(tmp_path: Path) -> None:
         s.flush()
         store.record(s, "run.submit", "run", run.id)
     with store.read() as s:
-        events = s.query(Event).all()
+        events = s.exec(select(Event)).all()
     assert [(e.user, e.action, e.object_id) for e in events] == [(current_user(), "run.submit", run.id)]
 
 

@@ -42,18 +42,14 @@ class Display:
                 MofNCompleteColumn,
                 Progress,
                 TextColumn,
-                TimeElapsedColumn,
                 TimeRemainingColumn,
             )
 
             self._progress = Progress(
                 TextColumn("{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=20),
                 MofNCompleteColumn(),
-                TextColumn("steps"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TimeRemainingColumn(compact=True),
                 TextColumn("{task.fields[status]}"),
             )
             self._progress.start()
@@ -84,7 +80,7 @@ class Display:
         if self._progress is None:
             return
         prompt = str(job.item.get("prompt", ""))
-        label = f"{job.ref} {job.stage:<8} {prompt[:28]!r}"
+        label = f"{job.ref} {job.stage:<8} {prompt[:24]}"
         task = self._tasks.get(job.id or 0)
         total = job.total_steps or 1
         done = job.total_steps if job.status == "succeeded" else job.step

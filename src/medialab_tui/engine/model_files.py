@@ -84,9 +84,13 @@ def read_safetensors_header(path: Path) -> dict:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} is not a valid safetensors file: its header is not JSON.") from exc
+        raise ValueError(
+            f"{path.name} is not a valid safetensors file: its header is not JSON."
+        ) from exc
     if not isinstance(header, dict):
-        raise ValueError(f"{path.name} is not a valid safetensors file: its header is not an object.")
+        raise ValueError(
+            f"{path.name} is not a valid safetensors file: its header is not an object."
+        )
     return header
 
 
@@ -135,9 +139,7 @@ def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
             return ("checkpoint", "sd15", "safetensors")
         if any_starts("cond_stage_model.model."):
             return ("checkpoint", "sd2", "safetensors")
-    if all(k.startswith(_VAE_PREFIXES) for k in keys) and any_starts(
-        "encoder.down", "decoder.up"
-    ):
+    if all(k.startswith(_VAE_PREFIXES) for k in keys) and any_starts("encoder.down", "decoder.up"):
         return ("vae", "unknown", "safetensors")
     if "model.0.weight" in tensors or "conv_first.weight" in tensors or any_starts("body."):
         return ("upscaler", "esrgan", "safetensors")

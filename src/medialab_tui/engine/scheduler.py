@@ -254,6 +254,7 @@ class Engine:
                 if state.cancel_sent_at is None and (self._stop.is_set() or state.cancelled_by_user):
                     state.cancel_sent_at = now
                     await worker.send({"cmd": "cancel", "job_id": job.id})
+                    self._note(job, "job.cancel_sent", step=state.step)
                 if state.cancel_sent_at is not None and now - state.cancel_sent_at > CANCEL_GRACE_S:
                     log.warning("worker ignored cancel of j%s for %.0f s: killing it", job.id, CANCEL_GRACE_S)
                     await worker.kill()
@@ -290,9 +291,15 @@ class Engine:
             self._end_job(job, "failed", error=message.get("message", ""), kind=message.get("kind", "internal"))
             return True
         elif event == "cancelled":
+            state.step = int(message.get("step", state.step))
+            self._note(job, "job.stopped", step=state.step)
             self._end_job(job, state.outcome_if_stopped)
             return True
         return False
+
+    def _note(self, job: Job, action: str, **details: Any) -> None:
+        with self.store.write() as s:
+            self.store.record(s, action, "job", job.id, **details)
 
     def _write_progress(self, state: Running) -> None:
         state.last_write = time.monotonic()

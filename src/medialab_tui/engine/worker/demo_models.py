@@ -12,8 +12,9 @@ look like), to exercise the single-file import path.
 
 The models are the size of diffusers' own unit-test models: a 64x64 image in
 four steps takes a fraction of a second on a laptop CPU, and the output is
-abstract noise. The files are byte-identical on every run with the same torch,
-diffusers and transformers versions, so tests can pin them.
+abstract noise. Their weights come from a fixed seed through exact operations
+only, so the files are byte-identical on every run and machine with the same
+torch, diffusers and transformers versions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +96,9 @@ def is_complete_demo_folder(folder: Path) -> bool:
 # --- writing atomically -------------------------------------------------------
 
 
-def _ensure_folder(models_dir: Path, name: str, build: Any) -> Path:
+def _ensure_folder(
+    models_dir: Path, name: str, build: Callable[[], tuple[DiffusionPipeline, str]]
+) -> Path:
     target = models_dir / name
     if is_complete_demo_folder(target):
         return target
@@ -110,13 +113,16 @@ def _ensure_folder(models_dir: Path, name: str, build: Any) -> Path:
             _write_bpe_files(tokenizer_dir)
         marker = {"demo": True, "arch": arch, "note": _NOTE}
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _apply_umask(tmp)
+        _relax_permissions(tmp)
+        # Another process may have finished first while this one was building;
+        # its copy is byte-identical, so keep it.
+        if is_complete_demo_folder(target):
+            return target
         if target.exists():
             shutil.rmtree(target)
         try:
             os.rename(tmp, target)
         except OSError:
-            # Another process renamed its copy into place first; theirs is as good.
             if not is_complete_demo_folder(target):
                 raise
     finally:
@@ -134,7 +140,7 @@ def _ensure_single_file(target: Path, sd15_folder: Path) -> Path:
     os.close(fd)
     try:
         save_file(state, tmp_name, metadata={"format": "pt"})
-        _apply_umask(Path(tmp_name))
+        _relax_permissions(Path(tmp_name))
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
@@ -142,13 +148,14 @@ def _ensure_single_file(target: Path, sd15_folder: Path) -> Path:
     return target
 
 
-def _apply_umask(root: Path) -> None:
+def _relax_permissions(root: Path) -> None:
     """Give ``root`` and everything under it the permissions a plain mkdir/open would.
 
     mkdtemp, mkstemp and the safetensors writer create private (0700/0600)
     entries, which would stay private after the rename.
     """
-    umask = os.umask(0)
+    # The only portable way to read the umask is to set it and set it back.
+    umask = os.umask(0o077)
     os.umask(umask)
     for entry in (root, *root.rglob("*")):
         mode = 0o777 if entry.is_dir() else 0o666
@@ -245,36 +252,37 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
     return pipe, "sdxl"
 
 
-def _seeded(factory: Any, **kwargs: Any) -> torch.nn.Module:
-    """Build one component from a fixed seed, with portable random weights."""
-    import torch
-
-    torch.manual_seed(_SEED)
+def _seeded(factory: Callable[..., torch.nn.Module], **kwargs: Any) -> torch.nn.Module:
+    """Build one component and give it weights that depend only on the seed."""
     module = factory(**kwargs)
-    _redraw_matrices(module)
+    _draw_weights(module)
     return module.eval()
 
 
-def _redraw_matrices(module: torch.nn.Module) -> None:
-    """Overwrite every weight matrix with uniform noise in +-1/sqrt(fan_in).
+def _draw_weights(module: torch.nn.Module) -> None:
+    """Set every parameter from a generator seeded with ``_SEED``, portably.
 
-    transformers initialises with ``normal_``, whose CPU kernel has an AVX2-only
-    fast path (different rounding from the scalar path used on ARM), so its
-    output is not the same on every machine. ``torch.rand`` draws serially from
-    the seeded generator and scaling is exact, so the written bytes depend only
-    on the seed. Vectors keep their constructor values: constants for norms and
-    biases in transformers, kaiming-uniform biases in diffusers.
+    The constructors' own initialisation is not byte-identical across machines:
+    ``normal_`` (used by transformers) has an AVX2-only kernel that rounds
+    differently from the scalar one used on ARM, and ``uniform_(-b, b)`` (used
+    by torch layers) computes ``u * 2b - b``, which compilers may fuse into one
+    FMA on some builds only. Here matrices get ``torch.rand``, which draws
+    serially and exactly, then an exact scale and shift to +-1/sqrt(fan_in);
+    biases are 0 and norm scales 1, as in most initialisations.
     """
     import torch
 
     generator = torch.Generator(device="cpu").manual_seed(_SEED)
     with torch.no_grad():
-        for _, param in module.named_parameters():
-            if param.ndim < 2:
-                continue
-            bound = 1.0 / math.sqrt(param[0].numel())
-            noise = torch.rand(param.shape, generator=generator, dtype=torch.float32)
-            param.copy_(noise.mul_(2 * bound).sub_(bound))
+        for name, param in module.named_parameters():
+            if param.ndim >= 2:
+                bound = 1.0 / math.sqrt(param[0].numel())
+                noise = torch.rand(param.shape, generator=generator, dtype=param.dtype)
+                param.copy_(noise.mul_(2 * bound).sub_(bound))
+            elif name.endswith("bias"):
+                param.zero_()
+            else:  # the only other vectors are LayerNorm and GroupNorm scales
+                param.fill_(1.0)
 
 
 def _unet(**overrides: Any) -> torch.nn.Module:
@@ -338,7 +346,11 @@ def _text_encoder(with_projection: bool, hidden_act: str) -> torch.nn.Module:
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table used by CLIP's BPE."""
+    """GPT-2's reversible byte -> printable character table used by CLIP's BPE.
+
+    Insertion order is CLIP's vocabulary order: printable bytes first ("!" is
+    id 0, "a" is 64), then the others mapped above U+0100.
+    """
     printable = (
         list(range(ord("!"), ord("~") + 1))
         + list(range(ord("¡"), ord("¬") + 1))
@@ -350,7 +362,7 @@ def _bytes_to_unicode() -> dict[int, str]:
         if b not in table:
             table[b] = chr(256 + shift)
             shift += 1
-    return dict(sorted(table.items()))
+    return table
 
 
 def _bpe_vocab() -> dict[str, int]:
@@ -494,9 +506,7 @@ _VAE_ATTENTION = {
 }
 
 
-def _vae_key_to_ldm(
-    key: str, tensor: torch.Tensor, num_up_blocks: int
-) -> tuple[str, torch.Tensor]:
+def _vae_key_to_ldm(key: str, tensor: torch.Tensor, num_up_blocks: int) -> tuple[str, torch.Tensor]:
     parts = key.split(".")
     side, rest = parts[0], parts[1:]
     if side not in ("encoder", "decoder"):

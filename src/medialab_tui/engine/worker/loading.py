@@ -89,7 +89,9 @@ def load_image_pipeline(
     pipeline_class = PIPELINE_CLASSES.get(arch)
     if pipeline_class is None:
         supported = ", ".join(sorted(PIPELINE_CLASSES))
-        raise ValueError(f"Cannot load a {arch!r} model as an image pipeline (supported: {supported}).")
+        raise ValueError(
+            f"Cannot load a {arch!r} model as an image pipeline (supported: {supported})."
+        )
 
     # SD1.5 folders often list a safety checker and its feature extractor; skip both.
     extra: dict[str, Any] = (
