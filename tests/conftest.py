@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +25,9 @@ def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("demo-home")
     proc = subprocess.run(
         [sys.executable, "-m", "medialab_tui", "--data-dir", str(home), "models", "demo", "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) >= 2
@@ -40,10 +46,16 @@ class Home:
         env.update(extra)
         return env
 
-    def cli(self, *args: str, timeout: float = 180, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 180, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "medialab_tui", *args],
-            capture_output=True, text=True, timeout=timeout, env=self.env(), cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd=ROOT,
         )
         if check:
             assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -52,7 +64,11 @@ class Home:
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "medialab_tui", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(), cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            cwd=ROOT,
         )
 
     def json(self, *args: str) -> object:
@@ -70,9 +86,7 @@ def home(tmp_path: Path, demo_models_dir: Path) -> Iterator[Home]:
     """A fresh data directory that sees the session's demo models, one torch thread."""
     root = tmp_path / "home"
     root.mkdir()
-    (root / "config.toml").write_text(
-        f'model_roots = ["{demo_models_dir}"]\nthreads = 1\n'
-    )
+    (root / "config.toml").write_text(f'model_roots = ["{demo_models_dir}"]\nthreads = 1\n')
     h = Home(root)
     h.cli("models", "scan", check=True)
     yield h
@@ -87,8 +101,15 @@ def empty_home(tmp_path: Path) -> Home:
 
 
 def txt2img_toml(
-    *, prompts: list[str], seeds: list[int], steps: int = 4, size: int = 64,
-    per_input: int = 1, model: str = "demo-sd15", extra: str = "", mode: str = "auto",
+    *,
+    prompts: list[str],
+    seeds: list[int],
+    steps: int = 4,
+    size: int = 64,
+    per_input: int = 1,
+    model: str = "demo-sd15",
+    extra: str = "",
+    mode: str = "auto",
     review: bool = False,
 ) -> str:
     return f"""
@@ -107,3 +128,77 @@ per_input = {per_input}
 review = {"true" if review else "false"}
 {extra}
 """
+
+
+def query(home: Home, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(home.root / "medialab.db", timeout=30)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 90.0, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
+
+
+def job_row(home: Home, job_id: int) -> dict[str, Any]:
+    rows = query(home, "SELECT status, step, attempts, crashes, error FROM job WHERE id=?", job_id)
+    status, step, attempts, crashes, error = rows[0]
+    return {
+        "status": status,
+        "step": step,
+        "attempts": attempts,
+        "crashes": crashes,
+        "error": error,
+    }
+
+
+def worker_pid(home: Home) -> int | None:
+    rows = query(home, "SELECT value FROM setting WHERE key='worker_info'")
+    return json.loads(rows[0][0])["pid"] if rows else None
+
+
+def submit(home: Home, text: str, name: str = "p") -> int:
+    proc = home.cli("run", str(home.pipeline(name, text)), "--no-wait", "--json", check=True)
+    out = json.loads(proc.stdout)
+    assert out["status"] == "pending"
+    return int(out["run_id"].removeprefix("r"))
+
+
+def run_status(home: Home, run_id: int) -> str:
+    return query(home, "SELECT status FROM run WHERE id=?", run_id)[0][0]
+
+
+@pytest.fixture
+def serve(home: Home) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    """Start `medialab serve` processes; every one is stopped at the end of the test."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        proc = home.spawn("serve")
+        procs.append(proc)
+        lock = home.root / "engine.lock"
+
+        def hosting() -> bool:
+            """the new serve process to take the host lock"""
+            text = lock.read_text() if lock.exists() else ""
+            return bool(text) and json.loads(text)["pid"] == proc.pid
+
+        wait_for(hosting, timeout=30)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

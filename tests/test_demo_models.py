@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -216,14 +215,18 @@ def test_on_step_exception_cancels_cleanly(pipes: dict, arch: str) -> None:
     assert np.array_equal(pixels(after), pixels(reference))
 
 
+def test_pipeline_files_offer_exactly_the_worker_samplers() -> None:
+    from medialab_tui.engine.stages.base import SAMPLERS as OFFERED
+
+    assert set(OFFERED) == set(SAMPLERS)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_sampler_runs(pipes: dict, arch: str) -> None:
     pipe = pipes[arch]
     model_scheduler = type(pipe.scheduler)
     try:
         for name, (scheduler_class, _) in SAMPLERS.items():
-            if name == "lms" and importlib.util.find_spec("scipy") is None:
-                continue  # diffusers' LMS sampler needs scipy
             set_sampler(pipe, name)
             expected = model_scheduler if scheduler_class is None else scheduler_class
             assert type(pipe.scheduler) is expected
@@ -277,6 +280,8 @@ def test_load_rejects_what_it_cannot_load(models_dir: Path, tmp_path: Path) -> N
         load_image_pipeline(pickle_file, "sd15", "cpu", torch.float32)
     with pytest.raises(ValueError, match="config folder"):
         load_image_pipeline(models_dir / DEMO_SD15_SINGLE_FILE, "sd15", "cpu", torch.float32)
+    with pytest.raises(FileNotFoundError):
+        load_image_pipeline(tmp_path / "gone.safetensors", "sd15", "cpu", torch.float32)
 
 
 def test_single_file_uses_the_original_sd_layout(models_dir: Path) -> None:

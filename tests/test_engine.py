@@ -5,88 +5,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES, Home, txt2img_toml
+from conftest import (
+    EXAMPLES,
+    Home,
+    job_row,
+    query,
+    run_status,
+    submit,
+    txt2img_toml,
+    wait_for,
+    worker_pid,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def query(home: Home, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home.root / "medialab.db", timeout=30)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 90.0, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
-
-
-def job_row(home: Home, job_id: int) -> dict[str, Any]:
-    rows = query(home, "SELECT status, step, attempts, crashes, error FROM job WHERE id=?", job_id)
-    status, step, attempts, crashes, error = rows[0]
-    return {"status": status, "step": step, "attempts": attempts, "crashes": crashes, "error": error}
-
-
-def worker_pid(home: Home) -> int | None:
-    rows = query(home, "SELECT value FROM setting WHERE key='worker_info'")
-    return json.loads(rows[0][0])["pid"] if rows else None
-
-
-def submit(home: Home, text: str, name: str = "p") -> int:
-    proc = home.cli("run", str(home.pipeline(name, text)), "--no-wait", "--json", check=True)
-    out = json.loads(proc.stdout)
-    assert out["status"] == "pending"
-    return int(out["run_id"].removeprefix("r"))
-
-
-def run_status(home: Home, run_id: int) -> str:
-    return query(home, "SELECT status FROM run WHERE id=?", run_id)[0][0]
-
-
-@pytest.fixture
-def serve(home: Home) -> Iterator[Callable[[], subprocess.Popen[str]]]:
-    """Start `medialab serve` processes; every one is stopped at the end of the test."""
-    procs: list[subprocess.Popen[str]] = []
-
-    def start() -> subprocess.Popen[str]:
-        proc = home.spawn("serve")
-        procs.append(proc)
-        lock = home.root / "engine.lock"
-
-        def hosting() -> bool:
-            """the new serve process to take the host lock"""
-            text = lock.read_text() if lock.exists() else ""
-            return bool(text) and json.loads(text)["pid"] == proc.pid
-
-        wait_for(hosting, timeout=30)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def test_demo_pipeline_runs_headless_and_writes_tagged_pngs_with_sidecars(home: Home) -> None:
@@ -204,12 +142,14 @@ def test_cancel_of_a_running_job_takes_effect_within_one_step(home: Home, serve)
     wait_for(lambda: job_row(home, job_id)["step"] >= 3)
     home.cli("cancel", f"j{job_id}", check=True)
     wait_for(lambda: job_row(home, job_id)["status"] == "cancelled", timeout=10)
-    events = dict(query(
-        home,
-        "SELECT action, details FROM event WHERE object_id=? AND action IN "
-        "('job.cancel_sent', 'job.stopped')",
-        job_id,
-    ))
+    events = dict(
+        query(
+            home,
+            "SELECT action, details FROM event WHERE object_id=? AND action IN "
+            "('job.cancel_sent', 'job.stopped')",
+            job_id,
+        )
+    )
     sent = json.loads(events["job.cancel_sent"])["step"]
     stopped = json.loads(events["job.stopped"])["step"]
     # The worker finishes the step it is in, and no more.

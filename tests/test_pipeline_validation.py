@@ -26,37 +26,70 @@ height = 64
 BAD = [
     ("toml-syntax", 'name = "x\n[[stages]]\ntype = "txt2img"', ["TOML syntax error", "line 1"]),
     ("unknown-top-key", 'colour = "red"\n' + GOOD, ["unknown top-level key 'colour'"]),
-    ("unknown-stage-type", GOOD.replace('type = "txt2img"', 'type = "paint"'),
-     ["stage 1", "unknown stage type 'paint'"]),
+    (
+        "unknown-stage-type",
+        GOOD.replace('type = "txt2img"', 'type = "paint"'),
+        ["stage 1", "unknown stage type 'paint'"],
+    ),
     ("unknown-stage-key", GOOD + "brightness = 3\n", ["stage 1 (txt2img)", "'brightness'"]),
     ("wrong-type", GOOD.replace("steps = 4", 'steps = "four"'), ["'steps'", "integer"]),
     ("steps-zero", GOOD.replace("steps = 4", "steps = 0"), ["'steps'", "at least 1"]),
     ("steps-too-many", GOOD.replace("steps = 4", "steps = 501"), ["'steps'", "at most 500"]),
-    ("width-not-multiple-of-8", GOOD.replace("width = 64", "width = 100"),
-     ["'width'", "multiple of 8"]),
-    ("height-too-large", GOOD.replace("height = 64", "height = 4104"), ["'height'", "at most 4096"]),
+    (
+        "width-not-multiple-of-8",
+        GOOD.replace("width = 64", "width = 100"),
+        ["'width'", "multiple of 8"],
+    ),
+    (
+        "height-too-large",
+        GOOD.replace("height = 64", "height = 4104"),
+        ["'height'", "at most 4096"],
+    ),
     ("negative-cfg", GOOD + "cfg = -1.0\n", ["'cfg'", "at least 0"]),
-    ("count-zero", GOOD.replace("seeds = [1]", "seed = 3\ncount = 0"),
-     ["'inputs.count'", "at least 1"]),
+    (
+        "count-zero",
+        GOOD.replace("seeds = [1]", "seed = 3\ncount = 0"),
+        ["'inputs.count'", "at least 1"],
+    ),
     ("per-input-zero", GOOD + "per_input = 0\n", ["'per_input'", "at least 1"]),
     ("seed-negative", GOOD.replace("seeds = [1]", "seeds = [-1]"), ["seed -1", "outside"]),
-    ("seed-too-large", GOOD.replace("seeds = [1]", "seeds = [4294967296]"),
-     ["seed 4294967296", "outside"]),
-    ("empty-prompts", GOOD.replace('prompts = ["a red fox"]', "prompts = []"),
-     ["'inputs.prompts'", "at least one prompt"]),
-    ("zip-lengths-differ",
-     GOOD.replace('name = "ok"', 'name = "ok"\nexpand = "zip"').replace(
-         'prompts = ["a red fox"]', 'prompts = ["a", "b", "c"]').replace("seeds = [1]", "seeds = [1, 2]"),
-     ["zip", "3 and 2"]),
-    ("unknown-model", GOOD.replace('model = "demo-sd15"', 'model = "no-such-model"'),
-     ["stage 1 (txt2img)", "'model'", "unknown model 'no-such-model'"]),
-    ("missing-model-path", GOOD.replace('model = "demo-sd15"', 'model = "/nowhere/x.safetensors"'),
-     ["stage 1 (txt2img)", "/nowhere/x.safetensors does not exist"]),
-    ("input-not-an-image",
-     'name = "up"\n[inputs]\nimages = ["notes.png"]\n[[stages]]\ntype = "upscale"\nscale = 2\n',
-     ["'inputs.images'", "notes.png is not an image"]),
-    ("stage-kinds-mismatch", GOOD + '\n[[stages]]\ntype = "txt2img"\nmodel = "demo-sd15"\n',
-     ["stage 2 (txt2img) takes prompts", "stage 1 (txt2img) gives images"]),
+    (
+        "seed-too-large",
+        GOOD.replace("seeds = [1]", "seeds = [4294967296]"),
+        ["seed 4294967296", "outside"],
+    ),
+    (
+        "empty-prompts",
+        GOOD.replace('prompts = ["a red fox"]', "prompts = []"),
+        ["'inputs.prompts'", "at least one prompt"],
+    ),
+    (
+        "zip-lengths-differ",
+        GOOD.replace('name = "ok"', 'name = "ok"\nexpand = "zip"')
+        .replace('prompts = ["a red fox"]', 'prompts = ["a", "b", "c"]')
+        .replace("seeds = [1]", "seeds = [1, 2]"),
+        ["zip", "3 and 2"],
+    ),
+    (
+        "unknown-model",
+        GOOD.replace('model = "demo-sd15"', 'model = "no-such-model"'),
+        ["stage 1 (txt2img)", "'model'", "unknown model 'no-such-model'"],
+    ),
+    (
+        "missing-model-path",
+        GOOD.replace('model = "demo-sd15"', 'model = "/nowhere/x.safetensors"'),
+        ["stage 1 (txt2img)", "/nowhere/x.safetensors does not exist"],
+    ),
+    (
+        "input-not-an-image",
+        'name = "up"\n[inputs]\nimages = ["notes.png"]\n[[stages]]\ntype = "upscale"\nscale = 2\n',
+        ["'inputs.images'", "notes.png is not an image"],
+    ),
+    (
+        "stage-kinds-mismatch",
+        GOOD + '\n[[stages]]\ntype = "txt2img"\nmodel = "demo-sd15"\n',
+        ["stage 2 (txt2img) takes prompts", "stage 1 (txt2img) gives images"],
+    ),
 ]
 
 
@@ -90,7 +123,9 @@ def test_bad_pipeline_is_refused_with_one_clear_line(
 
 
 def test_good_pipeline_dry_run_prints_the_plan(home, capsys: pytest.CaptureFixture[str]) -> None:
-    path = home.pipeline("good", GOOD.replace("seeds = [1]", "seeds = [1, 2, 3]") + "per_input = 2\n")
+    path = home.pipeline(
+        "good", GOOD.replace("seeds = [1]", "seeds = [1, 2, 3]") + "per_input = 2\n"
+    )
     code = main(["--data-dir", str(home.root), "--json", "run", str(path), "--dry-run"])
     assert code == 0
     import json

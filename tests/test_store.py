@@ -40,7 +40,9 @@ def test_every_recorded_event_names_the_unix_user(tmp_path: Path) -> None:
         store.record(s, "run.submit", "run", run.id)
     with store.read() as s:
         events = s.exec(select(Event)).all()
-    assert [(e.user, e.action, e.object_id) for e in events] == [(current_user(), "run.submit", run.id)]
+    assert [(e.user, e.action, e.object_id) for e in events] == [
+        (current_user(), "run.submit", run.id)
+    ]
 
 
 def test_version_1_database_opens_with_everything_in_it(tmp_path: Path) -> None:
@@ -50,18 +52,23 @@ def test_version_1_database_opens_with_everything_in_it(tmp_path: Path) -> None:
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION
     conn = sqlite3.connect(db)
-    counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("run", "job", "artifact", "model", "event")}
+    counts = {
+        t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("run", "job", "artifact", "model", "event")
+    }
     assert counts == {"run": 1, "job": 2, "artifact": 2, "model": 1, "event": 3}
 
 
-def test_migration_keeps_a_backup_and_runs_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migration_keeps_a_backup_and_runs_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The migration path: a newer schema runs every step from the old version, after a backup."""
     db = tmp_path / "old.db"
     shutil.copyfile(FIXTURES / "medialab-v1.db", db)
     monkeypatch.setattr(store_db, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(
-        store_db.MIGRATIONS, SCHEMA_VERSION,
+        store_db.MIGRATIONS,
+        SCHEMA_VERSION,
         lambda conn: conn.execute("ALTER TABLE run ADD COLUMN note TEXT DEFAULT ''"),
     )
     store = Store(db)

@@ -119,8 +119,6 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-
-
 def _format_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.1f} s"
@@ -133,16 +131,24 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
     total = sum(p.seconds for p in prepared.plan)
     price = ctx.config.price_per_gpu_hour
     if ctx.as_json:
-        _print_json({
-            "name": prepared.pipeline.name,
-            "stages": [
-                {"stage": p.index + 1, "type": p.type, "jobs": p.jobs, "outputs": p.outputs,
-                 "seconds": round(p.seconds, 2), "basis": p.basis}
-                for p in prepared.plan
-            ],
-            "seconds": round(total, 2),
-            "cost": round(total / 3600 * price, 4) if price else None,
-        })
+        _print_json(
+            {
+                "name": prepared.pipeline.name,
+                "stages": [
+                    {
+                        "stage": p.index + 1,
+                        "type": p.type,
+                        "jobs": p.jobs,
+                        "outputs": p.outputs,
+                        "seconds": round(p.seconds, 2),
+                        "basis": p.basis,
+                    }
+                    for p in prepared.plan
+                ],
+                "seconds": round(total, 2),
+                "cost": round(total / 3600 * price, 4) if price else None,
+            }
+        )
         return
     first = prepared.plan[0]
     chain = [f"{first.jobs} input{'s' if first.jobs != 1 else ''}"]
@@ -150,8 +156,10 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
     print(f"{prepared.pipeline.name}: " + " → ".join(chain))
     _table(
         ["stage", "type", "jobs", "outputs", "estimate", "from"],
-        [[p.index + 1, p.type, p.jobs, p.outputs, _format_seconds(p.seconds), p.basis]
-         for p in prepared.plan],
+        [
+            [p.index + 1, p.type, p.jobs, p.outputs, _format_seconds(p.seconds), p.basis]
+            for p in prepared.plan
+        ],
         "",
     )
     line = f"total: {_format_seconds(total)} of GPU time"
@@ -159,8 +167,11 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
         line += f", about {total / 3600 * price:.2f} at {price:g} per GPU-hour"
     print(line)
     if prepared.pipeline.mode == "auto" and any(s.review for s in prepared.pipeline.stages):
-        print('note: mode = "auto" runs straight through; review = true pauses only in '
-              '"checkpoint" mode', file=sys.stderr)
+        print(
+            'note: mode = "auto" runs straight through; review = true pauses only in '
+            '"checkpoint" mode',
+            file=sys.stderr,
+        )
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
@@ -168,9 +179,11 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.pipeline import load_pipeline_file
 
     path = Path(args.file)
-    pipeline = load_pipeline_file(path)  # a bad file fails here, before any worker starts
     return _submit_and_follow(
-        ctx, args, lambda: prepare(ctx.store, pipeline, str(path), path.parent), None
+        ctx,
+        args,
+        lambda: prepare(ctx.store, load_pipeline_file(path), str(path), path.parent),
+        None,
     )
 
 
@@ -203,7 +216,8 @@ def _submit_and_follow(
 
         worker = None
         if lock.try_acquire("run"):
-            # Start the worker first: torch loads while we validate and submit.
+            # Start the worker first: torch loads while we validate and submit. A bad
+            # file costs only a worker killed before it got anywhere.
             worker = WorkerProcess(ctx.config, ctx.data.logs / "worker.log")
             await worker.start()
         try:
@@ -218,7 +232,13 @@ def _submit_and_follow(
             print(f"Run {run.ref}: {run.name}")
         with display:
             summary = await follow_run(
-                ctx.data, ctx.store, ctx.config, run.id or 0, display, lock, worker,
+                ctx.data,
+                ctx.store,
+                ctx.config,
+                run.id or 0,
+                display,
+                lock,
+                worker,
                 on_cancel=lambda: _cancel_quietly(ctx, run.ref),
             )
         if ctx.as_json:
@@ -263,8 +283,17 @@ def cmd_runs(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(
         ["id", "name", "status", "stage", "created", "user"],
-        [[r.ref, r.name, r.status, f"{r.stage_index + 1}/{r.stage_count}",
-          r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.user] for r in runs],
+        [
+            [
+                r.ref,
+                r.name,
+                r.status,
+                f"{r.stage_index + 1}/{r.stage_count}",
+                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.user,
+            ]
+            for r in runs
+        ],
         "No runs yet. `medialab run FILE.toml` starts one.",
     )
     return EXIT_OK
@@ -288,8 +317,19 @@ def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(
         ["id", "run", "stage", "status", "progress", "attempts", "prompt", "error"],
-        [[j.ref, f"r{j.run_id}", j.stage, j.status, f"{j.progress:.0%}", j.attempts,
-          str(j.item.get("prompt", ""))[:30], j.error[:50]] for j in jobs],
+        [
+            [
+                j.ref,
+                f"r{j.run_id}",
+                j.stage,
+                j.status,
+                f"{j.progress:.0%}",
+                j.attempts,
+                str(j.item.get("prompt", ""))[:30],
+                j.error[:50],
+            ]
+            for j in jobs
+        ],
         "No jobs.",
     )
     return EXIT_OK
@@ -344,8 +384,11 @@ def cmd_queue(state: str) -> Callable[[Context, argparse.Namespace], int]:
         from medialab_tui.engine.control import set_queue_state
 
         set_queue_state(ctx.store, state)
-        text = "Queue paused: the running job finishes, nothing new starts." if state == "paused" \
+        text = (
+            "Queue paused: the running job finishes, nothing new starts."
+            if state == "paused"
             else "Queue resumed."
+        )
         if ctx.as_json:
             _print_json({"queue": state})
         else:
@@ -398,7 +441,12 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
     written = [Path(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
     from medialab_tui.engine.registry import scan
 
-    scan(ctx.store, ctx.data, ctx.config, demo=frozenset(p.stem if p.is_file() else p.name for p in written))
+    scan(
+        ctx.store,
+        ctx.data,
+        ctx.config,
+        demo=frozenset(p.stem if p.is_file() else p.name for p in written),
+    )
     if ctx.as_json:
         _print_json([str(p) for p in written])
     else:
@@ -413,11 +461,19 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
 
     result = scan(ctx.store, ctx.data, ctx.config)
     if ctx.as_json:
-        _print_json({"added": result.added, "updated": result.updated, "removed": result.removed,
-                     "unchanged": result.unchanged})
+        _print_json(
+            {
+                "added": result.added,
+                "updated": result.updated,
+                "removed": result.removed,
+                "unchanged": result.unchanged,
+            }
+        )
     else:
-        print(f"{len(result.added)} added, {len(result.updated)} updated, "
-              f"{len(result.removed)} removed, {result.unchanged} unchanged")
+        print(
+            f"{len(result.added)} added, {len(result.updated)} updated, "
+            f"{len(result.removed)} removed, {result.unchanged} unchanged"
+        )
     return EXIT_OK
 
 
@@ -431,8 +487,18 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(
         ["name", "kind", "arch", "format", "size", "hash", "safe"],
-        [[m.name + (" (demo)" if m.demo else ""), m.kind, m.arch, m.format, _human_size(m.size),
-          m.sha256[:10], "yes" if m.safe else "NO (pickle)"] for m in models],
+        [
+            [
+                m.name + (" (demo)" if m.demo else ""),
+                m.kind,
+                m.arch,
+                m.format,
+                _human_size(m.size),
+                m.sha256[:10],
+                "yes" if m.safe else "NO (pickle)",
+            ]
+            for m in models
+        ],
         "No models. `medialab models demo` writes small demo models; `medialab models scan` "
         "looks for new files.",
     )
@@ -450,8 +516,19 @@ def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(
         ["id", "run", "stage", "kind", "size", "seed", "prompt", "path"],
-        [[a.ref, f"r{a.run_id}", a.stage, a.kind, f"{a.width}×{a.height}", a.seed,
-          a.prompt[:30], a.path] for a in arts],
+        [
+            [
+                a.ref,
+                f"r{a.run_id}",
+                a.stage,
+                a.kind,
+                f"{a.width}×{a.height}",
+                a.seed,
+                a.prompt[:30],
+                a.path,
+            ]
+            for a in arts
+        ],
         "Nothing made yet." if not args.search else f"Nothing matches {args.search!r}.",
     )
     return EXIT_OK
@@ -475,10 +552,15 @@ def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", metavar="PATH", default=argparse.SUPPRESS,
-                        help="data directory (default: $MEDIALAB_HOME, else the XDG data dir)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print JSON instead of text")
+    common.add_argument(
+        "--data-dir",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="data directory (default: $MEDIALAB_HOME, else the XDG data dir)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON instead of text"
+    )
 
     parser = argparse.ArgumentParser(
         prog="medialab",
@@ -487,8 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 run failed, 2 invalid input, 3 cancelled, 4 no engine.",
     )
     parser.add_argument("--version", action="version", version=f"medialab {__version__}")
-    parser.add_argument("--headless", action="store_true",
-                        help="run the engine with no UI (same as `medialab serve`)")
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="run the engine with no UI (same as `medialab serve`)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
@@ -499,7 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("serve", cmd_serve, "run the engine with no UI until SIGINT/SIGTERM")
     p = add("run", cmd_run, "validate a pipeline file, submit it and follow it to the end")
     p.add_argument("file", metavar="FILE.toml")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and estimate; submit nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and estimate; submit nothing"
+    )
     p.add_argument("--no-wait", action="store_true", help="submit and return at once")
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--limit", type=int, default=50)
@@ -523,8 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rerun", cmd_rerun, "run an artifact's stage again with the same parameters")
     p.add_argument("id", metavar="ARTIFACT_ID")
     p.add_argument("--no-wait", action="store_true", help="submit and return at once")
-    models = sub.add_parser("models", parents=[common], help="the model registry",
-                            description="The model registry.")
+    models = sub.add_parser(
+        "models", parents=[common], help="the model registry", description="The model registry."
+    )
     msub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     for name, func, text in (
         ("scan", cmd_models_scan, "look for new, changed and removed model files"),
@@ -560,5 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(f"medialab: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"medialab: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
+        )
         return EXIT_FAILED

@@ -21,7 +21,7 @@ from medialab_tui.engine.worker_client import WorkerProcess
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
 
-FOLLOW_POLL_S = 0.1
+FOLLOW_POLL_S = 0.25
 TAKEOVER_CHECK_S = 1.0
 EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
 
@@ -65,18 +65,20 @@ class Display:
             self.out.flush()
 
     def job(self, job: Job) -> None:
-        self.emit({
-            "event": "job",
-            "job_id": job.ref,
-            "run_id": f"r{job.run_id}",
-            "stage": job.stage,
-            "status": job.status,
-            "progress": round(job.progress, 4),
-            "step": job.step,
-            "total": job.total_steps,
-            "attempts": job.attempts,
-            "error": job.error,
-        })
+        self.emit(
+            {
+                "event": "job",
+                "job_id": job.ref,
+                "run_id": f"r{job.run_id}",
+                "stage": job.stage,
+                "status": job.status,
+                "progress": round(job.progress, 4),
+                "step": job.step,
+                "total": job.total_steps,
+                "attempts": job.attempts,
+                "error": job.error,
+            }
+        )
         if self._progress is None:
             return
         prompt = str(job.item.get("prompt", ""))
@@ -108,7 +110,9 @@ def _snapshot(store: Store, run_id: int) -> tuple[Run, list[Job], list[Artifact]
         assert run is not None
         jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))).all())
         arts = list(
-            s.exec(select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))).all()
+            s.exec(
+                select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))
+            ).all()
         )
     return run, jobs, arts
 
@@ -163,8 +167,15 @@ async def follow_run(
             for art in arts:
                 if art.id not in seen_artifacts:
                     seen_artifacts.add(art.id or 0)
-                    display.emit({"event": "artifact", "artifact_id": art.ref, "job_id": f"j{art.job_id}",
-                                  "stage": art.stage, "path": art.path})
+                    display.emit(
+                        {
+                            "event": "artifact",
+                            "artifact_id": art.ref,
+                            "job_id": f"j{art.job_id}",
+                            "stage": art.stage,
+                            "path": art.path,
+                        }
+                    )
             if run.status in TERMINAL_RUN or run.status == "review":
                 break
             if engine_task is not None and engine_task.done():
@@ -178,7 +189,7 @@ async def follow_run(
                 if lock.try_acquire("run"):
                     display.message("The engine host went away; this process takes over.")
                     host()
-            await asyncio.sleep(FOLLOW_POLL_S)
+            await _pause(engine)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         if engine is not None and engine_task is not None:
@@ -194,6 +205,18 @@ async def follow_run(
         "error": run.error,
     }
     return summary
+
+
+async def _pause(engine: Any) -> None:
+    """Until the next poll, or until the in-process engine says a job ended."""
+    if engine is None:
+        await asyncio.sleep(FOLLOW_POLL_S)
+        return
+    try:
+        await asyncio.wait_for(engine.changed.wait(), FOLLOW_POLL_S)
+    except TimeoutError:
+        return
+    engine.changed.clear()
 
 
 def _stage_of(artifact: Artifact, jobs: list[Job]) -> int:

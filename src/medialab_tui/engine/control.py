@@ -18,7 +18,7 @@ import blake3
 from PIL import Image, UnidentifiedImageError
 from sqlmodel import Session, col, select
 
-from medialab_tui.config import Config, DataDir
+from medialab_tui.config import DataDir
 from medialab_tui.engine import registry
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
 from medialab_tui.engine.planner import StagePlan, initial_items, item_from_artifact, plan
@@ -235,11 +235,16 @@ def set_queue_state(store: Store, state: str) -> None:
 
 def _get(session: Session, ref: str) -> Run | Job | Artifact:
     kind, ident = parse_ref(ref)
-    table = {"run": Run, "job": Job, "artifact": Artifact}[kind]
-    row = session.get(table, ident)
+    row: Run | Job | Artifact | None
+    if kind == "run":
+        row = session.get(Run, ident)
+    elif kind == "job":
+        row = session.get(Job, ident)
+    else:
+        row = session.get(Artifact, ident)
     if row is None:
         raise NotFound(f"there is no {kind} {ref}")
-    return row  # type: ignore[return-value]
+    return row
 
 
 def get(store: Store, ref: str) -> Run | Job | Artifact:
@@ -261,7 +266,9 @@ def cancel(store: Store, ref: str) -> str:
             return f"job j{row.id} {'cancelled' if row.status == 'cancelled' else 'cancelling'}"
         if row.status in TERMINAL_RUN:
             raise InputError(f"run {ref} has already finished ({row.status})")
-        jobs = s.exec(select(Job).where(Job.run_id == row.id, col(Job.status).in_(("queued", "running")))).all()
+        jobs = s.exec(
+            select(Job).where(Job.run_id == row.id, col(Job.status).in_(("queued", "running")))
+        ).all()
         for job in jobs:
             _cancel_job(s, job)
         row.status, row.finished_at = "cancelled", utcnow()
@@ -283,10 +290,14 @@ def retry(store: Store, ref: str) -> str:
     with store.write() as s:
         row = _get(s, ref)
         if isinstance(row, Artifact):
-            raise InputError(f"{ref} is an artifact; retry takes a run or a job (rerun repeats artifacts)")
+            raise InputError(
+                f"{ref} is an artifact; retry takes a run or a job (rerun repeats artifacts)"
+            )
         if isinstance(row, Job):
             if row.status not in ("failed", "cancelled"):
-                raise InputError(f"job {ref} is {row.status}; only failed or cancelled jobs can be retried")
+                raise InputError(
+                    f"job {ref} is {row.status}; only failed or cancelled jobs can be retried"
+                )
             run = s.get(Run, row.run_id)
             assert run is not None
             if row.stage_index != run.stage_index:
@@ -294,11 +305,15 @@ def retry(store: Store, ref: str) -> str:
             jobs = [row]
         else:
             run = row
-            jobs = list(s.exec(select(Job).where(
-                Job.run_id == run.id,
-                Job.stage_index == run.stage_index,
-                col(Job.status).in_(("failed", "cancelled")),
-            )).all())
+            jobs = list(
+                s.exec(
+                    select(Job).where(
+                        Job.run_id == run.id,
+                        Job.stage_index == run.stage_index,
+                        col(Job.status).in_(("failed", "cancelled")),
+                    )
+                ).all()
+            )
             if not jobs:
                 raise InputError(f"run {ref} has no failed or cancelled jobs to retry")
         for job in jobs:
@@ -322,10 +337,14 @@ def set_priority(store: Store, ref: str, delta: int) -> int:
         row.priority += delta
         s.add(row)
         if isinstance(row, Run):
-            for job in s.exec(select(Job).where(Job.run_id == row.id, Job.status == "queued")).all():
+            for job in s.exec(
+                select(Job).where(Job.run_id == row.id, Job.status == "queued")
+            ).all():
                 job.priority = row.priority
                 s.add(job)
-        store.record(s, "priority", "run" if isinstance(row, Run) else "job", row.id, priority=row.priority)
+        store.record(
+            s, "priority", "run" if isinstance(row, Run) else "job", row.id, priority=row.priority
+        )
         return row.priority
 
 
@@ -349,15 +368,22 @@ def approve(store: Store, ref: str, select_refs: list[str] | None = None) -> str
             outputs = wanted
         store.record(s, "run.approve", "run", run.id, selected=[a.id for a in outputs])
         advance_run(s, store, run, outputs)
-        return f"run r{run.id} approved with {len(outputs)} output{'s' if len(outputs) != 1 else ''}"
+        return (
+            f"run r{run.id} approved with {len(outputs)} output{'s' if len(outputs) != 1 else ''}"
+        )
 
 
 def _stage_outputs(session: Session, run: Run, stage_index: int) -> list[Artifact]:
-    return list(session.exec(
-        select(Artifact).join(Job, col(Job.id) == Artifact.job_id).where(
-            Artifact.run_id == run.id, Job.stage_index == stage_index, Job.status == "succeeded"
-        ).order_by(col(Artifact.id))
-    ).all())
+    return list(
+        session.exec(
+            select(Artifact)
+            .join(Job, col(Job.id) == Artifact.job_id)
+            .where(
+                Artifact.run_id == run.id, Job.stage_index == stage_index, Job.status == "succeeded"
+            )
+            .order_by(col(Artifact.id))
+        ).all()
+    )
 
 
 def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact]) -> None:
@@ -373,7 +399,9 @@ def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact
     run.stage_index += 1
     run.status = "running"
     session.add(run)
-    count = _new_jobs(session, store, run, run.stage_index, [item_from_artifact(a) for a in outputs])
+    count = _new_jobs(
+        session, store, run, run.stage_index, [item_from_artifact(a) for a in outputs]
+    )
     store.record(session, "run.stage", "run", run.id, stage=run.stage_index + 1, jobs=count)
 
 
@@ -385,9 +413,11 @@ def finish_stage_if_done(session: Session, store: Store, run: Run) -> None:
     if any(st in ("queued", "running") for st in statuses):
         return
     if "failed" in statuses:
-        first = session.exec(select(Job).where(
-            Job.run_id == run.id, Job.stage_index == run.stage_index, Job.status == "failed"
-        ).order_by(col(Job.id))).first()
+        first = session.exec(
+            select(Job)
+            .where(Job.run_id == run.id, Job.stage_index == run.stage_index, Job.status == "failed")
+            .order_by(col(Job.id))
+        ).first()
         run.status, run.finished_at = "failed", utcnow()
         run.error = f"job j{first.id} failed: {first.error}" if first else "a job failed"
         session.add(run)

@@ -74,7 +74,7 @@ class Pipeline(BaseModel):
 _TOP_KEYS = ("name", "mode", "expand", "inputs", "stages")
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Any) -> str:
     """One pydantic error as the end of a sentence."""
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
@@ -115,9 +115,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
 
 
-def _first_error(
-    exc: ValidationError, where: str, prefix: tuple[str, ...] = ()
-) -> InputError:
+def _first_error(exc: ValidationError, where: str, prefix: tuple[str, ...] = ()) -> InputError:
     err = exc.errors()[0]
     loc = prefix + tuple(err.get("loc", ()))
     if not loc:
@@ -188,15 +186,14 @@ def check_stage_chain(pipeline: Pipeline, source: str) -> None:
             )
         if inputs.images:
             raise InputError(
-                f"{source}: key 'inputs.images': stage 1 ({first.type}) takes prompts, "
-                "not images"
+                f"{source}: key 'inputs.images': stage 1 ({first.type}) takes prompts, not images"
             )
     elif first.takes == "image" and not inputs.images:
         raise InputError(
-            f"{source}: key 'inputs.images' must list at least one image for stage 1 "
-            f"({first.type})"
+            f"{source}: key 'inputs.images' must list at least one image for stage 1 ({first.type})"
         )
-    for i, (prev, cur) in enumerate(zip(pipeline.stages, pipeline.stages[1:]), start=2):
+    pairs = zip(pipeline.stages, pipeline.stages[1:], strict=False)
+    for i, (prev, cur) in enumerate(pairs, start=2):
         gives = STAGES[prev.type].gives
         takes = STAGES[cur.type].takes
         if gives != takes:

@@ -52,8 +52,7 @@ def _pair(left: list[Any], right: list[Any], expand: str, what: str) -> list[tup
         return [(left[0], b) for b in right]
     if len(left) != len(right):
         raise InputError(
-            f"expand = \"zip\" pairs {what} one to one, but there are {len(left)} and "
-            f"{len(right)}"
+            f'expand = "zip" pairs {what} one to one, but there are {len(left)} and {len(right)}'
         )
     return list(zip(left, right, strict=True))
 
@@ -67,13 +66,27 @@ def initial_items(pipeline: Pipeline, fallback_seed: int) -> list[dict[str, Any]
     items: list[dict[str, Any]] = []
     if first.takes == "prompt":
         for prompt, seed in _pair(prompts, seeds, pipeline.expand, "prompts and seeds"):
-            items.append({"prompt": prompt, "negative": inputs.negative, "seed": seed,
-                          "images": [], "parents": []})
+            items.append(
+                {
+                    "prompt": prompt,
+                    "negative": inputs.negative,
+                    "seed": seed,
+                    "images": [],
+                    "parents": [],
+                }
+            )
     else:
         pairs = _pair(list(inputs.images), prompts or [""], pipeline.expand, "images and prompts")
         for image, prompt in pairs:
-            items.append({"prompt": prompt, "negative": inputs.negative, "seed": seeds[0],
-                          "images": [image], "parents": []})
+            items.append(
+                {
+                    "prompt": prompt,
+                    "negative": inputs.negative,
+                    "seed": seeds[0],
+                    "images": [image],
+                    "parents": [],
+                }
+            )
     return items
 
 
@@ -115,8 +128,11 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
     for seconds, params in rows:
         if params.get("model") != model:
             continue
-        work = pixel_steps(STAGES[stage.type].params.model_validate(
-            {k: v for k, v in params.items() if not k.startswith("_")}))
+        work = pixel_steps(
+            STAGES[stage.type].params.model_validate(
+                {k: v for k, v in params.items() if not k.startswith("_")}
+            )
+        )
         rates.append(seconds / work)
         if len(rates) >= HISTORY_JOBS:
             break
@@ -126,8 +142,10 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
 def guess_seconds(stage: StageParams, device: str, arch: str, demo: bool) -> float:
     if stage.type == "upscale":
         return GUESS_UPSCALE_SECONDS
-    per_step = DEMO_STEP_SECONDS if demo else GUESS_STEP_SECONDS.get(
-        ("cuda" if device == "cuda" else "cpu", arch), 2.0
+    per_step = (
+        DEMO_STEP_SECONDS
+        if demo
+        else GUESS_STEP_SECONDS.get(("cuda" if device == "cuda" else "cpu", arch), 2.0)
     )
     return per_step * pixel_steps(stage) / (512 * 512)
 

@@ -103,7 +103,9 @@ def _unique_name(path: Path, root: Path, taken: set[str]) -> str:
     return candidate if candidate not in taken else str(path)
 
 
-def scan(store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = frozenset()) -> ScanResult:
+def scan(
+    store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = frozenset()
+) -> ScanResult:
     """Bring the registry in line with the files under the model roots."""
     result = ScanResult()
     with store.read() as s:
@@ -119,7 +121,11 @@ def scan(store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = 
             if row is not None and row.size == size and row.mtime == mtime:
                 result.unchanged += 1
                 continue
-            kind, arch, fmt = detect_arch(path)
+            try:
+                kind, arch, fmt = detect_arch(path)
+            except (ValueError, OSError):
+                # A corrupt file is listed as broken, not a reason to stop the scan.
+                kind, arch, fmt = "broken", "unknown", path.suffix.lstrip(".") or "folder"
             fast, sha = hash_model(path)
             with store.write() as s:
                 if row is None:
@@ -151,7 +157,7 @@ def scan(store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = 
 
 def list_models(store: Store, kind: str | None = None) -> list[Model]:
     with store.read() as s:
-        query = select(Model).order_by(Model.kind, Model.name)  # type: ignore[arg-type]
+        query = select(Model).order_by(Model.kind, Model.name)
         if kind:
             query = query.where(Model.kind == kind)
         return list(s.exec(query).all())
@@ -169,15 +175,17 @@ def resolve(store: Store, ref: str, *, kinds: tuple[str, ...] = ()) -> Model:
             if row is None:
                 kind, arch, fmt = detect_arch(path)
                 row = Model(
-                    name=path.stem, kind=kind, arch=arch, format=fmt, path=str(path.resolve()),
+                    name=path.stem,
+                    kind=kind,
+                    arch=arch,
+                    format=fmt,
+                    path=str(path.resolve()),
                     safe=fmt != "pickle",
                 )
         if row is None and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
             low = ref.lower()
             matches = s.exec(
-                select(Model).where(
-                    Model.sha256.startswith(low) | Model.fast_hash.startswith(low)  # type: ignore[attr-defined]
-                )
+                select(Model).where(Model.sha256.startswith(low) | Model.fast_hash.startswith(low))
             ).all()
             if len(matches) > 1:
                 raise InputError(f"model hash prefix {ref} matches {len(matches)} models")

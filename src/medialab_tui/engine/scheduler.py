@@ -69,6 +69,8 @@ class Engine:
         self.running: Running | None = None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        # Set whenever a job ends, so an in-process follower need not poll for it.
+        self.changed = asyncio.Event()
         self._worker_failures = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -197,6 +199,7 @@ class Engine:
                 control.finish_stage_if_done(s, self.store, run)
 
     def _finish_run_stage(self, run_id: int) -> None:
+        self.changed.set()
         with self.store.write() as s:
             run = s.get(Run, run_id)
             if run is not None and run.status in ("pending", "running"):
@@ -251,12 +254,18 @@ class Engine:
                 last_poll = now
                 if state.cancel_sent_at is None and self._cancel_wanted(job):
                     state.cancelled_by_user = True
-                if state.cancel_sent_at is None and (self._stop.is_set() or state.cancelled_by_user):
+                if state.cancel_sent_at is None and (
+                    self._stop.is_set() or state.cancelled_by_user
+                ):
                     state.cancel_sent_at = now
                     await worker.send({"cmd": "cancel", "job_id": job.id})
                     self._note(job, "job.cancel_sent", step=state.step)
                 if state.cancel_sent_at is not None and now - state.cancel_sent_at > CANCEL_GRACE_S:
-                    log.warning("worker ignored cancel of j%s for %.0f s: killing it", job.id, CANCEL_GRACE_S)
+                    log.warning(
+                        "worker ignored cancel of j%s for %.0f s: killing it",
+                        job.id,
+                        CANCEL_GRACE_S,
+                    )
                     await worker.kill()
                     self._end_job(job, state.outcome_if_stopped)
                     return
@@ -288,7 +297,12 @@ class Engine:
             self._succeed(state, message)
             return True
         elif event == "failed":
-            self._end_job(job, "failed", error=message.get("message", ""), kind=message.get("kind", "internal"))
+            self._end_job(
+                job,
+                "failed",
+                error=message.get("message", ""),
+                kind=message.get("kind", "internal"),
+            )
             return True
         elif event == "cancelled":
             state.step = int(message.get("step", state.step))
@@ -352,8 +366,14 @@ class Engine:
                 s.flush()
                 for parent in row.item.get("parents", []):
                     s.add(ArtifactParent(artifact_id=artifact.id, parent_id=parent))  # type: ignore[arg-type]
-            self.store.record(s, "job.succeeded", "job", row.id, artifacts=len(state.artifacts),
-                              seconds=row.run_seconds)
+            self.store.record(
+                s,
+                "job.succeeded",
+                "job",
+                row.id,
+                artifacts=len(state.artifacts),
+                seconds=row.run_seconds,
+            )
         self._finish_run_stage(job.run_id)
 
     def _end_job(self, job: Job, status: str, *, error: str = "", kind: str = "") -> None:
@@ -366,8 +386,14 @@ class Engine:
             if status == "queued":
                 row.progress, row.step = 0.0, 0
             s.add(row)
-            self.store.record(s, f"job.{'requeue' if status == 'queued' else status}", "job",
-                              row.id, error=error, kind=kind)
+            self.store.record(
+                s,
+                f"job.{'requeue' if status == 'queued' else status}",
+                "job",
+                row.id,
+                error=error,
+                kind=kind,
+            )
         if status != "queued":
             self._finish_run_stage(job.run_id)
 
@@ -385,6 +411,7 @@ class Engine:
                 row.status, row.progress, row.step = "queued", 0.0, 0
                 row.error = f"worker crashed ({reason}); retrying"
             s.add(row)
-            self.store.record(s, "job.crash", "job", row.id, reason=reason, crashes=row.crashes,
-                              status=row.status)
+            self.store.record(
+                s, "job.crash", "job", row.id, reason=reason, crashes=row.crashes, status=row.status
+            )
         self._finish_run_stage(job.run_id)

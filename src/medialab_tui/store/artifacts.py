@@ -25,7 +25,8 @@ SAMPLER_LABELS = {
     "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_karras": "DPM++ 2M Karras",
     "unipc": "UniPC",
-    "lms": "LMS",
+    "heun": "Heun",
+    "dpmpp_2m_sde_karras": "DPM++ 2M SDE Karras",
     "pndm": "PLMS",
 }
 

@@ -116,9 +116,11 @@ class Store:
 
     def schema_version(self) -> int:
         with self.read() as s:
-            row = s.connection().execute(
-                text("SELECT value FROM meta WHERE key='schema_version'")
-            ).fetchone()
+            row = (
+                s.connection()
+                .execute(text("SELECT value FROM meta WHERE key='schema_version'"))
+                .fetchone()
+            )
         return int(row[0]) if row else 0
 
     @contextmanager
@@ -156,4 +158,3 @@ class Store:
     def dispose(self) -> None:
         self._reader.dispose()
         self._writer.dispose()
-

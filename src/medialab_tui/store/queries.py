@@ -54,7 +54,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
 
 def artifact_json(artifact: Artifact, parents: list[int] | None = None) -> dict[str, Any]:
-    data = {
+    data: dict[str, Any] = {
         "id": artifact.ref,
         "run_id": f"r{artifact.run_id}",
         "job_id": f"j{artifact.job_id}",

@@ -7,6 +7,7 @@ Stage modules import no torch: the worker imports the code that runs them.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -14,20 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["prompt", "image", "video"]
 
-SAMPLERS = (
+# The worker's `loading.SAMPLERS` has the same names (a test keeps them in step).
+Sampler = Literal[
     "default",
     "euler",
     "euler_a",
+    "heun",
     "ddim",
     "dpmpp_2m",
     "dpmpp_2m_karras",
+    "dpmpp_2m_sde_karras",
     "unipc",
-    "lms",
     "pndm",
-)
-Sampler = Literal[
-    "default", "euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras", "unipc", "lms", "pndm"
 ]
+SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
 
 # Sizes the diffusion models accept: positive multiples of 8 up to 4096.
 Dimension = Annotated[int, Field(ge=8, le=4096, multiple_of=8)]
@@ -52,7 +53,7 @@ class StageSpec:
     title: str
     takes: Kind
     gives: Kind
-    params: type[StageParams]
+    params: builtins.type[StageParams]
     uses_model: bool
     # The model kinds (registry `kind`) that the stage's `model` key accepts.
     model_kinds: tuple[str, ...] = ()

@@ -52,8 +52,10 @@ def txt2img(
 ) -> list[Image.Image]:
     """Generate one image per seed, in one batch.
 
-    Each image gets its own CPU generator, so image ``i`` is the one its seed
-    gives alone, whatever else is in the batch, and the same on any device.
+    Each image draws its noise from its own CPU generator, so image ``i``
+    starts from the same noise as its seed alone would, whatever else is in the
+    batch and on whichever device. (Batched kernels round differently from
+    single-image ones, so pixels can differ by a step or two.)
     ``on_step(done, total, latents)`` runs after every denoising step; an
     exception it raises cancels the job and propagates to the caller.
     """

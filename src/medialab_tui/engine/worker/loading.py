@@ -17,7 +17,6 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
-    LMSDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -53,7 +52,6 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin] | None, dict[str, Any]]] = {
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
     "unipc": (UniPCMultistepScheduler, {"use_karras_sigmas": False}),
-    "lms": (LMSDiscreteScheduler, {"use_karras_sigmas": False}),
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
 }
 
@@ -86,6 +84,8 @@ def load_image_pipeline(
     is ever downloaded and no safety checker is loaded.
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Model {path} does not exist.")
     pipeline_class = PIPELINE_CLASSES.get(arch)
     if pipeline_class is None:
         supported = ", ".join(sorted(PIPELINE_CLASSES))

@@ -205,4 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         cuda=torch.version.cuda,
     )
     worker.serve()
-    return 0
+    # Leave without interpreter teardown: the stdin reader thread may still be
+    # blocked, and torch's thread pools do not like being torn down under it.
+    sys.stderr.flush()
+    os._exit(0)

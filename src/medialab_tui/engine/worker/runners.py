@@ -78,7 +78,11 @@ def _step_reporter(
         worker.last_step = step
         fields: dict[str, Any] = {"job_id": job_id, "step": step, "total": total}
         now = time.monotonic()
-        if preview is not None and cmd.get("preview") and now - last_preview[0] >= PREVIEW_INTERVAL_S:
+        if (
+            preview is not None
+            and cmd.get("preview")
+            and now - last_preview[0] >= PREVIEW_INTERVAL_S
+        ):
             last_preview[0] = now
             buf = io.BytesIO()
             preview(latents).save(buf, format="PNG")
@@ -91,9 +95,12 @@ def _step_reporter(
 def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
     from medialab_tui.engine.worker.generate import latents_preview, txt2img
     from medialab_tui.engine.worker.loading import load_image_pipeline, set_sampler
+    from medialab_tui.engine.worker.main import JobFailed
 
     params, model, item = cmd["params"], cmd["model"], cmd["item"]
     worker.check_cancel()
+    if not Path(model["path"]).exists():
+        raise JobFailed("missing_model", f"model '{model['name']}' is gone from {model['path']}")
     t0 = time.perf_counter()
     pipe, hit = worker.cache.get(
         (model["path"], "txt2img"),
@@ -113,17 +120,26 @@ def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
     negative = params.get("negative")
     if negative is None:
         negative = item.get("negative", "")
-    images = txt2img(
-        pipe,
-        prompt=item["prompt"],
-        negative=negative,
-        seeds=seeds,
-        steps=int(params["steps"]),
-        cfg=float(params["cfg"]),
-        width=int(params["width"]),
-        height=int(params["height"]),
-        on_step=_step_reporter(worker, cmd, lambda lat: latents_preview(lat, model["arch"])),
-    )
+    report = _step_reporter(worker, cmd, lambda lat: latents_preview(lat, model["arch"]))
+    images = []
+    # One call per seed, not one batch: batched kernels round differently, and a
+    # re-run of one image must reproduce its pixels exactly.
+    for i, seed in enumerate(seeds):
+
+        def on_step(step: int, total: int, latents: Any, done: int = i) -> None:
+            report(done * total + step, total * len(seeds), latents)
+
+        images += txt2img(
+            pipe,
+            prompt=item["prompt"],
+            negative=negative,
+            seeds=[seed],
+            steps=int(params["steps"]),
+            cfg=float(params["cfg"]),
+            width=int(params["width"]),
+            height=int(params["height"]),
+            on_step=on_step,
+        )
     base = _base_meta(cmd)
     for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
         meta = {
@@ -154,7 +170,9 @@ def run_upscale(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
             image = lanczos_upscale(im.convert("RGB"), float(params["scale"]))
         worker.check_cancel()
         worker.channel.emit("progress", job_id=cmd["job_id"], step=i + 1, total=len(sources))
-        _save_image(worker, cmd, image, f"{i:02d}-x{params['scale']:g}", {**base, "scale": params["scale"]})
+        _save_image(
+            worker, cmd, image, f"{i:02d}-x{params['scale']:g}", {**base, "scale": params["scale"]}
+        )
     return {"load_seconds": 0.0, "cache_hit": True}
 
 

@@ -1,0 +1,171 @@
+"""Queue requests from the command line: review and approve, retry, pause, priorities, rerun."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import Home, job_row, query, run_status, submit, txt2img_toml, wait_for
+from medialab_tui.config import DataDir, load_config
+from medialab_tui.engine import control
+from medialab_tui.engine.pipeline import parse_pipeline
+from medialab_tui.engine.scheduler import Engine
+from medialab_tui.store.db import Store
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT = """
+name = "pick"
+mode = "checkpoint"
+[inputs]
+prompts = ["three candidates"]
+seeds = [11]
+[[stages]]
+type = "txt2img"
+model = "demo-sd15"
+steps = 4
+width = 64
+height = 64
+per_input = 3
+review = true
+[[stages]]
+type = "upscale"
+scale = 2
+"""
+
+
+def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(
+    home: Home, serve
+) -> None:
+    path = home.pipeline("pick", CHECKPOINT)
+    proc = home.cli("run", str(path), "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "review"
+    assert len(summary["artifacts"]) == 3
+    run_ref = summary["run_id"]
+    candidates = home.json("gallery")
+    chosen = candidates[1]["id"]
+
+    other = submit(home, txt2img_toml(prompts=["other"], seeds=[1]), "other")
+    wrong = home.cli("approve", f"r{other}")
+    assert wrong.returncode == 2 and "not waiting in review" in wrong.stderr
+    foreign = home.cli("approve", run_ref, "--select", "a999")
+    assert foreign.returncode == 2 and "not an output" in foreign.stderr
+
+    home.cli("approve", run_ref, "--select", chosen, check=True)
+    serve()
+    wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=90)
+    shown = home.json("show", run_ref)
+    upscales = [j for j in shown["jobs"] if j["stage"] == "upscale"]
+    assert len(upscales) == 1
+    final = [a for a in home.json("gallery") if a["stage"] == "upscale"]
+    assert len(final) == 1
+    assert home.json("show", final[0]["id"])["parents"] == [chosen]
+    # The candidates that were not picked stay in the gallery.
+    assert len([a for a in home.json("gallery") if a["stage"] == "txt2img"]) >= 3
+
+
+def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
+    home: Home, demo_models_dir: Path
+) -> None:
+    model = home.root / "models" / "mine"
+    shutil.copytree(demo_models_dir / "demo-sd15", model)
+    home.cli("models", "scan", check=True)
+    path = home.pipeline("mine", txt2img_toml(prompts=["x"], seeds=[3], model="mine"))
+    run_id = json.loads(home.cli("run", str(path), "--no-wait", "--json", check=True).stdout)[
+        "run_id"
+    ]
+    shutil.rmtree(model)
+
+    proc = home.cli("run", str(path), "--json", timeout=300)  # hosts the engine; both runs fail
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "failed"
+    job = home.json("jobs", "--run", run_id)[0]
+    assert job["status"] == "failed" and job["error_kind"] == "missing_model"
+    assert "\n" not in job["error"] and "Traceback" not in job["error"]
+
+    shutil.copytree(demo_models_dir / "demo-sd15", model)
+    home.cli("retry", job["id"], check=True)
+    assert home.json("show", run_id)["status"] == "running"
+    again = home.cli("retry", job["id"])
+    assert again.returncode == 2 and "queued" in again.stderr
+
+
+def test_pause_holds_new_jobs_and_resume_releases_them(home: Home, serve) -> None:
+    serve()
+    home.cli("pause", check=True)
+    run_id = submit(home, txt2img_toml(prompts=["held"], seeds=[1]))
+    time.sleep(1.5)
+    assert query(home, "SELECT status FROM job WHERE run_id=?", run_id) == [("queued",)]
+    home.cli("resume", check=True)
+    wait_for(lambda: run_status(home, run_id) == "succeeded", timeout=60)
+
+
+def test_a_raised_run_is_claimed_first(home: Home) -> None:
+    data = DataDir(home.root)
+    store = Store(data.db_path)
+    doc = {
+        "inputs": {"prompts": ["p"], "seeds": [1]},
+        "stages": [
+            {"type": "txt2img", "model": "demo-sd15", "steps": 1, "width": 64, "height": 64}
+        ],
+    }
+    first = control.submit(
+        store, data, control.prepare(store, parse_pipeline(doc, "a"), "a", home.root)
+    )
+    second = control.submit(
+        store, data, control.prepare(store, parse_pipeline(doc, "b"), "b", home.root)
+    )
+    assert control.set_priority(store, second.ref, +1) == 1
+    engine = Engine(data, store, load_config(data))
+    job = engine.claim_next()
+    assert job is not None and job.run_id == second.id
+    assert run_status(home, second.id) == "running"
+    assert run_status(home, first.id) == "pending"
+
+
+def test_rerun_reproduces_the_pixels_exactly(home: Home) -> None:
+    path = home.pipeline("orig", txt2img_toml(prompts=["same every time"], seeds=[42], per_input=2))
+    proc = home.cli("run", str(path), "--json", check=True, timeout=300)
+    original = json.loads(proc.stdout.splitlines()[-1])["artifacts"][1]
+    art_id = next(a["id"] for a in home.json("gallery") if a["path"] == original)
+
+    proc = home.cli("rerun", art_id, "--json", check=True, timeout=300)
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "succeeded" and len(summary["artifacts"]) == 1
+    copy = summary["artifacts"][0]
+    assert copy != original
+    with Image.open(original) as a, Image.open(copy) as b:
+        assert a.tobytes() == b.tobytes()
+    assert home.json("show", summary["run_id"])["rerun_of"] == art_id
+
+
+@pytest.mark.parametrize(("model", "size"), [("demo-sdxl", 64), ("demo-sd15-single", 64)])
+def test_sdxl_and_single_file_checkpoints_generate(home: Home, model: str, size: int) -> None:
+    path = home.pipeline(model, txt2img_toml(prompts=["arch"], seeds=[7], model=model, size=size))
+    proc = home.cli("run", str(path), "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (image,) = json.loads(proc.stdout.splitlines()[-1])["artifacts"]
+    with Image.open(image) as im:
+        assert im.size == (size, size)
+        assert f"Model: {model}" in im.info["parameters"]
+
+
+def test_run_exits_3_when_its_run_is_cancelled_from_elsewhere(home: Home) -> None:
+    path = home.pipeline("long", txt2img_toml(prompts=["long"], seeds=[1], steps=300))
+    proc = home.spawn("run", str(path), "--json")
+    wait_for(
+        lambda: query(home, "SELECT 1 FROM job WHERE status='running' AND step > 0"), timeout=90
+    )
+    home.cli("cancel", "r1", check=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert json.loads(out.splitlines()[-1])["status"] == "cancelled"
+    assert job_row(home, 1)["status"] == "cancelled"
