@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/engine_overhead.py --rounds 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -21,7 +21,7 @@ from medialab_tui.engine.worker_client import WorkerProcess
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
 
-FOLLOW_POLL_S = 0.25
+FOLLOW_POLL_S = 0.5
 TAKEOVER_CHECK_S = 1.0
 EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
 
@@ -135,7 +135,7 @@ async def follow_run(
 
     def host() -> None:
         nonlocal engine, engine_task
-        engine = Engine(data, store, config, worker=worker)
+        engine = Engine(data, store, config, worker=worker, previews=False)
         engine_task = asyncio.create_task(engine.run(), name="engine")
 
     if lock.held:

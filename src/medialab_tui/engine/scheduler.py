@@ -30,7 +30,7 @@ from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, Settin
 log = logging.getLogger("medialab.engine")
 
 POLL_S = 0.2  # how often the store is checked for requests from other processes
-PROGRESS_WRITE_S = 0.25  # the most often a job's progress is written to the store
+PROGRESS_WRITE_S = 0.5  # the most often a job's progress is written to the store
 CANCEL_GRACE_S = 5.0  # a worker that does not acknowledge a cancel by then is killed
 STALL_S = 600.0  # a worker silent this long during a job is taken for hung
 RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
@@ -59,9 +59,17 @@ class Engine:
     """Runs the queue of one data directory. Create it only while holding the host lock."""
 
     def __init__(
-        self, data: DataDir, store: Store, config: Config, worker: WorkerProcess | None = None
+        self,
+        data: DataDir,
+        store: Store,
+        config: Config,
+        worker: WorkerProcess | None = None,
+        *,
+        previews: bool = True,
     ) -> None:
         self.data = data
+        # Live previews cost the worker a little per step; only hosts with a UI want them.
+        self.previews = previews
         self.store = store
         self.config = config
         # A worker may be started before the engine, so torch loads while the caller works.
@@ -219,7 +227,7 @@ class Engine:
             "model": job.params.get("_model"),
             "item": job.item,
             "out_dir": str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
-            "preview": True,
+            "preview": self.previews,
         }
 
     async def execute(self, job: Job) -> None:
