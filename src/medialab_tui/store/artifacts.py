@@ -9,6 +9,7 @@ tools read, and `medialab` with the full stage parameters and lineage, which
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -77,17 +78,9 @@ def write_png(path: Path, image: Image.Image, meta: dict[str, Any]) -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", infotext(meta))
     info.add_itxt("medialab", json.dumps(meta, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info, compress_level=4)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info, compress_level=4)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_sidecar(path: Path, meta: dict[str, Any]) -> Path:
