@@ -1,4 +1,5 @@
-# The two commands: `make run` (demo models + the demo pipeline) and `make test`.
+# The two commands: `make run` (demo models + the TUI with the demo pipeline) and
+# `make test`. `make demo` runs the demo pipeline headless.
 # Both create or refresh .venv themselves.
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # `make run` keeps its data inside the checkout unless MEDIALAB_HOME says otherwise.
 export MEDIALAB_HOME ?= $(CURDIR)/.medialab
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv run demo test bench lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,11 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/medialab models demo
+	test -d "$(MEDIALAB_HOME)/models/demo-sd15" || $(BIN)/medialab models demo
+	$(BIN)/medialab --pipeline examples/demo.toml
+
+demo: $(STAMP)
+	test -d "$(MEDIALAB_HOME)/models/demo-sd15" || $(BIN)/medialab models demo
 	$(BIN)/medialab run examples/demo.toml
 
 test: $(STAMP)

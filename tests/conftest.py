@@ -202,3 +202,29 @@ def serve(home: Home) -> Iterator[Callable[[], subprocess.Popen[str]]]:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def studio(home: Home):
+    """Make the real TUI app on a data directory with the demo models.
+
+    `studio(host_engine=True)` hosts the engine on its thread like `medialab` does;
+    use it inside `async with app.run_test(size=(120, 36)) as pilot:`.
+    """
+    from medialab_tui.app import MedialabApp
+    from medialab_tui.config import DataDir, load_config
+    from medialab_tui.store.db import Store
+
+    apps = []
+
+    def make(*, host_engine: bool = False, pipeline: Path | None = None) -> MedialabApp:
+        data = DataDir(home.root).ensure()
+        app = MedialabApp(
+            data, load_config(data), Store(data.db_path), pipeline=pipeline, host_engine=host_engine
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.engine_host.stop()

@@ -82,10 +82,17 @@ def _engine_note(ctx: Context) -> str:
 
 
 def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
-    raise InputError(
-        "the terminal UI is not built in this version yet; use `medialab run FILE.toml`, "
-        "`medialab serve` and the listing commands (see `medialab --help`)"
-    )
+    # textual-image asks the terminal what graphics it speaks when first imported;
+    # that must happen before Textual takes over the terminal.
+    import textual_image.widget  # noqa: F401
+
+    from medialab_tui.app import MedialabApp
+
+    pipeline = Path(args.pipeline) if getattr(args, "pipeline", None) else None
+    if pipeline is not None and not pipeline.is_file():
+        raise InputError(f"{pipeline}: no such file")
+    MedialabApp(ctx.data, ctx.config, ctx.store, pipeline=pipeline).run()
+    return EXIT_OK
 
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
@@ -573,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--headless",
         action="store_true",
         help="run the engine with no UI (same as `medialab serve`)",
+    )
+    parser.add_argument(
+        "--pipeline", metavar="FILE.toml", help="open the TUI with this pipeline in the builder"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -211,7 +211,7 @@ class StudioClient:
                 rows = s.exec(
                     select(Job.run_id, Job.status, func.count())
                     .where(col(Job.run_id).in_(ids))
-                    .group_by(Job.run_id, Job.status)
+                    .group_by(col(Job.run_id), col(Job.status))
                 ).all()
                 for run_id, status, n in rows:
                     total, done = counts.get(run_id, (0, 0))
@@ -400,4 +400,5 @@ class StudioClient:
         with self.store.read() as s:
             if s.exec(base.where(Artifact.id == artifact_id)).first() is None:
                 return None
-            return int(s.exec(select(func.count()).select_from(base.where(before).subquery())).one())
+            earlier = base.where(before).subquery()
+            return int(s.exec(select(func.count()).select_from(earlier)).one())

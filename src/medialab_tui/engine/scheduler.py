@@ -101,6 +101,7 @@ class Engine:
         self.recover()
         if self.worker is None:
             await self._start_worker()
+        announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
         try:
             while not self._stop.is_set():
                 self.sweep_runs()
@@ -114,6 +115,7 @@ class Engine:
                 except TimeoutError:
                     pass
         finally:
+            announce.cancel()
             if self.worker is not None:
                 await self.worker.shutdown()
                 self.worker = None
@@ -167,6 +169,16 @@ class Engine:
             self._worker_failures = 0
             self._publish_worker(info)
             return self.worker
+
+    async def _announce_worker(self) -> None:
+        """Say which device the worker uses as soon as it is up, not at the first job."""
+        if self.worker is None:
+            return
+        try:
+            info = await self.worker.wait_ready()
+        except WorkerDied:
+            return  # the first job restarts it and reports the failure
+        self._publish_worker(info)
 
     def _publish_worker(self, info: dict[str, Any]) -> None:
         with self.store.write() as s:

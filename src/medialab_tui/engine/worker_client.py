@@ -32,6 +32,7 @@ class WorkerProcess:
         self.info: dict[str, Any] = {}
         self._events: asyncio.Queue[dict[str, Any] | WorkerDied] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        self._ready_task: asyncio.Task[dict[str, Any]] | None = None
         self._log: Any = None
 
     @property
@@ -71,9 +72,17 @@ class WorkerProcess:
         self.info = {}
         self._events = asyncio.Queue()
         self._pump_task = asyncio.create_task(self._pump(), name="worker-events")
+        self._ready_task = asyncio.create_task(self._read_ready(), name="worker-ready")
 
     async def wait_ready(self) -> dict[str, Any]:
-        """Wait for the `ready` line; raises WorkerDied if the worker exits first."""
+        """Wait for the `ready` line; raises WorkerDied if the worker exits first.
+
+        Any number of callers may wait: one task reads the line for all of them.
+        """
+        assert self._ready_task is not None, "start() the worker first"
+        return await asyncio.shield(self._ready_task)
+
+    async def _read_ready(self) -> dict[str, Any]:
         while not self.info:
             message = await self.next_event(READY_TIMEOUT_S)
             if message is None:
@@ -130,8 +139,11 @@ class WorkerProcess:
             except ProcessLookupError:
                 pass
             await self.proc.wait()
-        if self._pump_task is not None:
-            await asyncio.gather(self._pump_task, return_exceptions=True)
+        for task in (self._pump_task, self._ready_task):
+            if task is not None:
+                if not task.done():
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self._close_log()
 
     async def shutdown(self, timeout: float = 5.0) -> None:

@@ -1,0 +1,206 @@
+"""The medialab TUI: four screens over one engine, all by keyboard.
+
+The app hosts the engine on a background thread when no other process does, or
+attaches to the running host; either way it only reads and writes the store
+through `StudioClient`, from thread workers, so the UI never waits on SQLite or
+on the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.screen import Screen
+
+from medialab_tui.client import QueueSummary, StudioClient
+from medialab_tui.config import Config, DataDir
+from medialab_tui.hosting import EngineHost
+from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.store.db import Store
+
+STATE_POLL_S = 0.5
+
+
+class ScreenActions(Provider):
+    """The command palette lists every action of the current screen."""
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        screen = self.app.screen
+        seen: set[str] = set()
+        for binding in [*getattr(screen, "BINDINGS", []), *self.app.BINDINGS]:
+            if not isinstance(binding, Binding) or not binding.description:
+                continue
+            if binding.action in seen:
+                continue
+            seen.add(binding.action)
+            label = f"{binding.description} ({binding.key_display or binding.key})"
+            score = matcher.match(label)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(label),
+                    lambda action=binding.action, target=screen: self.app.call_later(
+                        target.run_action, action
+                    ),
+                    help=binding.tooltip or None,
+                )
+
+
+class MedialabApp(App[None]):
+    """Builder, Queue, Models and Gallery, one key apart."""
+
+    TITLE = "medialab"
+    CSS_PATH = "screens/studio.tcss"
+    COMMANDS = App.COMMANDS | {ScreenActions}
+    BINDINGS = [
+        # The header shows 1–4 and the footer has no room for them at 100 columns.
+        Binding("1", "switch_mode('builder')", "Builder", id="screen.builder", show=False),
+        Binding("2", "switch_mode('queue')", "Queue", id="screen.queue", show=False),
+        Binding("3", "switch_mode('models')", "Models", id="screen.models", show=False),
+        Binding("4", "switch_mode('gallery')", "Gallery", id="screen.gallery", show=False),
+        Binding("question_mark,f1", "help", "Help", id="app.help", show=False),
+        Binding("ctrl+q", "quit_studio", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        data: DataDir,
+        config: Config,
+        store: Store,
+        *,
+        pipeline: Path | None = None,
+        host_engine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.config = config
+        self.client = StudioClient(data, config, store)
+        self.engine_host = EngineHost(data, config, store)
+        self.pipeline_path = pipeline
+        self.host_engine = host_engine
+        self.summary = QueueSummary("active", {}, {})
+        self._last_counts: dict[str, int] = {}
+        # Requests from the gallery and the models screen, taken by the builder on show.
+        self.builder_inbox: list[BuilderRequest] = []
+        if config.theme:
+            self.theme = config.theme
+
+    def get_default_screen(self) -> Screen[Any]:
+        # An empty placeholder: on_mount switches to the builder mode at once.
+        return Screen()
+
+    def on_mount(self) -> None:
+        from medialab_tui.screens.builder import BuilderScreen
+        from medialab_tui.screens.gallery import GalleryScreen
+        from medialab_tui.screens.models import ModelsScreen
+        from medialab_tui.screens.queue import QueueScreen
+
+        self.add_mode("builder", BuilderScreen)
+        self.add_mode("queue", QueueScreen)
+        self.add_mode("models", ModelsScreen)
+        self.add_mode("gallery", GalleryScreen)
+        self.switch_mode("builder")
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        if self.host_engine:
+            self.engine_host.start()
+        self.set_interval(STATE_POLL_S, self.poll_state)
+        self.poll_state()
+        try:
+            signal.signal(signal.SIGHUP, self._on_hangup)
+        except ValueError:  # not the main thread (tests)
+            pass
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for key, name in (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery")):
+            mode = name.lower()
+            yield SystemCommand(
+                f"Go to {name}",
+                f"Switch to the {name} screen ({key})",
+                lambda mode=mode: self.switch_mode(mode),
+            )
+
+    # -- state shown in every header ----------------------------------------------
+
+    @work(thread=True, exclusive=True, group="state")
+    def poll_state(self) -> None:
+        summary = self.client.summary()
+        self.call_from_thread(self._apply_summary, summary)
+
+    def _apply_summary(self, summary: QueueSummary) -> None:
+        before = self._last_counts
+        self.summary = summary
+        self._last_counts = summary.counts
+        if before:
+            for status, label, severity in (
+                ("succeeded", "finished", "information"),
+                ("failed", "failed", "error"),
+            ):
+                new = summary.counts.get(status, 0) - before.get(status, 0)
+                if new > 0:
+                    self.notify(f"{new} job{'s' if new > 1 else ''} {label}", severity=severity)
+
+    def status_line(self) -> str:
+        s = self.summary
+        device = s.worker.get("device", "?") if self.engine_host.hosting or s.worker else "?"
+        running = s.counts.get("running", 0)
+        queued = s.counts.get("queued", 0)
+        return (
+            f"{self.engine_host.describe()} · {device} · queue {s.state} · "
+            f"{running} running · {queued} queued"
+        )
+
+    # -- actions -----------------------------------------------------------------
+
+    def send_to_builder(self, request: BuilderRequest) -> None:
+        """Hand images or a model to the builder and show it."""
+        self.builder_inbox.append(request)
+        self.switch_mode("builder")
+
+    def action_help(self) -> None:
+        from medialab_tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.screen))
+
+    def action_quit_studio(self) -> None:
+        busy = self.summary.counts.get("running", 0) + self.summary.counts.get("queued", 0)
+        if not self.engine_host.hosting or not busy:
+            self._leave(hand_over=False)
+            return
+        from medialab_tui.screens.dialogs import QuitScreen
+
+        def decided(choice: str | None) -> None:
+            if choice in ("stop", "background"):
+                self._leave(hand_over=choice == "background")
+
+        self.push_screen(QuitScreen(busy), decided)
+
+    def _leave(self, *, hand_over: bool) -> None:
+        if hand_over:
+            self.engine_host.hand_over()
+        else:
+            self.engine_host.stop()
+        self.exit()
+
+    def _on_hangup(self, _signum: int, _frame: object) -> None:
+        """The terminal is gone: leave the work to a background server, then go.
+
+        Nothing can be drawn or restored on a terminal that no longer exists, so
+        after the hand-over the process ends at once instead of shutting Textual down.
+        """
+        if self.engine_host.hosting:
+            self.engine_host.hand_over()
+        os._exit(0)
+
+    def on_unmount(self) -> None:
+        self.engine_host.stop()

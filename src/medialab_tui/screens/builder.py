@@ -1,0 +1,814 @@
+"""Builder (SPEC §9.1): compose a pipeline, see what it will cost, run it.
+
+The pipeline being edited is plain data (`self.document`, the shape of a TOML
+file). Every edit re-validates it at once with the parser the CLI uses (pure,
+no I/O) and shows the first message under its field; the estimate, which needs
+the store, is recomputed in a thread worker 0.4 s after the last edit.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
+from textual.worker import Worker, WorkerState
+
+from medialab_tui.engine.control import Prepared
+from medialab_tui.engine.pipeline import Pipeline, load_pipeline_file, parse_pipeline, parse_stage
+from medialab_tui.engine.planner import StagePlan
+from medialab_tui.engine.stages import STAGES
+from medialab_tui.errors import InputError
+from medialab_tui.screens.builder_form import (
+    SEEDS_HINT,
+    PathPrompt,
+    PickScreen,
+    StageForm,
+    format_seeds,
+    locate_error,
+    parse_seeds,
+)
+from medialab_tui.screens.common import StudioScreen
+from medialab_tui.screens.dialogs import ConfirmScreen
+
+ESTIMATE_DELAY_S = 0.4
+SAMPLE_PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+DRY_RUN_ITEMS = 6
+# Where an `[inputs]` key's message is shown.
+INPUT_FIELDS = {
+    "inputs.prompts": "in-prompts",
+    "inputs.negative": "in-negative",
+    "inputs.seeds": "in-seeds",
+    "inputs.seed": "in-seeds",
+    "inputs.count": "in-seeds",
+    "inputs.images": "in-images",
+}
+TOP_FIELDS = {"name": "pipe-name", "mode": "pipe-mode", "expand": "pipe-expand"}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "<1 s"
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def render_plan(plan: list[StagePlan], price_per_hour: float) -> str:
+    """Jobs, outputs and time per stage, then the totals (Rich markup)."""
+    lines = []
+    for stage in plan:
+        basis = "" if stage.basis == "history" else " [dim](guess)[/]"
+        lines += [
+            f"[b]{stage.index + 1} {stage.type}[/b]",
+            f"  {stage.jobs} jobs → {stage.outputs} outputs",
+            f"  {_duration(stage.seconds)}{basis}",
+        ]
+    seconds = sum(s.seconds for s in plan)
+    lines += ["", f"[b]Total[/b] {sum(s.jobs for s in plan)} jobs · {_duration(seconds)}"]
+    if price_per_hour > 0:
+        lines.append(f"  ≈ {price_per_hour * seconds / 3600:.2f} at {price_per_hour}/GPU-hour")
+    return "\n".join(lines)
+
+
+def render_dry_run(prepared: Prepared, price_per_hour: float) -> str:
+    """The plan plus the first stage's jobs, and that nothing was queued."""
+    lines = ["[b reverse] Dry run [/] nothing was submitted", "", "[b]First jobs[/b]"]
+    for item in prepared.items[:DRY_RUN_ITEMS]:
+        what = item["images"][0] if item["images"] else item["prompt"]
+        lines.append(f"  seed {item['seed']} · {what}")
+    if len(prepared.items) > DRY_RUN_ITEMS:
+        lines.append(f"  … and {len(prepared.items) - DRY_RUN_ITEMS} more")
+    return "\n".join([*lines, "", render_plan(prepared.plan, price_per_hour)])
+
+
+def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write via a temp file in the same folder; `exclusive` never replaces an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if exclusive:
+            os.link(tmp, path)  # fails with FileExistsError instead of overwriting
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def preset_slug(name: str) -> str:
+    """A pipeline name as a folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "pipeline"
+
+
+def save_preset(root: Path, name: str, text: str) -> Path:
+    """Write `<root>/<name>/v<N>.toml` with the next free N; existing versions stay."""
+    folder = root / preset_slug(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [
+        int(m.group(1))
+        for p in folder.glob("v*.toml")
+        if (m := re.fullmatch(r"v(\d+)\.toml", p.name))
+    ]
+    number = max(taken, default=0) + 1
+    while True:
+        target = folder / f"v{number}.toml"
+        try:
+            write_atomic(target, text, exclusive=True)
+            return target
+        except FileExistsError:  # another builder saved this version meanwhile
+            number += 1
+
+
+def list_presets(root: Path) -> list[tuple[str, str]]:
+    """(path, label) of every preset version, by name, newest version first."""
+    found = []
+    for path in root.glob("*/v*.toml"):
+        match = re.fullmatch(r"v(\d+)\.toml", path.name)
+        if match:
+            found.append((path.parent.name, int(match.group(1)), path))
+    found.sort(key=lambda f: (f[0], -f[1]))
+    return [(str(path), f"{name}  v{number}") for name, number, path in found]
+
+
+class BuilderScreen(StudioScreen):
+    """Stages and pipeline on the left, the stage's form and inputs, the estimate."""
+
+    TITLE_TEXT = "Builder"
+    AUTO_FOCUS = "#stages"
+    DEFAULT_CSS = """
+    BuilderScreen #builder { height: 1fr; }
+    BuilderScreen #builder-left { width: 1fr; min-width: 26; border-right: solid $panel; }
+    BuilderScreen #builder-middle { width: 2fr; padding: 0 1; }
+    BuilderScreen #builder-right { width: 1fr; min-width: 26; border-left: solid $panel; }
+    BuilderScreen .row { height: 1; margin: 1 1 0 1; }
+    BuilderScreen .row Label { width: 8; }
+    BuilderScreen #builder-middle .row Label { width: 12; }
+    BuilderScreen .row Input, BuilderScreen .row Select { width: 1fr; }
+    BuilderScreen #form-slot { height: auto; }
+    BuilderScreen #stages { height: 1fr; min-height: 4; margin: 0 1; }
+    BuilderScreen TextArea { height: 4; margin-top: 1; }
+    BuilderScreen .field-error { color: $error; height: auto; }
+    BuilderScreen .field-error.-empty { display: none; }
+    BuilderScreen #builder-left .field-error { padding-left: 9; }
+    BuilderScreen #builder-middle .field-error { padding-left: 12; }
+    BuilderScreen #estimate { padding: 0 1; }
+    BuilderScreen #estimate.-invalid { color: $error; }
+    """
+    BINDINGS = [
+        Binding(
+            "ctrl+r",
+            "run",
+            "Run",
+            id="builder.run",
+            priority=True,
+            tooltip="Validate, plan and queue the pipeline, then show the queue",
+        ),
+        Binding(
+            "ctrl+d",
+            "dry_run",
+            "Dry run",
+            id="builder.dry_run",
+            priority=True,
+            tooltip="Show the jobs and the estimate without queueing anything",
+        ),
+        Binding(
+            "ctrl+s",
+            "save",
+            "Save",
+            id="builder.save",
+            priority=True,
+            tooltip="Save the pipeline to a TOML file (asks before overwriting)",
+        ),
+        Binding(
+            "ctrl+o",
+            "open",
+            "Open",
+            id="builder.open",
+            priority=True,
+            tooltip="Load a pipeline TOML file",
+        ),
+        Binding(
+            "a",
+            "add_stage",
+            "Add stage",
+            id="builder.add_stage",
+            tooltip="Add a stage of a chosen type after the selected one",
+        ),
+        Binding(
+            "x,delete",
+            "remove_stage",
+            "Remove stage",
+            id="builder.remove_stage",
+            tooltip="Remove the selected stage",
+        ),
+        Binding(
+            "left_square_bracket",
+            "move_stage(-1)",
+            "Stage up",
+            id="builder.stage_up",
+            tooltip="Move the selected stage one place earlier",
+            show=False,
+        ),
+        Binding(
+            "right_square_bracket",
+            "move_stage(1)",
+            "Stage down",
+            id="builder.stage_down",
+            tooltip="Move the selected stage one place later",
+            show=False,
+        ),
+        Binding(
+            "P",
+            "save_preset",
+            "Save preset",
+            id="builder.save_preset",
+            tooltip="Save as a new version of the preset named like the pipeline",
+        ),
+        Binding(
+            "L",
+            "load_preset",
+            "Presets",
+            id="builder.load_preset",
+            tooltip="Load a saved preset version",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.document: dict[str, Any] = {}
+        self.source = "builder"
+        self.base_dir = Path.cwd()
+        self.path: Path | None = None
+        self.selected = 0
+        self.ready = False
+        self.seeds_error = ""
+        self.suggestions: dict[str, list[str]] = {}
+        self.error_stage: int | None = None
+        self.form: StageForm | None = None
+        self._generation = 0
+        self._estimate_timer: Timer | None = None
+        self._submitting = False
+
+    # -- layout ------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="builder"):
+            with Vertical(id="builder-left"):
+                yield Static("Pipeline", classes="panel-title")
+                with Horizontal(classes="row"):
+                    yield Label("name")
+                    yield Input(id="pipe-name", compact=True, tooltip="The run's name")
+                yield self._error_line("pipe-name")
+                with Horizontal(classes="row"):
+                    yield Label("mode")
+                    yield Select(
+                        [(m, m) for m in ("auto", "checkpoint", "manual")],
+                        value="auto",
+                        allow_blank=False,
+                        id="pipe-mode",
+                        compact=True,
+                        tooltip="auto: run through; checkpoint: pause after stages marked "
+                        "review; manual: pause after every stage",
+                    )
+                yield self._error_line("pipe-mode")
+                with Horizontal(classes="row"):
+                    yield Label("expand")
+                    yield Select(
+                        [(m, m) for m in ("product", "zip")],
+                        value="product",
+                        allow_blank=False,
+                        id="pipe-expand",
+                        compact=True,
+                        tooltip="product: every prompt with every seed; zip: pair them in order",
+                    )
+                yield self._error_line("pipe-expand")
+                yield Static("Stages", classes="panel-title")
+                yield OptionList(id="stages")
+                yield Static("a add · x remove\n[ ] move up/down", classes="hint")
+            # The form scrolls to the focused field, so the scroll itself needs no focus stop.
+            with VerticalScroll(id="builder-middle", can_focus=False):
+                yield Static("", id="stage-title", classes="panel-title")
+                yield Vertical(id="form-slot")
+                yield Static("Inputs", classes="panel-title")
+                yield Static("prompts, one per line", classes="hint")
+                yield TextArea(id="in-prompts", compact=True, tooltip="One prompt per line")
+                yield self._error_line("in-prompts")
+                with Horizontal(classes="row"):
+                    yield Label("negative")
+                    yield Input(
+                        id="in-negative",
+                        compact=True,
+                        placeholder="none",
+                        tooltip="Negative prompt for every job",
+                    )
+                yield self._error_line("in-negative")
+                with Horizontal(classes="row"):
+                    yield Label("seeds")
+                    yield Input(
+                        id="in-seeds", compact=True, placeholder="1, 2, 3", tooltip=SEEDS_HINT
+                    )
+                yield Static(SEEDS_HINT, classes="hint")
+                yield self._error_line("in-seeds")
+                yield Static("images, one path per line", classes="hint")
+                yield TextArea(
+                    id="in-images", compact=True, tooltip="Input image paths, one per line"
+                )
+                yield self._error_line("in-images")
+            with VerticalScroll(id="builder-right"):
+                yield Static("Estimate", classes="panel-title")
+                yield Static("…", id="estimate")
+
+    @staticmethod
+    def _error_line(field_id: str) -> Static:
+        return Static("", id=f"{field_id}-error", classes="field-error -empty")
+
+    def on_mount(self) -> None:
+        self._load_initial(self.app.pipeline_path)  # type: ignore[attr-defined]
+
+    def on_screen_resume(self) -> None:
+        if self.ready:
+            self._take_inbox()
+
+    # -- loading -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="builder-load", exit_on_error=False)
+    def _load_initial(self, path: Path | None) -> None:
+        """The file from `--pipeline`, else a small txt2img on the first checkpoint."""
+        models = self.client.models()
+        suggestions = {
+            spec.type: [m.name for m in models if m.kind in spec.model_kinds]
+            + list(spec.builtin_models)
+            for spec in STAGES.values()
+        }
+        if path is not None:
+            try:
+                document = load_pipeline_file(path).to_dict()
+            except InputError as exc:
+                self.app.call_from_thread(self.notify, str(exc), severity="error")
+            else:
+                self.app.call_from_thread(self._start, suggestions, document, path)
+                return
+        checkpoints = suggestions["txt2img"]
+        stage: dict[str, Any] = {"type": "txt2img", "steps": 8, "width": 64, "height": 64}
+        if checkpoints:
+            stage["model"] = checkpoints[0]
+        document = {
+            "name": "untitled",
+            "mode": "auto",
+            "expand": "product",
+            "inputs": {"prompts": [SAMPLE_PROMPT]},
+            "stages": [stage],
+        }
+        self.app.call_from_thread(self._start, suggestions, document, None)
+
+    def _start(
+        self, suggestions: dict[str, list[str]], document: dict[str, Any], path: Path | None
+    ) -> None:
+        self.suggestions = suggestions
+        self.set_document(document, path, path)
+
+    def set_document(
+        self, document: dict[str, Any], source: Path | None, path: Path | None
+    ) -> None:
+        """Show a pipeline document in every widget; `path` is where ctrl+s saves it."""
+        self.document = copy.deepcopy(document)
+        self.document.setdefault("inputs", {})
+        self.source = str(source) if source else "builder"
+        if path is not None:
+            self.path = path
+            self.base_dir = path.parent
+        inputs = self.document["inputs"]
+        self.query_one("#pipe-name", Input).value = str(self.document.get("name", ""))
+        self.query_one("#pipe-mode", Select).value = self.document.get("mode", "auto")
+        self.query_one("#pipe-expand", Select).value = self.document.get("expand", "product")
+        self.query_one("#in-prompts", TextArea).text = "\n".join(inputs.get("prompts", []))
+        self.query_one("#in-negative", Input).value = str(inputs.get("negative", ""))
+        self.query_one("#in-seeds", Input).value = format_seeds(inputs)
+        self.query_one("#in-images", TextArea).text = "\n".join(inputs.get("images", []))
+        self.selected = 0
+        self._refresh_stage_list()
+        self._show_form()
+        first = not self.ready
+        self.ready = True
+        if first:
+            self._take_inbox()
+        self.changed()
+
+    def _take_inbox(self) -> None:
+        """Images and models other screens sent here (`app.send_to_builder`)."""
+        inbox = self.app.builder_inbox  # type: ignore[attr-defined]
+        requests, inbox[:] = list(inbox), []
+        for request in requests:
+            if request.images:
+                area = self.query_one("#in-images", TextArea)
+                lines = [line for line in area.text.splitlines() if line.strip()]
+                lines += [i for i in request.images if i not in lines]
+                area.text = "\n".join(lines)
+                first = STAGES[self.document["stages"][0]["type"]]
+                count = f"{len(request.images)} image{'s' if len(request.images) != 1 else ''}"
+                if first.takes == "prompt":
+                    self.notify(
+                        f"{count} added to inputs, but stage 1 ({first.type}) takes prompts: "
+                        "add a stage that takes images first",
+                        severity="warning",
+                    )
+                else:
+                    self.notify(f"{count} added to inputs")
+            if request.model:
+                if self.form is not None and "model" in self.form.fields:
+                    self.form.set_value("model", request.model)
+                    self.notify(f"Stage {self.selected + 1} now uses {request.model}")
+                else:
+                    self.notify("The selected stage takes no model", severity="warning")
+
+    # -- the stage list and the form -------------------------------------------------
+
+    def _stage_label(self, index: int, stage: dict[str, Any]) -> str:
+        model = stage.get("model", "")
+        mark = " [red]✗[/]" if self.error_stage == index + 1 else ""
+        return f"{index + 1} {stage.get('type')}  [dim]{model}[/]{mark}"
+
+    def _refresh_stage_list(self) -> None:
+        stages = self.query_one("#stages", OptionList)
+        stages.set_options([self._stage_label(i, s) for i, s in enumerate(self.document["stages"])])
+        stages.highlighted = self.selected
+
+    def _show_form(self) -> None:
+        """Replace the form with the selected stage's."""
+        stage = self.document["stages"][self.selected]
+        spec = STAGES[stage["type"]]
+        self.query_one("#stage-title", Static).update(
+            f"Stage {self.selected + 1} · {spec.type} · {spec.title} ({spec.takes} → {spec.gives})"
+        )
+        slot = self.query_one("#form-slot")
+        slot.remove_children()
+        suggestions = {"model": self.suggestions.get(spec.type, [])}
+        self.form = StageForm(self.selected, stage, suggestions)
+        slot.mount(self.form)
+
+    @on(OptionList.OptionHighlighted, "#stages")
+    def _stage_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_index != self.selected and event.option_index < len(
+            self.document["stages"]
+        ):
+            self.selected = event.option_index
+            self._show_form()
+            self.changed()
+
+    @on(StageForm.Changed)
+    def _stage_changed(self, event: StageForm.Changed) -> None:
+        stages = self.document.get("stages", [])
+        # A form that was replaced may still have messages in flight: ignore them.
+        if event.form is not self.form:
+            return
+        stages[event.form.index] = event.values
+        self.query_one("#stages", OptionList).replace_option_prompt_at_index(
+            event.form.index, self._stage_label(event.form.index, event.values)
+        )
+        self.changed()
+
+    # -- top level and inputs ----------------------------------------------------------
+
+    @on(Input.Changed, "#pipe-name")
+    def _name_changed(self, event: Input.Changed) -> None:
+        self.document["name"] = event.value
+        self.changed()
+
+    @on(Select.Changed, "#pipe-mode, #pipe-expand")
+    def _top_select_changed(self, event: Select.Changed) -> None:
+        key = (event.select.id or "").removeprefix("pipe-")
+        self.document[key] = event.value
+        self.changed()
+
+    @on(Input.Changed, "#in-negative, #in-seeds")
+    @on(TextArea.Changed, "#in-prompts, #in-images")
+    def _inputs_changed(self) -> None:
+        self.document["inputs"] = self._read_inputs()
+        self.changed()
+
+    def _read_inputs(self) -> dict[str, Any]:
+        """`[inputs]` from the widgets; a seeds syntax error is kept for the field."""
+        inputs: dict[str, Any] = {}
+        prompts = self.query_one("#in-prompts", TextArea).text.splitlines()
+        if prompts := [p.strip() for p in prompts if p.strip()]:
+            inputs["prompts"] = prompts
+        if negative := self.query_one("#in-negative", Input).value.strip():
+            inputs["negative"] = negative
+        images = self.query_one("#in-images", TextArea).text.splitlines()
+        if images := [i.strip() for i in images if i.strip()]:
+            inputs["images"] = images
+        try:
+            inputs.update(parse_seeds(self.query_one("#in-seeds", Input).value))
+            self.seeds_error = ""
+        except InputError as exc:
+            self.seeds_error = str(exc)
+        return inputs
+
+    # -- validation and the estimate ---------------------------------------------------
+
+    def validate(self) -> tuple[Pipeline | None, str]:
+        """The pipeline as the CLI would parse it, or the parser's first message."""
+        if self.seeds_error:
+            return None, f"{self.source}: key 'inputs.seeds': {self.seeds_error}"
+        try:
+            return parse_pipeline(copy.deepcopy(self.document), self.source), ""
+        except InputError as exc:
+            return None, str(exc)
+
+    def changed(self) -> None:
+        """Something was edited: show errors now, estimate after a pause in typing."""
+        if not self.ready:
+            return
+        self._generation += 1
+        pipeline, message = self.validate()
+        self.show_error(message)
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        if pipeline is None:
+            self._show_estimate(message, invalid=True)
+            return
+        generation = self._generation
+        self._estimate_timer = self.set_timer(
+            ESTIMATE_DELAY_S, lambda: self._estimate(pipeline, generation, dry_run=False)
+        )
+
+    def show_error(self, message: str) -> None:
+        """Put a pipeline message under its field, and the selected stage's own errors."""
+        spot = locate_error(message) if message else None
+        field_errors: dict[str, str] = {}
+        stage_error = ""
+        stages = self.document.get("stages", [])
+        if self.selected < len(stages):
+            try:
+                parse_stage(stages[self.selected], self.selected + 1, self.source)
+            except InputError as exc:
+                own = locate_error(str(exc))
+                if own.key:
+                    field_errors[own.key] = own.text
+                else:
+                    stage_error = own.text
+        if spot is not None and spot.stage == self.selected + 1:
+            if spot.key:
+                field_errors.setdefault(spot.key, spot.text)
+            else:
+                stage_error = stage_error or spot.text
+        if self.form is not None:
+            self.form.show_errors(field_errors, stage_error)
+        targets = {**INPUT_FIELDS, **TOP_FIELDS}
+        shown = targets.get(spot.key or "") if spot is not None and spot.stage is None else None
+        for field_id in {*INPUT_FIELDS.values(), *TOP_FIELDS.values()}:
+            line = self.query_one(f"#{field_id}-error", Static)
+            text = spot.text if spot is not None and field_id == shown else ""
+            line.update(text)
+            line.set_class(not text, "-empty")
+        error_stage = spot.stage if spot is not None else None
+        if error_stage != self.error_stage:
+            self.error_stage = error_stage
+            self._refresh_stage_list()
+
+    def _show_estimate(self, text: str, *, invalid: bool) -> None:
+        estimate = self.query_one("#estimate", Static)
+        estimate.update(text)
+        estimate.set_class(invalid, "-invalid")
+
+    @work(thread=True, exclusive=True, group="builder-estimate", exit_on_error=False)
+    def _estimate(self, pipeline: Pipeline, generation: int, *, dry_run: bool) -> None:
+        try:
+            prepared = self.client.prepare(pipeline, self.source, self.base_dir)
+        except InputError as exc:
+            self.app.call_from_thread(self._estimated, generation, None, str(exc), dry_run)
+        else:
+            self.app.call_from_thread(self._estimated, generation, prepared, "", dry_run)
+
+    def _estimated(
+        self, generation: int, prepared: Prepared | None, message: str, dry_run: bool
+    ) -> None:
+        if generation != self._generation:  # edited meanwhile: a newer estimate is coming
+            return
+        if prepared is None:
+            self.show_error(message)
+            self._show_estimate(message, invalid=True)
+            return
+        price = self.app.config.price_per_gpu_hour  # type: ignore[attr-defined]
+        if dry_run:
+            self._show_estimate(render_dry_run(prepared, price), invalid=False)
+        else:
+            self._show_estimate(render_plan(prepared.plan, price), invalid=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A bug in a worker becomes a notification, not a crash."""
+        if event.state == WorkerState.ERROR and event.worker.group.startswith("builder"):
+            self._submitting = False
+            self.notify(f"Builder: {event.worker.error}", severity="error")
+
+    # -- actions -----------------------------------------------------------------------
+
+    def _blocked(self, message: str, what: str) -> None:
+        self.show_error(message)
+        self._show_estimate(message, invalid=True)
+        self.notify(message, title=f"{what} blocked", severity="error")
+
+    def action_run(self) -> None:
+        """Validate, prepare and submit; then show the queue."""
+        if not self.ready or self._submitting:
+            return
+        pipeline, message = self.validate()
+        if pipeline is None:
+            self._blocked(message, "Run")
+            return
+        self._submitting = True
+        self._submit(pipeline, self.source, self.base_dir)
+
+    @work(thread=True, exclusive=True, group="builder-submit", exit_on_error=False)
+    def _submit(self, pipeline: Pipeline, source: str, base_dir: Path) -> None:
+        try:
+            ref = self.client.submit(self.client.prepare(pipeline, source, base_dir))
+        except InputError as exc:
+            self.app.call_from_thread(self._submitted, "", str(exc))
+        else:
+            self.app.call_from_thread(self._submitted, ref, "")
+
+    def _submitted(self, ref: str, message: str) -> None:
+        self._submitting = False
+        if not ref:
+            self._blocked(message, "Run")
+            return
+        self.notify(f"Run {ref} queued")
+        self.app.switch_mode("queue")
+
+    def action_dry_run(self) -> None:
+        """The plan and the first jobs, with nothing queued."""
+        if not self.ready:
+            return
+        pipeline, message = self.validate()
+        if pipeline is None:
+            self._blocked(message, "Dry run")
+            return
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self._estimate(pipeline, self._generation, dry_run=True)
+
+    def action_add_stage(self) -> None:
+        options = [
+            (spec.type, f"{spec.type}  {spec.title} ({spec.takes} → {spec.gives})")
+            for spec in STAGES.values()
+        ]
+        self.app.push_screen(PickScreen("Add which stage?", options), self._add_stage)
+
+    def _add_stage(self, stage_type: str | None) -> None:
+        if stage_type is None or not self.ready:
+            return
+        spec = STAGES[stage_type]
+        stage: dict[str, Any] = {"type": stage_type}
+        models = spec.builtin_models or tuple(self.suggestions.get(stage_type, []))
+        if spec.uses_model and models:
+            stage["model"] = models[0]
+        self.selected = min(self.selected + 1, len(self.document["stages"]))
+        self.document["stages"].insert(self.selected, stage)
+        self._stages_reordered()
+
+    def action_remove_stage(self) -> None:
+        stages = self.document.get("stages", [])
+        if len(stages) <= 1:
+            self.notify("A pipeline needs at least one stage", severity="warning")
+            return
+        removed = stages.pop(self.selected)
+        self.selected = min(self.selected, len(stages) - 1)
+        self._stages_reordered()
+        self.notify(f"Removed stage {removed['type']}")
+
+    def action_move_stage(self, delta: int) -> None:
+        stages = self.document.get("stages", [])
+        target = self.selected + delta
+        if not 0 <= target < len(stages):
+            return
+        stages[self.selected], stages[target] = stages[target], stages[self.selected]
+        self.selected = target
+        self._stages_reordered()
+
+    def _stages_reordered(self) -> None:
+        self._refresh_stage_list()
+        self._show_form()
+        self.changed()
+
+    def action_open(self) -> None:
+        initial = str(self.path) if self.path else ""
+        self.app.push_screen(PathPrompt("Open which pipeline file?", initial), self._open)
+
+    def _open(self, text: str | None) -> None:
+        if text:
+            self._load_file(Path(text).expanduser(), keep_path=True)
+
+    @work(thread=True, exclusive=True, group="builder-load", exit_on_error=False)
+    def _load_file(self, path: Path, *, keep_path: bool) -> None:
+        try:
+            document = load_pipeline_file(path).to_dict()
+        except InputError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.set_document, document, path, path if keep_path else None)
+        self.app.call_from_thread(self.notify, f"Loaded {path}")
+
+    def _toml(self) -> str:
+        return tomli_w.dumps(copy.deepcopy(self.document))
+
+    def action_save(self) -> None:
+        name = preset_slug(str(self.document.get("name", "")))
+        initial = str(self.path) if self.path else f"{name}.toml"
+        self.app.push_screen(PathPrompt("Save the pipeline to:", initial), self._save_to)
+
+    def _save_to(self, text: str | None) -> None:
+        if not text:
+            return
+        path = Path(text).expanduser()
+        body = self._toml()
+        if not path.exists():
+            self._write(path, body)
+            return
+
+        def confirmed(overwrite: bool | None) -> None:
+            if overwrite:
+                self._write(path, body)
+
+        self.app.push_screen(
+            ConfirmScreen(f"{path} exists. Overwrite it?", yes="Overwrite"), confirmed
+        )
+
+    @work(thread=True, group="builder-save", exit_on_error=False)
+    def _write(self, path: Path, body: str) -> None:
+        try:
+            write_atomic(path, body)
+        except OSError as exc:
+            self.app.call_from_thread(
+                self.notify, f"{path}: cannot be written ({exc.strerror})", severity="error"
+            )
+            return
+        self.app.call_from_thread(self._saved, path)
+
+    def _saved(self, path: Path) -> None:
+        self.path = path
+        _, message = self.validate()
+        if message:
+            self.notify(
+                f"Saved {path}, but it does not validate yet: {message}", severity="warning"
+            )
+        else:
+            self.notify(f"Saved {path}")
+
+    def _presets_root(self) -> Path:
+        return self.app.data.root / "presets"  # type: ignore[attr-defined]
+
+    def action_save_preset(self) -> None:
+        pipeline, message = self.validate()
+        if pipeline is None:
+            self._blocked(message, "Saving the preset")
+            return
+        self._write_preset(pipeline.name, self._toml())
+
+    @work(thread=True, group="builder-save", exit_on_error=False)
+    def _write_preset(self, name: str, body: str) -> None:
+        try:
+            path = save_preset(self._presets_root(), name, body)
+        except OSError as exc:
+            self.app.call_from_thread(
+                self.notify, f"The preset cannot be written ({exc.strerror})", severity="error"
+            )
+            return
+        self.app.call_from_thread(
+            self.notify, f"Saved preset {path.parent.name} {path.stem} ({path})"
+        )
+
+    def action_load_preset(self) -> None:
+        self._pick_preset()
+
+    @work(thread=True, exclusive=True, group="builder-presets", exit_on_error=False)
+    def _pick_preset(self) -> None:
+        options = list_presets(self._presets_root())
+        if not options:
+            self.app.call_from_thread(
+                self.notify, "No presets yet: press P to save one", severity="warning"
+            )
+            return
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._load_file(Path(path), keep_path=False)
+
+        self.app.call_from_thread(
+            self.app.push_screen, PickScreen("Load which preset?", options), chosen
+        )

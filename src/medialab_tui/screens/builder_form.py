@@ -1,0 +1,382 @@
+"""The builder's parts: the stage form generated from a stage's parameter model,
+the seeds syntax, where a validation message belongs, and two small modals.
+
+The form reads `STAGES[type].params.model_fields`, the same pydantic models the
+CLI validates pipeline files with, so a range or a default is written once.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic.fields import FieldInfo
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from medialab_tui.engine.stages import STAGES
+from medialab_tui.errors import InputError
+
+FieldKind = Literal["int", "float", "str", "choice", "bool"]
+
+SEEDS_HINT = "1, 2, 3  or  seed 7 count 4  (empty: one random seed)"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One stage parameter as the form shows it."""
+
+    name: str
+    kind: FieldKind
+    default: Any
+    required: bool
+    description: str
+    choices: tuple[str, ...] = ()
+    bounds: str = ""
+
+
+def _bounds(info: FieldInfo) -> str:
+    """`8–4096, ×8` or `>1.0, ≤8.0` from the field's constraints."""
+    rules: dict[str, Any] = {}
+    for rule in info.metadata:
+        for name in ("ge", "gt", "le", "multiple_of"):
+            if getattr(rule, name, None) is not None:
+                rules[name] = getattr(rule, name)
+    parts = []
+    if "ge" in rules and "le" in rules:
+        parts.append(f"{rules['ge']}–{rules['le']}")
+    else:
+        parts += [
+            f"{sign}{rules[k]}" for k, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤")) if k in rules
+        ]
+    if "multiple_of" in rules:
+        parts.append(f"×{rules['multiple_of']}")
+    return ", ".join(parts)
+
+
+def _kind(annotation: Any) -> tuple[FieldKind, tuple[str, ...]]:
+    """Map a field's annotation to the widget that edits it."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):  # `str | None`: the None means "not set"
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+        origin = get_origin(annotation)
+    if origin is Literal:
+        return "choice", tuple(str(a) for a in get_args(annotation))
+    if annotation is bool:
+        return "bool", ()
+    if annotation is int:
+        return "int", ()
+    if annotation is float:
+        return "float", ()
+    return "str", ()
+
+
+def stage_fields(stage_type: str) -> list[FieldSpec]:
+    """The editable parameters of a stage type, in declaration order (`type` excluded)."""
+    fields = []
+    for name, info in STAGES[stage_type].params.model_fields.items():
+        if name == "type":
+            continue
+        kind, choices = _kind(info.annotation)
+        fields.append(
+            FieldSpec(
+                name=name,
+                kind=kind,
+                default=None if info.is_required() else info.get_default(call_default_factory=True),
+                required=info.is_required(),
+                description=info.description or "",
+                choices=choices,
+                bounds=_bounds(info),
+            )
+        )
+    # Booleans last: they are switches, not values, and read best under the numbers.
+    return sorted(fields, key=lambda f: f.kind == "bool")
+
+
+def form_value(spec: FieldSpec, text: str) -> Any:
+    """Text typed into a field as the value the pipeline holds; `None` drops the key.
+
+    Text that is not a number is passed on as it is, so the stage model reports
+    the same sentence a pipeline file with that value would get.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if spec.kind == "int":
+            return int(text)
+        if spec.kind == "float":
+            return float(text)
+    except ValueError:
+        return text
+    return text
+
+
+def parse_seeds(text: str) -> dict[str, int | list[int]]:
+    """`1, 2, 3` → seeds; `seed 7 count 4` → seed and count; empty → a random seed."""
+    words = text.replace(",", " ").split()
+    if not words:
+        return {}
+    if all(w.lstrip("-").isdigit() for w in words):
+        return {"seeds": [int(w) for w in words]}
+    out: dict[str, int | list[int]] = {}
+    pairs = list(zip(words[::2], words[1::2], strict=False))
+    if len(words) % 2 == 0:
+        for key, value in pairs:
+            if key.lower() not in ("seed", "count") or key.lower() in out:
+                break
+            if not value.lstrip("-").isdigit():
+                break
+            out[key.lower()] = int(value)
+        else:
+            return out
+    raise InputError("write seeds as '1, 2, 3' or as 'seed 7 count 4'")
+
+
+def format_seeds(inputs: dict[str, Any]) -> str:
+    """The inverse of `parse_seeds` for a pipeline's `[inputs]`."""
+    if inputs.get("seeds") is not None:
+        return ", ".join(str(s) for s in inputs["seeds"])
+    words = [f"{key} {inputs[key]}" for key in ("seed", "count") if inputs.get(key) is not None]
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class ErrorSpot:
+    """Where a validation message belongs: a stage (1-based) and/or a key."""
+
+    stage: int | None
+    key: str | None
+    text: str
+
+
+_STAGE = re.compile(r"\bstage (\d+) \(")
+_KEY = re.compile(r"key '([^']+)':? (.*)$", re.DOTALL)
+_INPUTS_RULE = re.compile(r": inputs(?:\.\w+)?: (.*)$", re.DOTALL)
+
+
+def locate_error(message: str) -> ErrorSpot:
+    """Find the stage and key a parser message names, and the words for under the field."""
+    stage_match = _STAGE.search(message)
+    stage = int(stage_match.group(1)) if stage_match else None
+    key_match = _KEY.search(message)
+    if key_match:
+        key = re.sub(r"\[\d+\]", "", key_match.group(1))
+        return ErrorSpot(stage, key, key_match.group(2))
+    rule = _INPUTS_RULE.search(message)
+    if rule and stage is None:  # the only rule across `[inputs]` keys is about seeds
+        return ErrorSpot(None, "inputs.seeds", rule.group(1))
+    return ErrorSpot(stage, None, message.split(": ", 1)[-1] if stage is None else message)
+
+
+class StageForm(Vertical):
+    """A stage's parameters, one row each, with its error under the field."""
+
+    DEFAULT_CSS = """
+    StageForm { height: auto; }
+    StageForm .form-row { height: 1; }
+    StageForm .form-label { width: 12; }
+    StageForm .form-row Input, StageForm .form-row Select { width: 1fr; }
+    StageForm .form-help { color: $text-muted; padding-left: 12; height: auto; }
+    StageForm .form-error { color: $error; padding-left: 12; height: auto; }
+    StageForm .form-error.-empty { display: none; }
+    StageForm Checkbox { margin-top: 1; }
+    """
+
+    class Changed(Message):
+        """The stage's values after an edit (keys left empty are absent)."""
+
+        def __init__(self, form: StageForm, values: dict[str, Any]) -> None:
+            super().__init__()
+            self.form = form
+            self.values = values
+
+    def __init__(
+        self, index: int, values: dict[str, Any], suggestions: dict[str, list[str]]
+    ) -> None:
+        super().__init__()
+        self.index = index
+        self.stage_type = str(values["type"])
+        self.values = dict(values)
+        self.fields = {f.name: f for f in stage_fields(self.stage_type)}
+        self.suggestions = suggestions
+        self._errors: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="form-stage-error", classes="form-error -empty")
+        for spec in self.fields.values():
+            value = self.values.get(spec.name)
+            widget_id = f"field-{spec.name}"
+            if spec.kind == "bool":
+                yield Checkbox(
+                    spec.description or spec.name,
+                    value=bool(value if value is not None else spec.default),
+                    id=widget_id,
+                    compact=True,
+                    tooltip=f"{spec.name}: {spec.description}",
+                )
+            else:
+                with Horizontal(classes="form-row"):
+                    yield Label(spec.name, classes="form-label")
+                    yield self._editor(spec, value, widget_id)
+                help_text = " · ".join(p for p in (spec.description, spec.bounds) if p)
+                yield Static(help_text, classes="form-help")
+            yield Static("", id=f"error-{spec.name}", classes="form-error -empty")
+
+    def _editor(self, spec: FieldSpec, value: Any, widget_id: str) -> Widget:
+        tooltip = f"{spec.name}: {spec.description}"
+        if spec.kind == "choice":
+            chosen = value if value in spec.choices else spec.default
+            return Select(
+                [(c, c) for c in spec.choices],
+                value=chosen,
+                allow_blank=False,
+                id=widget_id,
+                compact=True,
+                tooltip=tooltip,
+            )
+        names = self.suggestions.get(spec.name)
+        if spec.required:
+            placeholder = "required"
+        elif spec.default is None:
+            placeholder = "not set"
+        else:
+            placeholder = f"default {spec.default}"
+        return Input(
+            "" if value is None else str(value),
+            placeholder=placeholder,
+            id=widget_id,
+            compact=True,
+            tooltip=tooltip,
+            suggester=SuggestFromList(names, case_sensitive=False) if names else None,
+        )
+
+    def _field_of(self, widget: Widget) -> FieldSpec | None:
+        name = (widget.id or "").removeprefix("field-")
+        return self.fields.get(name)
+
+    def _update(self, spec: FieldSpec, value: Any) -> None:
+        if value is None:
+            self.values.pop(spec.name, None)
+        else:
+            self.values[spec.name] = value
+        self.post_message(self.Changed(self, dict(self.values)))
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        spec = self._field_of(event.input)
+        if spec is not None:
+            self._update(spec, form_value(spec, event.value))
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        spec = self._field_of(event.select)
+        if spec is not None and event.value is not Select.BLANK:
+            self._update(spec, str(event.value))
+
+    @on(Checkbox.Changed)
+    def _checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        spec = self._field_of(event.checkbox)
+        if spec is not None:
+            self._update(spec, event.value)
+
+    def set_value(self, name: str, value: Any) -> None:
+        """Put a value into a field from outside (a model sent from the Models screen)."""
+        widget = self.query_one(f"#field-{name}")
+        if isinstance(widget, Input):
+            widget.value = str(value)
+        elif isinstance(widget, Select):
+            widget.value = value
+        elif isinstance(widget, Checkbox):
+            widget.value = bool(value)
+
+    def show_errors(self, errors: dict[str, str], stage_error: str = "") -> None:
+        """Show each message under its field; clear the rest."""
+        self._errors = {**errors, "stage": stage_error}
+        if self.is_mounted:
+            self._paint_errors()
+
+    def on_mount(self) -> None:
+        # Errors may arrive between creating the form and composing its fields.
+        self._paint_errors()
+
+    def _paint_errors(self) -> None:
+        for name in [*self.fields, "stage"]:
+            text = self._errors.get(name, "")
+            target = self.query_one("#form-stage-error" if name == "stage" else f"#error-{name}")
+            assert isinstance(target, Static)
+            target.update(text)
+            target.set_class(not text, "-empty")
+
+
+class PathPrompt(ModalScreen[str | None]):
+    """Ask for a file path: enter accepts, escape cancels."""
+
+    DEFAULT_CSS = """
+    PathPrompt { align: center middle; }
+    PathPrompt > Vertical { width: 72; height: auto; border: round $accent;
+                            background: $surface; padding: 1 2; }
+    PathPrompt Input { margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(self, question: str, initial: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.initial = initial
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question)
+            yield Input(self.initial, placeholder="path/to/pipeline.toml", id="path")
+            yield Static("[dim]enter accept · esc cancel[/]")
+
+    @on(Input.Submitted)
+    def _accept(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PickScreen(ModalScreen[str | None]):
+    """Pick one of a list (a stage type, a preset version): enter picks, escape cancels."""
+
+    DEFAULT_CSS = """
+    PickScreen { align: center middle; }
+    PickScreen > Vertical { width: 72; height: auto; max-height: 80%; border: round $accent;
+                            background: $surface; padding: 1 2; }
+    PickScreen OptionList { height: auto; max-height: 20; margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="pick.cancel")]
+
+    def __init__(self, question: str, options: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.question = question
+        self.options = options
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question)
+            yield OptionList(*[Option(label, id=key) for key, label in self.options])
+            yield Static("[dim]enter pick · esc cancel[/]")
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,87 @@
+"""Pieces every screen shares: the status header and the screen frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static, TextArea
+
+if TYPE_CHECKING:
+    from medialab_tui.app import MedialabApp
+    from medialab_tui.client import StudioClient
+
+
+@dataclass(frozen=True)
+class BuilderRequest:
+    """Something another screen sends to the builder: input images, or a model to use."""
+
+    images: tuple[str, ...] = ()
+    model: str = ""
+
+
+SCREEN_KEYS = (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery"))
+
+
+class StudioHeader(Static):
+    """One line: which screen, host or attached, device, queue state and counts."""
+
+    DEFAULT_CSS = """
+    StudioHeader { dock: top; height: 1; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title = title
+
+    def on_mount(self) -> None:
+        self.refresh_state()
+        # Reads only what the app's state poll already fetched: no I/O here.
+        self.set_interval(0.5, self.refresh_state)
+
+    def refresh_state(self) -> None:
+        app: MedialabApp = self.app  # type: ignore[assignment]
+        tabs = "  ".join(
+            f"[b reverse] {key} {name} [/]" if name == self.title else f"[dim]{key}[/] {name}"
+            for key, name in SCREEN_KEYS
+        )
+        self.update(f"{tabs}   [dim]│[/] {app.status_line()}  [dim]? help[/]")
+
+
+class StudioScreen(Screen[None]):
+    """A top-level screen: header, the screen's body, footer of its keys."""
+
+    TITLE_TEXT = ""
+    # Start on a list, not a text field, so the screen keys work at once; a screen
+    # marks the widget it wants first with the class `auto-focus`.
+    AUTO_FOCUS = ".auto-focus, DataTable, ListView"
+    BINDINGS = [
+        # Digits type into a focused text field; escape leaves it so 1–4 switch screens.
+        Binding(
+            "escape",
+            "leave_field",
+            "Leave field",
+            id="screen.leave_field",
+            show=False,
+            tooltip="Take the focus out of a text field, so 1–4 switch screens again",
+        ),
+    ]
+
+    def action_leave_field(self) -> None:
+        if isinstance(self.focused, (Input, TextArea)):
+            self.set_focus(None)
+
+    @property
+    def client(self) -> StudioClient:
+        return self.app.client  # type: ignore[attr-defined, no-any-return]
+
+    def compose(self) -> ComposeResult:
+        yield StudioHeader(self.TITLE_TEXT)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()

@@ -1,0 +1,78 @@
+"""Small modal questions: confirm a delete, decide what happens on quit."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 64; height: auto; border: round $accent; background: $surface;
+                    padding: 1 2; }}
+{name} Horizontal {{ height: auto; margin-top: 1; }}
+{name} Button {{ margin-right: 1; }}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes/no; `y` confirms, `n` or escape declines."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question)
+            with Horizontal():
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class QuitScreen(ModalScreen[str | None]):
+    """Quitting with work in the queue: stop it, or leave it to a background server."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="QuitScreen")
+    BINDINGS = [
+        Binding("b", "choose('background')", "Keep running"),
+        Binding("s", "choose('stop')", "Stop"),
+        Binding("escape", "choose(None)", "Stay"),
+    ]
+
+    def __init__(self, busy: int) -> None:
+        super().__init__()
+        self.busy = busy
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                f"{self.busy} job{'s are' if self.busy != 1 else ' is'} still queued or "
+                "running.\n\n"
+                "[b]b[/b]  keep it running in a background `medialab serve` "
+                "(the next `medialab` attaches to it)\n"
+                "[b]s[/b]  stop now: the jobs wait in the queue for the next engine\n"
+                "[b]esc[/b] stay here"
+            )
+            with Horizontal():
+                yield Button("Keep running (b)", variant="primary", id="background")
+                yield Button("Stop (s)", id="stop")
+                yield Button("Stay (esc)", id="stay")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "stay" else event.button.id)
+
+    def action_choose(self, choice: str | None) -> None:
+        self.dismiss(choice)

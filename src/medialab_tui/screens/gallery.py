@@ -1,0 +1,604 @@
+"""Gallery (4): browse every artifact, page by page, as a list or as thumbnails.
+
+Only one page of artifacts is ever loaded, so it stays fast at 100,000 rows: the
+cursor running off either end of the page fetches the neighbouring one. A
+poll of the filtered count notices new artifacts and reloads the page around the
+highlighted one, so the cursor stays where it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any
+
+from PIL import Image as PILImage
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.events import Resize
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, DataTable, Input, Select, Static
+from textual.worker import Worker, get_current_worker
+
+from medialab_tui.client import ArtifactView, GalleryQuery
+from medialab_tui.errors import InputError
+from medialab_tui.screens.common import BuilderRequest, StudioScreen
+from medialab_tui.screens.dialogs import ConfirmScreen
+from medialab_tui.screens.gallery_widgets import (
+    GalleryTable,
+    GridHighlighted,
+    Inspector,
+    PageRequest,
+    ThumbGrid,
+)
+from medialab_tui.screens.thumbs import load_image
+
+PAGE_SIZE = 100
+POLL_S = 1.5
+SEARCH_DELAY_S = 0.3
+INSPECT_DELAY_S = 0.08  # holding an arrow key should not decode every image it passes
+NARROW_BELOW = 140  # columns; below it the inspector sits under the list
+KINDS = ("", "image", "video", "text")
+THUMB_CACHE = 600
+
+
+class GalleryScreen(StudioScreen):
+    """Every artifact, filtered and sorted, with an inspector for the highlighted one."""
+
+    TITLE_TEXT = "Gallery"
+    DEFAULT_CSS = """
+    GalleryScreen #gallery-filters { height: 3; }
+    GalleryScreen #gallery-search { width: 1fr; }
+    GalleryScreen #gallery-model { width: 30; }
+    GalleryScreen #gallery-views { height: 1fr; }
+    GalleryScreen #gallery-status { height: 1; }
+    GalleryScreen #gallery-range { width: 1fr; }
+    GalleryScreen #gallery-chips { width: auto; }
+    GalleryScreen #gallery-body { layout: horizontal; height: 1fr; }
+    GalleryScreen #gallery-main { width: 2fr; }
+    GalleryScreen #gallery-inspector { width: 1fr; min-width: 40; }
+    GalleryScreen.-narrow #gallery-body { layout: vertical; }
+    GalleryScreen.-narrow #gallery-main { width: 1fr; height: 1fr; }
+    GalleryScreen.-narrow #gallery-inspector { width: 1fr; height: 12; layout: horizontal; }
+    GalleryScreen.-narrow Inspector > #inspector-preview { width: 26; height: 1fr; }
+    """
+    BINDINGS = [
+        Binding(
+            "slash",
+            "focus_search",
+            "Search",
+            id="gallery.search",
+            tooltip="Type to keep only artifacts whose prompt contains the text",
+        ),
+        Binding(
+            "g",
+            "toggle_grid",
+            "Grid/list",
+            id="gallery.grid",
+            tooltip="Switch between the list and a grid of thumbnails",
+        ),
+        Binding(
+            "y",
+            "copy_prompt",
+            "Copy prompt",
+            id="gallery.copy_prompt",
+            tooltip="Copy the highlighted artifact's prompt to the clipboard (OSC 52)",
+        ),
+        Binding(
+            "Y",
+            "copy_seed",
+            "Copy seed",
+            id="gallery.copy_seed",
+            show=False,
+            tooltip="Copy the highlighted artifact's seed to the clipboard (OSC 52)",
+        ),
+        Binding(
+            "s",
+            "star",
+            "Star",
+            id="gallery.star",
+            tooltip="Star or unstar the highlighted artifact",
+        ),
+        Binding(
+            "d",
+            "delete",
+            "Delete",
+            id="gallery.delete",
+            tooltip="Delete the highlighted artifact after asking; its files go to trash/",
+        ),
+        Binding(
+            "R",
+            "rerun",
+            "Re-run",
+            id="gallery.rerun",
+            tooltip="Queue a new run that repeats the job that made this artifact",
+        ),
+        Binding(
+            "b",
+            "to_builder",
+            "To builder",
+            id="gallery.to_builder",
+            tooltip="Open the builder with this image as an input",
+        ),
+        Binding(
+            "k",
+            "cycle_kind",
+            "Kind",
+            id="gallery.kind",
+            show=False,
+            tooltip="Show all artifacts, or only images, videos or texts",
+        ),
+        Binding(
+            "t",
+            "cycle_stage",
+            "Stage",
+            id="gallery.stage",
+            show=False,
+            tooltip="Show all stages, or only one stage type",
+        ),
+        Binding(
+            "m",
+            "focus_model",
+            "Model",
+            id="gallery.model",
+            show=False,
+            tooltip="Choose the model whose artifacts to show",
+        ),
+        Binding(
+            "f",
+            "toggle_starred",
+            "Starred only",
+            id="gallery.starred",
+            show=False,
+            tooltip="Show only starred artifacts, or all of them",
+        ),
+        Binding(
+            "o",
+            "toggle_order",
+            "Newest/oldest",
+            id="gallery.order",
+            show=False,
+            tooltip="Sort newest first or oldest first",
+        ),
+        Binding(
+            "right_square_bracket",
+            "page(1)",
+            "Next page",
+            id="gallery.next_page",
+            show=False,
+            tooltip=f"Load the next {PAGE_SIZE} artifacts",
+        ),
+        Binding(
+            "left_square_bracket",
+            "page(-1)",
+            "Previous page",
+            id="gallery.prev_page",
+            show=False,
+            tooltip=f"Load the previous {PAGE_SIZE} artifacts",
+        ),
+        Binding(
+            "escape",
+            "focus_list",
+            "Back to list",
+            id="gallery.focus_list",
+            show=False,
+            tooltip="Leave the search box or the model filter",
+        ),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gallery_query = GalleryQuery()
+        self.page: list[ArtifactView] = []
+        self.page_offset = 0
+        self.total = 0
+        self.cursor = 0
+        self.loaded = False
+        self.stages: list[str] = []
+        self.grid_mode = False
+        self._poll_worker: Worker[None] | None = None
+        self._search_timer: Timer | None = None
+        self._inspect_timer: Timer | None = None
+        self._thumbs: dict[int, PILImage.Image | None] = {}
+        self._thumbs_lock = threading.Lock()
+
+    @property
+    def graphics(self) -> str:
+        return str(self.app.config.graphics)  # type: ignore[attr-defined]
+
+    @property
+    def current(self) -> ArtifactView | None:
+        """The highlighted artifact, if any."""
+        return self.page[self.cursor] if 0 <= self.cursor < len(self.page) else None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="gallery-filters"):
+            yield Input(placeholder="search prompts  ( / )", id="gallery-search")
+            yield Select[str]([], prompt="all models  (m)", id="gallery-model")
+        with Container(id="gallery-body"):
+            with Vertical(id="gallery-main"):
+                with ContentSwitcher(initial="gallery-table", id="gallery-views"):
+                    yield GalleryTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
+                    yield ThumbGrid(id="gallery-grid")
+                with Horizontal(id="gallery-status"):
+                    yield Static("loading…", id="gallery-range", classes="hint")
+                    yield Static(id="gallery-chips", classes="hint")
+            yield Inspector(self.graphics, id="gallery-inspector")
+
+    def on_mount(self) -> None:
+        self._show_chips()
+        self.query_one(GalleryTable).focus()
+        self.reload()
+        self._load_facets()
+        self.set_interval(POLL_S, self._poll)
+
+    def on_screen_resume(self) -> None:
+        if self.loaded:
+            self.reload(keep=self.current.id if self.current else None)
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+
+    # -- loading pages -----------------------------------------------------------------
+
+    def reload(
+        self, *, keep: int | None = None, offset: int | None = None, row: int | None = None
+    ) -> None:
+        """Fetch the page holding artifact `keep`, else the page at `offset` (default: this one).
+
+        The cursor goes to `keep`, else to `row` (-1: the last row; None: the row it is on).
+        """
+        offset = self.page_offset if offset is None else offset
+        self._fetch(self.gallery_query, offset, keep, row)
+
+    @work(thread=True, exclusive=True, group="gallery-page")
+    def _fetch(self, query: GalleryQuery, offset: int, keep: int | None, row: int | None) -> None:
+        total = self.client.gallery_count(query)
+        if keep is not None:
+            position = self.client.gallery_position(query, keep)
+            if position is not None:
+                offset = position // PAGE_SIZE * PAGE_SIZE
+        offset = max(0, min(offset, (total - 1) // PAGE_SIZE * PAGE_SIZE if total else 0))
+        views = self.client.gallery(query, limit=PAGE_SIZE, offset=offset)
+        images = self._load_thumbs(views) if self.grid_mode else {}
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(
+                self._show_page, query, offset, total, views, images, keep, row
+            )
+
+    def _show_page(
+        self,
+        query: GalleryQuery,
+        offset: int,
+        total: int,
+        views: list[ArtifactView],
+        images: dict[int, PILImage.Image | None],
+        keep: int | None,
+        row: int | None,
+    ) -> None:
+        if query != self.gallery_query:
+            return  # the filters changed while this page was on its way
+        ids = [v.id for v in views]
+        if keep in ids:
+            cursor = ids.index(keep)
+        elif row is None:
+            cursor = self.cursor
+        else:
+            cursor = row if row >= 0 else len(views) - 1
+        self.page, self.page_offset, self.total, self.loaded = views, offset, total, True
+        self.cursor = max(0, min(cursor, len(views) - 1))
+        self.query_one(GalleryTable).show_page(views, self.cursor)
+        if self.grid_mode:
+            self.query_one(ThumbGrid).set_items(views, images, self.cursor, self.graphics)
+        self._show_range()
+        self._schedule_inspect()
+
+    def _load_thumbs(self, views: list[ArtifactView]) -> dict[int, PILImage.Image | None]:
+        """Decode a page's thumbnails (blocking), reusing the ones decoded before."""
+        images: dict[int, PILImage.Image | None] = {}
+        for view in views:
+            with self._thumbs_lock:
+                cached = view.id in self._thumbs
+                image = self._thumbs.get(view.id)
+            if not cached:
+                image = load_image(view.path, 160) if view.kind == "image" else None
+                with self._thumbs_lock:
+                    if len(self._thumbs) >= THUMB_CACHE:
+                        self._thumbs.pop(next(iter(self._thumbs)))
+                    self._thumbs[view.id] = image
+            images[view.id] = image
+        return images
+
+    @work(thread=True, exclusive=True, group="gallery-grid")
+    def _fill_grid(self, views: list[ArtifactView]) -> None:
+        images = self._load_thumbs(views)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_grid, views, images)
+
+    def _show_grid(self, views: list[ArtifactView], images: dict[int, Any]) -> None:
+        if views is self.page and self.grid_mode:
+            self.query_one(ThumbGrid).set_items(views, images, self.cursor, self.graphics)
+
+    def _show_range(self) -> None:
+        label = self.query_one("#gallery-range", Static)
+        if not self.total:
+            filtered = self.gallery_query != GalleryQuery(
+                newest_first=self.gallery_query.newest_first
+            )
+            label.update(
+                "No artifact matches the filters."
+                if filtered
+                else "No artifacts yet: build and run a pipeline on the Builder (1)."
+            )
+            return
+        first, last = self.page_offset + 1, self.page_offset + len(self.page)
+        label.update(f"rows {first:,}–{last:,} of {self.total:,}")
+
+    @on(PageRequest)
+    def _page_requested(self, event: PageRequest) -> None:
+        event.stop()
+        self.action_page(event.direction)
+
+    def action_page(self, direction: int) -> None:
+        """Load the next (+1) or previous (-1) page; the cursor lands at the near end."""
+        offset = self.page_offset + direction * PAGE_SIZE
+        if 0 <= offset < self.total:
+            self.reload(offset=offset, row=-1 if direction < 0 else 0)
+
+    # -- polling for new artifacts -------------------------------------------------------
+
+    def _poll(self) -> None:
+        # Skip while hidden or while the last count is still running: never two at once.
+        if not self.is_current or not self.loaded:
+            return
+        if self._poll_worker is not None and self._poll_worker.is_running:
+            return
+        self._poll_worker = self._count(self.gallery_query)
+
+    @work(thread=True, group="gallery-poll")
+    def _count(self, query: GalleryQuery) -> None:
+        total = self.client.gallery_count(query)
+        self.app.call_from_thread(self._counted, query, total)
+
+    def _counted(self, query: GalleryQuery, total: int) -> None:
+        if query == self.gallery_query and total != self.total:
+            self._load_facets()
+            self.reload(keep=self.current.id if self.current else None)
+
+    @work(thread=True, exclusive=True, group="gallery-facets")
+    def _load_facets(self) -> None:
+        models, stages = self.client.gallery_facets()
+        self.app.call_from_thread(self._show_facets, models, stages)
+
+    def _show_facets(self, models: list[str], stages: list[str]) -> None:
+        self.stages = stages
+        select = self.query_one("#gallery-model", Select)
+        chosen = self.gallery_query.model
+        with select.prevent(Select.Changed):
+            select.set_options((m, m) for m in sorted({*models, *([chosen] if chosen else [])}))
+            if chosen:
+                select.value = chosen
+
+    # -- the highlighted artifact --------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#gallery-table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._highlight(event.cursor_row)
+
+    @on(GridHighlighted)
+    def _thumb_highlighted(self, event: GridHighlighted) -> None:
+        self._highlight(event.index)
+
+    def _highlight(self, index: int) -> None:
+        if index != self.cursor:
+            self.cursor = index
+            self._schedule_inspect()
+
+    def _schedule_inspect(self) -> None:
+        if self._inspect_timer is not None:
+            self._inspect_timer.stop()
+        self._inspect_timer = self.set_timer(INSPECT_DELAY_S, self._inspect_current)
+
+    def _inspect_current(self) -> None:
+        view = self.current
+        if view is None:
+            self.query_one(Inspector).show(None, None)
+        else:
+            self._inspect(view)
+
+    @work(thread=True, exclusive=True, group="gallery-inspect")
+    def _inspect(self, view: ArtifactView) -> None:
+        try:
+            full = self.client.artifact(view.ref)
+        except InputError:
+            full = view  # deleted by someone else meanwhile: show what the page knew
+        image = load_image(full.path, 512) if full.kind == "image" else None
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._inspected, full, image)
+
+    def _inspected(self, view: ArtifactView, image: PILImage.Image | None) -> None:
+        current = self.current
+        if current is not None and current.id == view.id:
+            self.query_one(Inspector).show(view, image)
+
+    # -- filters -----------------------------------------------------------------------
+
+    def _set_query(self, **changes: Any) -> None:
+        self.gallery_query = replace(self.gallery_query, **changes)
+        self._show_chips()
+        self.reload(keep=self.current.id if self.current else None, offset=0, row=0)
+
+    def _show_chips(self) -> None:
+        q = self.gallery_query
+        self.query_one("#gallery-chips", Static).update(
+            f"[b]k[/] {q.kind or 'all kinds'} · [b]t[/] {q.stage or 'all stages'} · "
+            f"[b]f[/] {'starred only' if q.starred else 'any star'} · "
+            f"[b]o[/] {'newest' if q.newest_first else 'oldest'} first"
+        )
+
+    @on(Input.Changed, "#gallery-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        text = event.value.strip()
+        self._search_timer = self.set_timer(SEARCH_DELAY_S, lambda: self._search(text))
+
+    @on(Input.Submitted, "#gallery-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search(event.value.strip())
+        self.action_focus_list()
+
+    def _search(self, text: str) -> None:
+        if text != self.gallery_query.search:
+            self._set_query(search=text)
+
+    @on(Select.Changed, "#gallery-model")
+    def _model_changed(self, event: Select.Changed) -> None:
+        model = "" if event.value is Select.BLANK else str(event.value)
+        if model != self.gallery_query.model:
+            self._set_query(model=model)
+
+    def action_focus_search(self) -> None:
+        self.query_one("#gallery-search", Input).focus()
+
+    def action_focus_model(self) -> None:
+        self.query_one("#gallery-model", Select).focus()
+
+    def action_focus_list(self) -> None:
+        view = ThumbGrid if self.grid_mode else GalleryTable
+        self.query_one(view).focus()
+
+    def action_cycle_kind(self) -> None:
+        kind = self.gallery_query.kind
+        self._set_query(kind=KINDS[(KINDS.index(kind) + 1) % len(KINDS)])
+
+    def action_cycle_stage(self) -> None:
+        choices = ["", *self.stages]
+        stage = self.gallery_query.stage
+        index = choices.index(stage) if stage in choices else 0
+        self._set_query(stage=choices[(index + 1) % len(choices)])
+
+    def action_toggle_starred(self) -> None:
+        self._set_query(starred=not self.gallery_query.starred)
+
+    def action_toggle_order(self) -> None:
+        self._set_query(newest_first=not self.gallery_query.newest_first)
+
+    def action_toggle_grid(self) -> None:
+        self.grid_mode = not self.grid_mode
+        switcher = self.query_one(ContentSwitcher)
+        switcher.current = "gallery-grid" if self.grid_mode else "gallery-table"
+        if self.grid_mode:
+            self._fill_grid(self.page)
+        else:
+            self.query_one(GalleryTable).move_cursor(row=self.cursor, animate=False)
+        self.action_focus_list()
+
+    # -- actions on the highlighted artifact ---------------------------------------------
+
+    def _need_current(self) -> ArtifactView | None:
+        view = self.current
+        if view is None:
+            self.notify("No artifact is highlighted.", severity="warning")
+        return view
+
+    def action_copy_prompt(self) -> None:
+        view = self._need_current()
+        if view is not None:
+            self.app.copy_to_clipboard(view.prompt)
+            self.notify(f"Copied the prompt of {view.ref}")
+
+    def action_copy_seed(self) -> None:
+        view = self._need_current()
+        if view is None:
+            return
+        if view.seed is None:
+            self.notify(f"{view.ref} has no seed.", severity="warning")
+            return
+        self.app.copy_to_clipboard(str(view.seed))
+        self.notify(f"Copied seed {view.seed} of {view.ref}")
+
+    def action_star(self) -> None:
+        view = self._need_current()
+        if view is not None:
+            self._star(view, not view.starred)
+
+    @work(thread=True, group="gallery-edit")
+    def _star(self, view: ArtifactView, starred: bool) -> None:
+        try:
+            self.client.star(view.id, starred)
+        except InputError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._starred, view.id, starred)
+
+    def _starred(self, artifact_id: int, starred: bool) -> None:
+        ref = f"a{artifact_id}"
+        self.notify(f"Starred {ref}" if starred else f"Unstarred {ref}")
+        if self.gallery_query.starred and not starred:
+            self.reload()  # it no longer matches the filter
+            return
+        for i, view in enumerate(self.page):
+            if view.id == artifact_id:
+                self.page[i] = replace(view, starred=starred)
+                self.query_one(GalleryTable).update_star(self.page[i])
+                self.query_one(ThumbGrid).update_view(self.page[i])
+        self._schedule_inspect()
+
+    def action_delete(self) -> None:
+        view = self._need_current()
+        if view is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(view)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete {view.ref} ({view.prompt or view.kind})?\n"
+                "Its files move to the trash folder of the data directory.",
+                yes="Delete",
+            ),
+            answered,
+        )
+
+    @work(thread=True, group="gallery-edit")
+    def _delete(self, view: ArtifactView) -> None:
+        try:
+            self.client.delete_artifact(view.id)
+        except InputError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self._deleted, view)
+
+    def _deleted(self, view: ArtifactView) -> None:
+        self.notify(f"Deleted {view.ref}; its files are in trash/")
+        self.reload()
+
+    def action_rerun(self) -> None:
+        view = self._need_current()
+        if view is not None:
+            self._rerun(view.ref)
+
+    @work(thread=True, group="gallery-edit")
+    def _rerun(self, ref: str) -> None:
+        try:
+            run = self.client.rerun(ref)
+        except InputError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"Run {run} queued (re-run of {ref})")
+
+    def action_to_builder(self) -> None:
+        view = self._need_current()
+        if view is None:
+            return
+        if view.kind != "image":
+            self.notify(f"{view.ref} is a {view.kind}, not an image.", severity="error")
+            return
+        self.app.send_to_builder(BuilderRequest(images=(view.path,)))  # type: ignore[attr-defined]

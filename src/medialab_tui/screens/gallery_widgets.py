@@ -1,0 +1,352 @@
+"""The gallery's widgets: the paged list, the thumbnail grid and the inspector.
+
+They only draw what the screen hands them (artifact views and decoded images);
+the screen asks the store for pages and decodes files in thread workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image as PILImage
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, ScrollableContainer, Vertical, VerticalScroll
+from textual.events import Resize
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from medialab_tui.client import ArtifactView
+from medialab_tui.screens.thumbs import image_widget
+
+THUMB_WIDTH = 22  # cells per grid column, border included
+PLACEHOLDERS = {"video": "▶ video", "text": "¶ text"}
+
+
+class PageRequest(Message):
+    """The cursor ran off the loaded page: load the next (+1) or the previous (-1) one."""
+
+    def __init__(self, direction: int) -> None:
+        super().__init__()
+        self.direction = direction
+
+
+class GridHighlighted(Message):
+    """The grid's cursor moved to another thumbnail."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+
+def short_date(view: ArtifactView) -> str:
+    return view.created_at.strftime("%m-%d %H:%M")
+
+
+def size_text(view: ArtifactView) -> str:
+    return f"{view.width}×{view.height}" if view.width else "—"
+
+
+def clip(text: str, width: int) -> str:
+    """`text` in at most `width` cells, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+# (key, label, width); the prompt takes whatever width is left (0 here).
+COLUMNS = (
+    ("id", "id", 7),
+    ("stage", "stage", 7),
+    ("size", "size", 9),
+    ("seed", "seed", 10),
+    ("model", "model", 14),
+    ("prompt", "prompt", 0),
+    ("created", "created", 11),
+    ("star", "★", 1),
+)
+MIN_PROMPT = 12
+
+
+class GalleryTable(DataTable[Any]):
+    """One page of artifacts; moving past either end asks for the neighbouring page."""
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.views: list[ArtifactView] = []
+        self.prompt_width = 0
+
+    def _fit_prompt(self) -> int:
+        fixed = sum(w for *_, w in COLUMNS) + 2 * self.cell_padding * len(COLUMNS)
+        # Leave room for the vertical scrollbar even before it shows, so no row ever scrolls
+        # sideways.
+        scrollbar = self.styles.scrollbar_size_vertical
+        return max(MIN_PROMPT, self.size.width - fixed - scrollbar - 1)
+
+    def show_page(self, views: list[ArtifactView], cursor: int) -> None:
+        """Replace the rows with `views` and put the cursor on row `cursor`."""
+        self.views = views
+        self._rebuild(cursor)
+
+    def _rebuild(self, cursor: int) -> None:
+        self.prompt_width = self._fit_prompt()
+        self.clear(columns=True)
+        for key, label, width in COLUMNS:
+            self.add_column(label, width=width or self.prompt_width, key=key)
+        for view in self.views:
+            self.add_row(*self._cells(view), key=str(view.id))
+        if self.views:
+            self.move_cursor(row=cursor, animate=False)
+
+    def _cells(self, view: ArtifactView) -> tuple[Any, ...]:
+        return (
+            view.ref,
+            view.stage,
+            size_text(view),
+            "—" if view.seed is None else str(view.seed),
+            clip(view.model, 14),
+            clip(view.prompt.replace("\n", " "), self.prompt_width),
+            short_date(view),
+            Text("★", style="bold yellow") if view.starred else "",
+        )
+
+    def update_star(self, view: ArtifactView) -> None:
+        """Redraw one row's star after it changed."""
+        self.views = [view if v.id == view.id else v for v in self.views]
+        self.update_cell(str(view.id), "star", self._cells(view)[-1])
+
+    def on_resize(self) -> None:
+        if self.views and self._fit_prompt() != self.prompt_width:
+            self._rebuild(self.cursor_row)
+
+    def _at_last_row(self) -> bool:
+        return self.row_count > 0 and self.cursor_row >= self.row_count - 1
+
+    def action_cursor_down(self) -> None:
+        if self._at_last_row():
+            self.post_message(PageRequest(+1))
+        else:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.row_count and self.cursor_row == 0:
+            self.post_message(PageRequest(-1))
+        else:
+            super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        if self._at_last_row():
+            self.post_message(PageRequest(+1))
+        else:
+            super().action_page_down()
+
+    def action_page_up(self) -> None:
+        if self.row_count and self.cursor_row == 0:
+            self.post_message(PageRequest(-1))
+        else:
+            super().action_page_up()
+
+
+class Thumb(Vertical):
+    """One cell of the grid: the picture (or a placeholder) and a one-line caption."""
+
+    DEFAULT_CSS = """
+    Thumb { height: 10; border: round $panel-lighten-2; }
+    Thumb.-cursor { border: round $accent; background: $boost; }
+    Thumb > .thumb-frame { height: 1fr; align: center middle; }
+    Thumb .thumb-picture { width: auto; height: auto; }
+    Thumb .thumb-placeholder { width: 100%; height: 100%; content-align: center middle;
+                               color: $text-muted; }
+    Thumb > .thumb-caption { width: 100%; height: 1; color: $text-muted; }
+    """
+
+    def __init__(self, view: ArtifactView, image: PILImage.Image | None, graphics: str) -> None:
+        super().__init__()
+        self.view = view
+        self.image = image
+        self.graphics = graphics
+
+    def compose(self) -> ComposeResult:
+        with Container(classes="thumb-frame"):
+            if self.image is not None:
+                yield image_widget(self.graphics, self.image, classes="thumb-picture")
+            else:
+                label = PLACEHOLDERS.get(self.view.kind, "missing file")
+                yield Static(label, classes="thumb-placeholder")
+        yield Static(self._caption(), classes="thumb-caption")
+
+    def _caption(self) -> str:
+        star = "★ " if self.view.starred else ""
+        seed = f" s{self.view.seed}" if self.view.seed is not None else ""
+        return clip(f"{star}{self.view.ref}{seed}", THUMB_WIDTH - 2)
+
+    def set_view(self, view: ArtifactView) -> None:
+        """Show a changed artifact (a star added or removed) without decoding it again."""
+        self.view = view
+        self.query_one(".thumb-caption", Static).update(self._caption())
+
+
+class ThumbGrid(ScrollableContainer, can_focus=True):
+    """The page as thumbnails; the arrow keys move a cursor across them."""
+
+    DEFAULT_CSS = """
+    ThumbGrid { layout: grid; grid-size: 4; grid-rows: 10; grid-gutter: 0 1; height: 1fr; }
+    ThumbGrid:focus Thumb.-cursor { border: round $accent; }
+    """
+    BINDINGS = [
+        Binding("left", "move(-1)", "Left", show=False),
+        Binding("right", "move(1)", "Right", show=False),
+        Binding("up", "move_rows(-1)", "Up", show=False),
+        Binding("down", "move_rows(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0, init=False)
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.columns = 4
+
+    def set_items(
+        self,
+        views: list[ArtifactView],
+        images: dict[int, PILImage.Image | None],
+        cursor: int,
+        graphics: str,
+    ) -> None:
+        """Show a page of thumbnails with the cursor on `cursor`."""
+        self.remove_children()
+        self.mount_all(Thumb(v, images.get(v.id), graphics) for v in views)
+        self.set_reactive(ThumbGrid.cursor, max(0, min(cursor, len(views) - 1)))
+        self.call_after_refresh(self._show_cursor)
+
+    def update_view(self, view: ArtifactView) -> None:
+        """Redraw the caption of one artifact after it changed."""
+        for thumb in self.query_children(Thumb):
+            if thumb.view.id == view.id:
+                thumb.set_view(view)
+
+    def on_resize(self, event: Resize) -> None:
+        self.columns = max(1, event.size.width // THUMB_WIDTH)
+        self.styles.grid_size_columns = self.columns
+
+    def watch_cursor(self) -> None:
+        self._show_cursor()
+        self.post_message(GridHighlighted(self.cursor))
+
+    def _show_cursor(self) -> None:
+        for i, thumb in enumerate(self.query_children(Thumb)):
+            thumb.set_class(i == self.cursor, "-cursor")
+            if i == self.cursor:
+                self.scroll_to_widget(thumb, animate=False)
+
+    def _move_to(self, index: int) -> None:
+        count = len(self.children)
+        if count == 0:
+            return
+        # Only a move that starts at the first or last cell leaves the page.
+        if index >= count and self.cursor == count - 1:
+            self.post_message(PageRequest(+1))
+        elif index < 0 and self.cursor == 0:
+            self.post_message(PageRequest(-1))
+        else:
+            self.cursor = max(0, min(index, count - 1))
+
+    def action_move(self, delta: int) -> None:
+        self._move_to(self.cursor + delta)
+
+    def action_move_rows(self, rows: int) -> None:
+        self._move_to(self.cursor + rows * self.columns)
+
+    def action_page(self, direction: int) -> None:
+        visible = max(1, self.scrollable_content_region.height // 10)
+        self._move_to(self.cursor + direction * visible * self.columns)
+
+    def action_jump(self, index: int) -> None:
+        self.cursor = max(0, len(self.children) - 1) if index < 0 else 0
+
+
+class Inspector(Container):
+    """The highlighted artifact: a larger preview and everything known about it."""
+
+    DEFAULT_CSS = """
+    Inspector { layout: vertical; border: round $panel-lighten-2; padding: 0 1; }
+    Inspector > #inspector-preview { height: 14; align: center middle; }
+    Inspector #inspector-picture { width: auto; height: auto; }
+    Inspector #inspector-placeholder { width: 100%; height: 100%; content-align: center middle;
+                                       color: $text-muted; }
+    Inspector > VerticalScroll { height: 1fr; }
+    """
+
+    def __init__(self, graphics: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.graphics = graphics
+        self.view: ArtifactView | None = None
+
+    def compose(self) -> ComposeResult:
+        with Container(id="inspector-preview"):
+            yield image_widget(self.graphics, id="inspector-picture")
+            yield Static("", id="inspector-placeholder")
+        with VerticalScroll():
+            yield Static("Nothing selected", id="inspector-meta")
+
+    def show(self, view: ArtifactView | None, image: PILImage.Image | None) -> None:
+        """Describe `view` (None: nothing highlighted) with its decoded picture."""
+        self.view = view
+        picture: Widget = self.query_one("#inspector-picture")
+        placeholder = self.query_one("#inspector-placeholder", Static)
+        picture.image = image  # type: ignore[attr-defined]
+        picture.display = image is not None
+        placeholder.display = image is None
+        if view is None:
+            placeholder.update("")
+            self.border_title = ""
+            self.query_one("#inspector-meta", Static).update("Nothing selected")
+            return
+        placeholder.update(PLACEHOLDERS.get(view.kind, "the file is missing"))
+        self.border_title = f"{view.ref}{' ★' if view.starred else ''}"
+        self.query_one("#inspector-meta", Static).update(describe(view))
+
+
+def describe(view: ArtifactView) -> Text:
+    """The inspector's text: one labelled line per fact, long values wrapped."""
+    meta = view.params
+    stage_params = meta.get("params") or {}
+
+    def param(name: str) -> Any:
+        value = meta.get(name, stage_params.get(name))
+        return "—" if value in (None, "") else value
+
+    model_hash = meta.get("model_hash")
+    parents = ", ".join(f"a{p}" for p in view.parents) or "—"
+    rows: list[tuple[str, str]] = [
+        ("prompt", view.prompt or "—"),
+        ("negative", str(param("negative"))),
+        ("seed", "—" if view.seed is None else str(view.seed)),
+        ("steps", str(param("steps"))),
+        ("cfg", str(param("cfg"))),
+        ("sampler", str(param("sampler"))),
+        ("size", size_text(view)),
+        ("model", f"{view.model or '—'}" + (f" [{model_hash}]" if model_hash else "")),
+        ("stage", f"{view.stage} · {view.kind}"),
+        ("run", f"r{view.run_id} · job j{view.job_id}"),
+        ("parents", parents),
+        ("created", view.created_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("path", view.path),
+    ]
+    text = Text()
+    for i, (label, value) in enumerate(rows):
+        if i:
+            text.append("\n")
+        text.append(f"{label:<9}", style="bold")
+        text.append(value)
+    return text

@@ -1,0 +1,230 @@
+"""The review view: pick which outputs of a run's stage go on to its next stage.
+
+A run whose stage has `review = true` stops in status `review`; this screen
+shows that stage's outputs as thumbnails and approves all of them, or the ones
+selected, with `StudioClient.approve`.
+"""
+
+from __future__ import annotations
+
+from PIL import Image as PILImage
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.widgets import Static
+
+from medialab_tui.client import ArtifactView
+from medialab_tui.errors import MedialabError
+from medialab_tui.screens.common import StudioScreen
+from medialab_tui.screens.thumbs import image_widget, load_image
+
+CARD_WIDTH = 26  # cells, border included; the grid fits as many columns as the width allows
+THUMB_SIDE = 192  # pixels kept in memory per thumbnail
+
+
+class OutputCard(Vertical):
+    """One output: its thumbnail, id and seed, and prompt; marked when under the cursor
+    (`-cursor`) or selected (`-selected`)."""
+
+    DEFAULT_CSS = f"""
+    OutputCard {{ width: {CARD_WIDTH}; height: 12; border: round $panel-lighten-2;
+                  padding: 0 1; }}
+    OutputCard.-cursor {{ border: heavy $accent; }}
+    OutputCard.-selected {{ background: $accent 25%; }}
+    OutputCard .thumb {{ width: auto; height: 8; }}
+    OutputCard .no-image {{ height: 8; color: $text-muted; content-align: center middle; }}
+    OutputCard .caption {{ height: 1; text-wrap: nowrap; text-overflow: ellipsis; }}
+    OutputCard .prompt {{ height: 1; color: $text-muted; text-wrap: nowrap;
+                          text-overflow: ellipsis; }}
+    """
+
+    def __init__(self, artifact: ArtifactView, image: PILImage.Image | None) -> None:
+        super().__init__()
+        self.artifact = artifact
+        self.image = image
+
+    def compose(self) -> ComposeResult:
+        if self.image is None:
+            yield Static("no image", classes="no-image")
+        else:
+            graphics = self.app.config.graphics  # type: ignore[attr-defined]
+            yield image_widget(graphics, self.image, classes="thumb")
+        yield Static("", classes="caption")
+        yield Static(self.artifact.prompt or " ", classes="prompt", markup=False)
+
+    def on_mount(self) -> None:
+        self.show_caption()
+
+    @property
+    def selected(self) -> bool:
+        return self.has_class("-selected")
+
+    def toggle(self) -> None:
+        self.toggle_class("-selected")
+        self.show_caption()
+
+    def show_caption(self) -> None:
+        a = self.artifact
+        mark = "[b]✓[/b] " if self.selected else ""
+        seed = f" · seed {a.seed}" if a.seed is not None else ""
+        self.query_one(".caption", Static).update(f"{mark}[b]{a.ref}[/b]{seed}")
+
+
+class ReviewScreen(StudioScreen):
+    """The outputs of a run waiting in review; approve all of them or a selection."""
+
+    TITLE_TEXT = "Review"
+    # Fixed-width columns keep the cards packed to the left instead of spread out.
+    DEFAULT_CSS = f"""
+    ReviewScreen #review-scroll {{ height: 1fr; }}
+    ReviewScreen #review-grid {{ height: auto; grid-size: 3; grid-columns: {CARD_WIDTH};
+                                 grid-rows: 12; grid-gutter: 0 1; padding: 0 1; }}
+    """
+    BINDINGS = [
+        Binding(
+            "left",
+            "move(-1, 0)",
+            "Left",
+            id="review.left",
+            show=False,
+            tooltip="Move to the output on the left",
+        ),
+        Binding(
+            "right",
+            "move(1, 0)",
+            "Right",
+            id="review.right",
+            show=False,
+            tooltip="Move to the output on the right",
+        ),
+        Binding(
+            "up",
+            "move(0, -1)",
+            "Up",
+            id="review.up",
+            show=False,
+            tooltip="Move to the output above",
+        ),
+        Binding(
+            "down",
+            "move(0, 1)",
+            "Down",
+            id="review.down",
+            show=False,
+            tooltip="Move to the output below",
+        ),
+        Binding(
+            "space",
+            "pick",
+            "Select",
+            id="review.select",
+            tooltip="Select or unselect the highlighted output",
+        ),
+        Binding(
+            "a",
+            "approve",
+            "Approve",
+            id="review.approve",
+            tooltip="Continue the run with the selected outputs, or all when none is selected",
+        ),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            id="review.back",
+            tooltip="Back to the queue without approving; the run keeps waiting",
+        ),
+    ]
+
+    def __init__(self, run_id: int, name: str = "") -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run_name = name
+        self.cursor = 0
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(f"Review r{self.run_id} {self.run_name}", classes="panel-title")
+        yield Static("Loading the outputs…", id="review-hint", classes="hint")
+        with VerticalScroll(id="review-scroll", can_focus=False):
+            yield Grid(id="review-grid")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @property
+    def cards(self) -> list[OutputCard]:
+        return list(self.query(OutputCard))
+
+    @work(thread=True, exclusive=True, group="review-load")
+    def load(self) -> None:
+        outputs = self.client.review_outputs(self.run_id)
+        images = [load_image(a.path, THUMB_SIDE) for a in outputs]
+        self.app.call_from_thread(self.show, outputs, images)
+
+    def show(self, outputs: list[ArtifactView], images: list[PILImage.Image | None]) -> None:
+        grid = self.query_one("#review-grid", Grid)
+        grid.mount_all(OutputCard(a, im) for a, im in zip(outputs, images, strict=True))
+        self.fit_columns()
+        # The cards are laid out on the next refresh; only then can the cursor scroll to one.
+        self.call_after_refresh(self.move_cursor, 0)
+        self.call_after_refresh(self.show_hint)
+
+    def on_resize(self) -> None:
+        self.fit_columns()
+
+    def columns(self) -> int:
+        width = self.query_one("#review-scroll").content_size.width
+        return max(1, width // (CARD_WIDTH + 1))
+
+    def fit_columns(self) -> None:
+        self.query_one("#review-grid", Grid).styles.grid_size_columns = self.columns()
+
+    def show_hint(self) -> None:
+        cards = self.cards
+        picked = sum(card.selected for card in cards)
+        hint = self.query_one("#review-hint", Static)
+        if not cards:
+            hint.update("This run's current stage has no outputs to review.")
+        elif picked:
+            hint.update(f"{picked} of {len(cards)} selected: [b]a[/b] continues with them.")
+        else:
+            hint.update(
+                f"{len(cards)} outputs · [b]space[/b] selects · [b]a[/b] continues with the "
+                "selection (all when none is selected)"
+            )
+
+    def move_cursor(self, index: int) -> None:
+        cards = self.cards
+        if not cards:
+            return
+        self.cursor = min(max(index, 0), len(cards) - 1)
+        for i, card in enumerate(cards):
+            card.set_class(i == self.cursor, "-cursor")
+        cards[self.cursor].scroll_visible(animate=False)
+
+    def action_move(self, dx: int, dy: int) -> None:
+        self.move_cursor(self.cursor + dx + dy * self.columns())
+
+    def action_pick(self) -> None:
+        cards = self.cards
+        if cards:
+            cards[self.cursor].toggle()
+            self.show_hint()
+
+    def action_approve(self) -> None:
+        refs = [card.artifact.ref for card in self.cards if card.selected]
+        self.approve(refs or None)
+
+    @work(thread=True, exclusive=True, group="review-approve")
+    def approve(self, refs: list[str] | None) -> None:
+        try:
+            sentence = self.client.approve(f"r{self.run_id}", refs)
+        except MedialabError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.notify, sentence)
+        self.app.call_from_thread(self.dismiss)
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,263 @@
+"""The Builder screen on the real app and the real store, driven by keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, Static, TextArea
+
+from conftest import EXAMPLES, Home, query
+from medialab_tui.errors import InputError
+from medialab_tui.screens.builder import BuilderScreen
+from medialab_tui.screens.builder_form import PathPrompt, PickScreen, parse_seeds
+from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.screens.dialogs import ConfirmScreen
+
+SIZE = (120, 36)
+
+
+async def until(pilot: Pilot[Any], what: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Let the app run until `what()` is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        value = what()
+        if value:
+            return value
+    raise AssertionError(f"timed out waiting for {what.__doc__ or what}")
+
+
+async def builder(pilot: Pilot[Any]) -> BuilderScreen:
+    """The screen of the builder mode, once the app has started on it."""
+    app = pilot.app
+    await until(
+        pilot, lambda: app.current_mode == "builder" and isinstance(app.screen, BuilderScreen)
+    )
+    assert isinstance(app.screen, BuilderScreen)
+    return app.screen
+
+
+def estimate(screen: BuilderScreen) -> str:
+    return str(screen.query_one("#estimate", Static).content)
+
+
+def field(screen: BuilderScreen, name: str) -> Input:
+    """An input of the selected stage's form."""
+    assert screen.form is not None
+    return screen.form.query_one(f"#field-{name}", Input)
+
+
+def error_under(screen: BuilderScreen, name: str) -> str:
+    assert screen.form is not None
+    return str(screen.form.query_one(f"#error-{name}", Static).content)
+
+
+def stage_prompts(screen: BuilderScreen) -> list[str]:
+    stages = screen.query_one("#stages", OptionList)
+    return [str(stages.get_option_at_index(i).prompt) for i in range(stages.option_count)]
+
+
+async def type_into(pilot: Pilot[Any], widget: Input, text: str) -> None:
+    """Clear a field and type `text` into it key by key."""
+    widget.focus()
+    widget.value = ""
+    await pilot.press(*text)
+
+
+def runs(home: Home) -> int:
+    return int(query(home, "SELECT COUNT(*) FROM run")[0][0])
+
+
+async def test_demo_pipeline_shows_its_stages_and_estimate(studio: Any) -> None:
+    app = studio(pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        text = await until(pilot, lambda: "Total" in estimate(screen) and estimate(screen))
+        assert [p.split()[:2] for p in stage_prompts(screen)] == [
+            ["1", "txt2img"],
+            ["2", "upscale"],
+        ]
+        assert text.count("4 jobs → 4 outputs") == 2
+        assert "Total 8 jobs" in text.replace("[b]", "").replace("[/b]", "")
+        assert screen.query_one("#pipe-name", Input).value == "demo"
+        prompts = screen.query_one("#in-prompts", TextArea).text.splitlines()
+        assert prompts == ["woman in red dress", "knight in silver armour"]
+        assert screen.query_one("#in-seeds", Input).value == "1, 2"
+        assert field(screen, "steps").value == "8"
+
+
+async def test_invalid_fields_show_their_message_and_block_the_run(studio: Any, home: Home) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        await type_into(pilot, field(screen, "steps"), "0")
+        assert error_under(screen, "steps") == "must be at least 1 (got 0)"
+        assert "key 'steps' must be at least 1" in estimate(screen)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.5)
+        assert runs(home) == 0
+        assert app.current_mode == "builder"
+
+        await type_into(pilot, field(screen, "steps"), "8")
+        assert error_under(screen, "steps") == ""
+        await type_into(pilot, field(screen, "width"), "65")
+        assert error_under(screen, "width") == "must be a multiple of 8 (got 65)"
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.5)
+        assert runs(home) == 0
+        await type_into(pilot, screen.query_one("#in-seeds", Input), "1, two")
+        assert "write seeds as" in str(screen.query_one("#in-seeds-error", Static).content)
+        # Only the first message of the pipeline is shown: fix the others first.
+        await type_into(pilot, field(screen, "width"), "64")
+        await type_into(pilot, screen.query_one("#in-seeds", Input), "1")
+        await type_into(pilot, screen.query_one("#pipe-name", Input), "")
+        name_error = screen.query_one("#pipe-name-error", Static)
+        await until(pilot, lambda: "must not be empty" in str(name_error.content))
+        assert runs(home) == 0
+
+
+async def test_tab_walks_from_the_stage_list_through_the_form(studio: Any) -> None:
+    app = studio(pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert app.focused is screen.query_one("#stages")
+        seen = []
+        for _ in range(14):
+            await pilot.press("tab")
+            seen.append(app.focused.id if app.focused else None)
+        assert seen[:3] == ["field-model", "field-steps", "field-cfg"]
+        assert seen.index("in-prompts") < seen.index("in-seeds") < seen.index("in-images")
+
+
+async def test_run_queues_the_pipeline_with_its_jobs(studio: Any, home: Home) -> None:
+    app = studio(pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: runs(home) == 1)
+        await until(pilot, lambda: app.current_mode == "queue")
+        ((run_id, name, stages),) = query(home, "SELECT id, name, stage_count FROM run")
+        assert (name, stages) == ("demo", 2)
+        jobs = query(home, "SELECT stage, status FROM job WHERE run_id=?", run_id)
+        assert jobs == [("txt2img", "queued")] * 4
+
+
+async def test_seed_syntax_drives_the_job_count(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        await type_into(pilot, screen.query_one("#in-seeds", Input), "seed 7 count 3")
+        await until(pilot, lambda: "3 jobs → 3 outputs" in estimate(screen))
+        await type_into(pilot, screen.query_one("#in-seeds", Input), "1, 2, 3, 4, 5")
+        await until(pilot, lambda: "5 jobs → 5 outputs" in estimate(screen))
+
+
+def test_seed_syntax() -> None:
+    assert parse_seeds("1, 2, 3") == {"seeds": [1, 2, 3]}
+    assert parse_seeds("seed 7 count 4") == {"seed": 7, "count": 4}
+    assert parse_seeds("count 2") == {"count": 2}
+    assert parse_seeds("  ") == {}
+    for bad in ("seed", "seed seven", "seed 1 seed 2", "colour 3"):
+        with pytest.raises(InputError):
+            parse_seeds(bad)
+
+
+async def test_stages_are_added_moved_and_removed(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        screen.query_one("#stages", OptionList).focus()
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, PickScreen))
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: len(screen.document["stages"]) == 2)
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img", "upscale"]
+        assert screen.selected == 1
+        assert field(screen, "scale").placeholder == "default 2.0"
+        await until(pilot, lambda: "2 upscale" in estimate(screen))
+
+        await pilot.press("left_square_bracket")
+        assert [s["type"] for s in screen.document["stages"]] == ["upscale", "txt2img"]
+        assert screen.selected == 0
+        assert "must list at least one image for stage 1 (upscale)" in estimate(screen)
+        assert "✗" in stage_prompts(screen)[0]
+
+        await pilot.press("right_square_bracket")
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img", "upscale"]
+        await pilot.press("x")
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img"]
+        await pilot.press("x")  # the last stage stays
+        assert len(screen.document["stages"]) == 1
+
+
+async def test_saving_a_preset_twice_makes_two_versions(studio: Any, home: Home) -> None:
+    app = studio(pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        screen.query_one("#stages", OptionList).focus()
+        folder = home.root / "presets" / "demo"
+        await pilot.press("P")
+        await until(pilot, lambda: (folder / "v1.toml").exists())
+        await pilot.press("P")
+        await until(pilot, lambda: (folder / "v2.toml").exists())
+        assert sorted(p.name for p in folder.iterdir()) == ["v1.toml", "v2.toml"]
+
+        await type_into(pilot, screen.query_one("#pipe-name", Input), "changed")
+        screen.query_one("#stages", OptionList).focus()
+        await pilot.press("L")
+        picker = await until(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen)
+        labels = [str(o.prompt) for o in picker.query_one(OptionList).options]
+        assert labels == ["demo  v2", "demo  v1"]
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.query_one("#pipe-name", Input).value == "demo")
+
+
+async def test_save_writes_toml_and_asks_before_overwriting(studio: Any, tmp_path: Path) -> None:
+    target = tmp_path / "saved.toml"
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        for answer in (None, "n", "y"):
+            await pilot.press("ctrl+s")
+            prompt = await until(pilot, lambda: isinstance(app.screen, PathPrompt) and app.screen)
+            prompt.query_one(Input).value = str(target)
+            await pilot.press("enter")
+            if answer is None:
+                await until(pilot, target.exists)
+                target.write_text("# edited elsewhere\n")
+                continue
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press(answer)
+            if answer == "n":
+                await pilot.pause(0.3)
+                assert target.read_text() == "# edited elsewhere\n"
+        await until(pilot, lambda: target.read_text().startswith('name = "untitled"'))
+        assert 'type = "txt2img"' in target.read_text()
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+async def test_requests_from_other_screens_land_in_the_builder(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        app.switch_mode("models")
+        await pilot.pause(0.2)
+        app.send_to_builder(BuilderRequest(model="demo-sdxl", images=("a.png",)))
+        await until(pilot, lambda: screen.document["stages"][0]["model"] == "demo-sdxl")
+        assert field(screen, "model").value == "demo-sdxl"
+        assert screen.query_one("#in-images", TextArea).text == "a.png"
+        assert app.builder_inbox == []
+        await until(pilot, lambda: "takes prompts, not images" in estimate(screen))

@@ -1,0 +1,225 @@
+"""The gallery: real artifacts from the real CLI, browsed, filtered and acted on by keys."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import OptionList, Select, Static
+
+from conftest import Home, query, txt2img_toml
+from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.screens.dialogs import ConfirmScreen
+from medialab_tui.screens.gallery import PAGE_SIZE, GalleryScreen
+from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
+
+
+async def until(pilot: Pilot[Any], what: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Let the app run until `what()` is true (the UI's workers report back meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
+
+
+class RecordingInbox(list[BuilderRequest]):
+    """`app.builder_inbox` that remembers every request, since the builder drains it on show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[BuilderRequest] = []
+
+    def append(self, request: BuilderRequest) -> None:
+        self.received.append(request)
+        super().append(request)
+
+
+def make_artifacts(home: Home, prompts: list[str], seeds: list[int]) -> None:
+    pipeline = home.pipeline("p", txt2img_toml(prompts=prompts, seeds=seeds))
+    home.cli("run", str(pipeline), "--json", check=True)
+
+
+async def open_gallery(app: Any, pilot: Pilot[Any]) -> GalleryScreen:
+    await app.switch_mode("gallery")
+    screen = app.screen
+    assert isinstance(screen, GalleryScreen)
+    await until(pilot, lambda: screen.loaded)
+    return screen
+
+
+def range_text(screen: GalleryScreen) -> str:
+    return str(screen.query_one("#gallery-range", Static).render())
+
+
+def inspector_text(screen: GalleryScreen) -> str:
+    return str(screen.query_one("#inspector-meta", Static).render())
+
+
+async def test_gallery_lists_artifacts_inspects_them_and_searches_prompts(
+    studio: Any, home: Home
+) -> None:
+    make_artifacts(home, ["red fox", "blue whale"], [7])
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        table = screen.query_one(GalleryTable)
+        assert table.row_count == 2
+        assert "rows 1–2 of 2" in range_text(screen)
+        # Newest first: the second job's artifact is on top.
+        newest = screen.current
+        assert newest is not None and newest.prompt == "blue whale"
+        inspector = screen.query_one(Inspector)
+        await until(pilot, lambda: inspector.view is not None and inspector.view.id == newest.id)
+        text = inspector_text(screen)
+        assert "blue whale" in text and "seed     7" in text and "demo-sd15" in text
+
+        await pilot.press("down")
+        await until(pilot, lambda: "red fox" in inspector_text(screen))
+
+        # Filters: kind cycles all → image → video; the model select lists what is present.
+        await pilot.press("k")
+        assert screen.gallery_query.kind == "image"
+        await pilot.press("k")
+        await until(pilot, lambda: table.row_count == 0)
+        assert "No artifact matches the filters" in range_text(screen)
+        await pilot.press("k", "k")
+        await until(pilot, lambda: table.row_count == 2)
+        select = screen.query_one("#gallery-model", Select)
+        menu = select.query_one(OptionList)
+
+        def models_listed() -> list[str]:
+            """the model filter to list the models present"""
+            return [str(menu.get_option_at_index(i).prompt) for i in range(menu.option_count)]
+
+        await until(pilot, lambda: "demo-sd15" in models_listed())
+        select.value = "demo-sd15"
+        await until(pilot, lambda: screen.gallery_query.model == "demo-sd15")
+        await until(pilot, lambda: table.row_count == 2)
+
+        await pilot.press("slash")
+        await pilot.press(*"fox", "enter")
+        await until(pilot, lambda: table.row_count == 1)
+        assert screen.current is not None and screen.current.prompt == "red fox"
+        assert "of 1" in range_text(screen)
+
+        # The grid shows the same page as thumbnails.
+        await pilot.press("g")
+        grid = screen.query_one(ThumbGrid)
+        await until(pilot, lambda: len(grid.query(Thumb)) == 1)
+        assert grid.has_focus
+
+
+async def test_star_copy_delete_rerun_and_send_to_builder(
+    studio: Any, home: Home, monkeypatch: Any
+) -> None:
+    make_artifacts(home, ["red fox"], [1, 2])
+    app = studio()
+    copied: list[str] = []
+    monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
+    app.builder_inbox = inbox = RecordingInbox()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        top = screen.current
+        assert top is not None and top.seed == 2
+
+        await pilot.press("y")
+        await pilot.press("Y")
+        assert copied == ["red fox", "2"]
+
+        await pilot.press("s")
+
+        def starred() -> bool:
+            """the star to reach the store"""
+            return query(home, "SELECT starred FROM artifact WHERE id=?", top.id) == [(1,)]
+
+        await until(pilot, starred)
+        await pilot.press("f")
+        await until(pilot, lambda: screen.query_one(GalleryTable).row_count == 1)
+        await pilot.press("f")
+        await until(pilot, lambda: screen.query_one(GalleryTable).row_count == 2)
+
+        runs_before = query(home, "SELECT count(*) FROM run")[0][0]
+        await pilot.press("R")
+        await until(pilot, lambda: query(home, "SELECT count(*) FROM run")[0][0] == runs_before + 1)
+        assert query(home, "SELECT rerun_of FROM run ORDER BY id DESC LIMIT 1") == [(top.id,)]
+
+        path = Path(top.path)
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert query(home, "SELECT count(*) FROM artifact WHERE id=?", top.id) == [(1,)]
+        assert path.exists()
+
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: query(home, "SELECT count(*) FROM artifact") == [(1,)])
+        assert not path.exists()
+        assert (home.root / "trash" / f"{top.ref}-{path.name}").exists()
+        await until(pilot, lambda: screen.query_one(GalleryTable).row_count == 1)
+
+        remaining = screen.current
+        assert remaining is not None and remaining.seed == 1
+        await pilot.press("b")
+        assert inbox.received == [BuilderRequest(images=(remaining.path,))]
+        assert app.current_mode == "builder"
+
+
+def copy_artifact(home: Home, artifact_id: int, count: int) -> None:
+    """Insert `count` copies of one real artifact row: the paging test's own data."""
+    conn = sqlite3.connect(home.root / "medialab.db", timeout=30)
+    try:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(artifact)") if r[1] != "id"]
+        values = [{"prompt": "'copy ' || n.i", "seed": "n.i"}.get(c, f"a.{c}") for c in columns]
+        conn.execute(
+            f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            f"INSERT INTO artifact ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM n, artifact a WHERE a.id = ?",
+            (count, artifact_id),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
+    studio: Any, home: Home
+) -> None:
+    make_artifacts(home, ["red fox"], [1])
+    copy_artifact(home, 1, 2500)
+    app = studio()
+    async with app.run_test(size=(100, 30)) as pilot:
+        started = time.monotonic()
+        screen = await open_gallery(app, pilot)
+        table = screen.query_one(GalleryTable)
+        assert time.monotonic() - started < 3.0
+        assert table.row_count == PAGE_SIZE
+        assert "rows 1–100 of 2,501" in range_text(screen)
+        assert screen.current is not None and screen.current.id == 2501
+
+        await pilot.press("end")
+        assert table.cursor_row == PAGE_SIZE - 1
+        await pilot.press("pagedown")
+        await until(pilot, lambda: "rows 101–200 of 2,501" in range_text(screen))
+        assert table.cursor_row == 0
+        assert screen.current is not None and screen.current.id == 2501 - PAGE_SIZE
+
+        await pilot.press("up")
+        await until(pilot, lambda: "rows 1–100 of 2,501" in range_text(screen))
+        assert table.cursor_row == PAGE_SIZE - 1
+        highlighted = screen.current
+        assert highlighted is not None and highlighted.id == 2501 - PAGE_SIZE + 1
+
+        # New artifacts push the page down; the cursor stays on the same artifact.
+        copy_artifact(home, 1, 3)
+        await until(pilot, lambda: "of 2,504" in range_text(screen), timeout=8)
+        assert screen.current is not None and screen.current.id == highlighted.id
+        assert "rows 101–200 of 2,504" in range_text(screen)

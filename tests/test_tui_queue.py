@@ -1,0 +1,244 @@
+"""The Queue screen and the review view, driven by keys on the real app and the real store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from conftest import Home, query, run_status, submit, txt2img_toml
+from medialab_tui.screens.queue import QueueScreen
+from medialab_tui.screens.review import OutputCard, ReviewScreen
+
+SIZE = (120, 36)
+UPSCALE = """
+[[stages]]
+type = "upscale"
+model = "lanczos"
+scale = 2
+"""
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Let the app run until `check()` is true (polling every 0.5 s, like the screen)."""
+    for _ in range(int(timeout / 0.5)):
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {check.__doc__ or check}")
+
+
+def cell(table: DataTable[object], key: int, column: int) -> str:
+    """The plain text of one cell, or '' when the row is not shown."""
+    if str(key) not in {row.key.value for row in table.ordered_rows}:
+        return ""
+    return str(table.get_row(str(key))[column])
+
+
+def highlighted(table: DataTable[object]) -> str | None:
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+async def open_queue(pilot: Pilot[Any]) -> QueueScreen:
+    # Switch directly: the builder (the first screen) may have a text field focused,
+    # where `2` is typed rather than taken as the screen key.
+    await pilot.app.switch_mode("queue")
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, QueueScreen)
+    return screen
+
+
+def job_ids(home: Home, run_id: int) -> list[int]:
+    return [row[0] for row in query(home, "SELECT id FROM job WHERE run_id=? ORDER BY id", run_id)]
+
+
+async def test_queued_runs_and_their_jobs_appear_in_the_tables(home: Home, studio) -> None:
+    older = submit(home, txt2img_toml(prompts=["a"], seeds=[1]), name="older")
+    newer = submit(home, txt2img_toml(prompts=["b", "c"], seeds=[2]), name="newer")
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        runs, jobs = screen.runs_table, screen.jobs_table
+        await until(pilot, lambda: runs.row_count == 2 and jobs.row_count == 2)
+        # Newest first, with the cursor on the newest run and its jobs below.
+        assert [row.key.value for row in runs.ordered_rows] == [str(newer), str(older)]
+        assert cell(runs, newer, 2) == "pending"
+        assert cell(runs, newer, 4) == "0/2"
+        for job in job_ids(home, newer):
+            assert cell(jobs, job, 0) == f"j{job}"
+            assert cell(jobs, job, 2) == "queued"
+        # Moving down shows the older run's one job instead.
+        await pilot.press("down")
+        (older_job,) = job_ids(home, older)
+        await until(pilot, lambda: jobs.row_count == 1 and cell(jobs, older_job, 2) == "queued")
+
+
+async def test_the_cursor_stays_on_its_run_when_newer_runs_arrive(home: Home, studio) -> None:
+    first = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    second = submit(home, txt2img_toml(prompts=["b"], seeds=[2]))
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        runs = screen.runs_table
+        await until(pilot, lambda: runs.row_count == 2)
+        await pilot.press("down")
+        assert highlighted(runs) == str(first)
+        newest = submit(home, txt2img_toml(prompts=["c"], seeds=[3]))
+        await until(pilot, lambda: runs.row_count == 3)
+        assert [row.key.value for row in runs.ordered_rows] == [
+            str(newest),
+            str(second),
+            str(first),
+        ]
+        assert highlighted(runs) == str(first)
+        assert screen.run_id == first
+
+
+@pytest.mark.slow
+async def test_a_submitted_run_progresses_to_succeeded_while_shown(home: Home, studio) -> None:
+    app = studio(host_engine=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        home.cli(
+            "run",
+            str(home.pipeline("p", txt2img_toml(prompts=["a"], seeds=[1]))),
+            "--no-wait",
+            check=True,
+        )
+        run_id = int(query(home, "SELECT max(id) FROM run")[0][0])
+        (job,) = job_ids(home, run_id)
+        runs, jobs = screen.runs_table, screen.jobs_table
+        await until(pilot, lambda: cell(runs, run_id, 0) == f"r{run_id}")
+        await until(pilot, lambda: cell(runs, run_id, 2) == "succeeded", timeout=90)
+        await until(pilot, lambda: cell(jobs, job, 2) == "succeeded")
+        assert cell(runs, run_id, 4) == "1/1"
+        assert "100%" in cell(jobs, job, 3)
+        assert run_status(home, run_id) == "succeeded"
+
+
+@pytest.mark.slow
+async def test_c_on_a_running_job_cancels_it(home: Home, studio) -> None:
+    run_id = submit(home, txt2img_toml(prompts=["slow"], seeds=[1], steps=300))
+    (job,) = job_ids(home, run_id)
+    app = studio(host_engine=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        jobs = screen.jobs_table
+        await until(pilot, lambda: cell(jobs, job, 2) == "running", timeout=90)
+        # The detail panel follows it: which job, and its live preview from the engine.
+        preview = screen.query_one("#running-preview")
+        await until(pilot, lambda: preview.display and preview.image is not None, timeout=30)
+        assert f"j{job}" in str(screen.query_one("#running-info").render())
+        await pilot.press("tab")
+        assert jobs.has_focus
+        await pilot.press("c")
+
+        def cancelled() -> bool:
+            """the job to end cancelled in the store"""
+            return query(home, "SELECT status FROM job WHERE id=?", job)[0][0] == "cancelled"
+
+        await until(pilot, cancelled)
+        await until(pilot, lambda: cell(jobs, job, 2) == "cancelled")
+        # With the jobs table focused, `c` cancelled the job, not its run (and asked nothing).
+        actions = [row[0] for row in query(home, "SELECT action FROM event")]
+        assert "job.cancel" in actions and "run.cancel" not in actions
+        # `r` undoes it: the job goes back in the queue.
+        await pilot.press("r")
+
+        def requeued() -> bool:
+            """the job to be queued or running again"""
+            status = query(home, "SELECT status FROM job WHERE id=?", job)[0][0]
+            return status in ("queued", "running")
+
+        await until(pilot, requeued, timeout=10)
+
+
+async def test_p_pauses_and_resumes_the_queue(home: Home, studio) -> None:
+    def state() -> str:
+        rows = query(home, "SELECT value FROM setting WHERE key='queue_state'")
+        return rows[0][0] if rows else "active"
+
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_queue(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: state() == "paused", timeout=10)
+        await pilot.press("p")
+        await until(pilot, lambda: state() == "active", timeout=10)
+
+
+async def test_plus_raises_the_highlighted_runs_priority(home: Home, studio) -> None:
+    run_id = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, 0))
+        await pilot.press("plus", "plus", "minus")
+
+        def raised() -> bool:
+            """the run and its queued job to have priority 1"""
+            run = query(home, "SELECT priority FROM run WHERE id=?", run_id)[0][0]
+            job = query(home, "SELECT priority FROM job WHERE run_id=?", run_id)[0][0]
+            return run == 1 and job == 1
+
+        await until(pilot, raised, timeout=10)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, 5) == "+1", timeout=5)
+
+
+async def test_enter_on_a_run_not_in_review_says_so(home: Home, studio) -> None:
+    run_id = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, 0))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is screen
+        assert any("only runs waiting in review" in n.message for n in app._notifications)
+
+
+@pytest.mark.slow
+async def test_approving_one_output_in_review_continues_the_run_with_it(home: Home, studio) -> None:
+    text = txt2img_toml(
+        prompts=["a red fox"], seeds=[7], per_input=3, mode="checkpoint", review=True, extra=UPSCALE
+    )
+    proc = home.cli("run", str(home.pipeline("review", text)), "--json", check=True)
+    run_id = int(json.loads(proc.stdout.splitlines()[-1])["run_id"].removeprefix("r"))
+    assert run_status(home, run_id) == "review"
+
+    app = studio(host_engine=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, 2) == "review")
+        await pilot.press("enter")
+        review = await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen)
+        await until(pilot, lambda: len(review.query(OutputCard)) == 3, timeout=20)
+        cards = list(review.query(OutputCard))
+        await pilot.press("right", "space")
+        assert [card.selected for card in cards] == [False, True, False]
+        chosen = cards[1].artifact.id
+        await pilot.press("a")
+        await until(pilot, lambda: app.screen is screen, timeout=10)
+        assert run_status(home, run_id) != "review"
+
+        def finished() -> bool:
+            """the approved run to finish"""
+            return run_status(home, run_id) in ("succeeded", "failed", "cancelled")
+
+        await until(pilot, finished, timeout=90)
+    assert run_status(home, run_id) == "succeeded"
+    upscales = query(home, "SELECT id, item FROM job WHERE run_id=? AND stage='upscale'", run_id)
+    assert len(upscales) == 1
+    (parent,) = query(
+        home,
+        "SELECT parent_id FROM artifactparent JOIN artifact ON artifact.id=artifact_id "
+        "WHERE artifact.stage='upscale' AND artifact.run_id=?",
+        run_id,
+    )
+    assert parent[0] == chosen
