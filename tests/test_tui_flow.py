@@ -1,0 +1,45 @@
+"""The main flow, as a person does it: demo pipeline → run → queue → gallery → inspector."""
+
+from __future__ import annotations
+
+from conftest import EXAMPLES, Home, query
+from textual.widgets import DataTable
+
+
+async def until(pilot, condition, timeout: float = 120.0) -> None:
+    waited = 0.0
+    while not condition():
+        assert waited < timeout, "timed out waiting in the app"
+        await pilot.pause(0.2)
+        waited += 0.2
+
+
+async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
+    studio, home: Home
+) -> None:
+    app = studio(host_engine=True, pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.current_mode == "queue")
+        runs = app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 1)
+        jobs = app.screen.query_one("#jobs", DataTable)
+        seen_progress: set[str] = set()
+
+        def finished() -> bool:
+            for i in range(jobs.row_count):
+                seen_progress.add(str(jobs.get_row_at(i)[2]))
+            return query(home, "SELECT status FROM run") == [("succeeded",)]
+
+        await until(pilot, finished)
+        assert "running" in seen_progress  # the queue showed the work while it ran
+
+        await pilot.press("4")
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count == 8)
+        seed = str(table.get_row_at(0)[3]).strip()
+        inspector = app.screen.query_one("#gallery-inspector")
+        await until(pilot, lambda: inspector.view is not None and str(inspector.view.seed) == seed)
+        shown = app.export_screenshot()
+        assert "seed" in shown and seed in shown
