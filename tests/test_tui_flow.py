@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import EXAMPLES, Home, query
 from textual.widgets import DataTable
+
+from conftest import EXAMPLES, Home, query
 
 
 async def until(pilot, condition, timeout: float = 120.0) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 
+from conftest import EXAMPLES
 from medialab_tui.app import MedialabApp
 from medialab_tui.config import DataDir, load_config
 from medialab_tui.engine.registry import scan
