@@ -169,3 +169,15 @@ def test_a_hang_up_hands_the_queue_to_a_background_server(home: Home) -> None:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         if serve_pid:
             os.kill(serve_pid, signal.SIGTERM)
+
+
+async def test_a_user_keymap_in_config_toml_rebinds_an_action(studio, home: Home) -> None:
+    config = home.root / "config.toml"
+    config.write_text(config.read_text() + '[keys]\n"models.rescan" = "z"\n')
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("escape", "3")
+        assert app.current_mode == "models"
+        await pilot.press("z")
+        await pilot.pause(0.5)
+        assert any("unchanged" in str(n.message) for n in app._notifications)

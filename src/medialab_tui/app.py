@@ -91,7 +91,7 @@ class MedialabApp(App[None]):
         self._last_counts: dict[str, int] = {}
         # Requests from the gallery and the models screen, taken by the builder on show.
         self.builder_inbox: list[BuilderRequest] = []
-        if config.theme:
+        if config.theme in self.available_themes:
             self.theme = config.theme
 
     def get_default_screen(self) -> Screen[Any]:
@@ -111,6 +111,8 @@ class MedialabApp(App[None]):
         self.switch_mode("builder")
         if self.config.keys:
             self.set_keymap(self.config.keys)
+        if self.config.theme and self.config.theme not in self.available_themes:
+            self.notify(f"config.toml: unknown theme {self.config.theme!r}", severity="warning")
         if self.host_engine:
             self.engine_host.start()
         self.set_interval(STATE_POLL_S, self.poll_state)
