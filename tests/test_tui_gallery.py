@@ -223,3 +223,24 @@ async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
         await until(pilot, lambda: "of 2,504" in range_text(screen), timeout=8)
         assert screen.current is not None and screen.current.id == highlighted.id
         assert "rows 101–200 of 2,504" in range_text(screen)
+
+
+async def test_the_when_filter_hides_what_was_made_before_the_range(studio, home: Home) -> None:
+    make_artifacts(home, ["old lighthouse", "new lighthouse"], [1])
+    db = sqlite3.connect(home.root / "medialab.db")
+    with db:
+        db.execute(
+            "UPDATE artifact SET created_at='2026-01-01 00:00:00.000000' WHERE prompt LIKE 'old%'"
+        )
+    db.close()
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        table = screen.query_one(GalleryTable)
+        await until(pilot, lambda: table.row_count == 2)
+        await pilot.press("w")  # today
+        await until(pilot, lambda: table.row_count == 1)
+        assert "new lighthouse" in str(table.get_row_at(0))
+        assert "today" in str(screen.query_one("#gallery-chips", Static).render())
+        await pilot.press("w", "w", "w")  # this week, this month, any time
+        await until(pilot, lambda: table.row_count == 2)

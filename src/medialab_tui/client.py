@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,11 @@ class GalleryQuery:
     model: str = ""
     starred: bool = False
     newest_first: bool = True
+    days: int = 0  # only what was made in the last `days` days; 0: any time
+
+
+# The date ranges the gallery cycles through, in days (0: any time).
+GALLERY_DAYS = (0, 1, 7, 30)
 
 
 class StudioClient:
@@ -306,6 +311,9 @@ class StudioClient:
             stmt = stmt.where(Artifact.model == query.model)
         if query.starred:
             stmt = stmt.where(col(Artifact.starred).is_(True))
+        if query.days:
+            since = datetime.now(UTC) - timedelta(days=query.days)
+            stmt = stmt.where(col(Artifact.created_at) >= since)
         return stmt
 
     def gallery(

@@ -22,7 +22,7 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Input, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from medialab_tui.client import ArtifactView, GalleryQuery
+from medialab_tui.client import GALLERY_DAYS, ArtifactView, GalleryQuery
 from medialab_tui.errors import InputError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
@@ -42,6 +42,8 @@ INSPECT_DELAY_S = 0.08  # holding an arrow key should not decode every image it 
 NARROW_BELOW = 140  # columns; below it the inspector sits under the list
 KINDS = ("", "image", "video", "text")
 THUMB_CACHE = 600
+
+DAYS_LABELS = {0: "any time", 1: "today", 7: "this week", 30: "this month"}
 
 
 class GalleryScreen(StudioScreen):
@@ -153,6 +155,14 @@ class GalleryScreen(StudioScreen):
             id="gallery.starred",
             show=False,
             tooltip="Show only starred artifacts, or all of them",
+        ),
+        Binding(
+            "w",
+            "cycle_days",
+            "When",
+            id="gallery.when",
+            show=False,
+            tooltip="Show what was made today, this week, this month, or any time",
         ),
         Binding(
             "o",
@@ -435,6 +445,7 @@ class GalleryScreen(StudioScreen):
         self.query_one("#gallery-chips", Static).update(
             f"[b]k[/] {q.kind or 'all kinds'} · [b]t[/] {q.stage or 'all stages'} · "
             f"[b]f[/] {'starred only' if q.starred else 'any star'} · "
+            f"[b]w[/] {DAYS_LABELS[q.days]} · "
             f"[b]o[/] {'newest' if q.newest_first else 'oldest'} first"
         )
 
@@ -484,6 +495,11 @@ class GalleryScreen(StudioScreen):
 
     def action_toggle_starred(self) -> None:
         self._set_query(starred=not self.gallery_query.starred)
+
+    def action_cycle_days(self) -> None:
+        days = self.gallery_query.days
+        index = GALLERY_DAYS.index(days) if days in GALLERY_DAYS else 0
+        self._set_query(days=GALLERY_DAYS[(index + 1) % len(GALLERY_DAYS)])
 
     def action_toggle_order(self) -> None:
         self._set_query(newest_first=not self.gallery_query.newest_first)
