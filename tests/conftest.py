@@ -148,6 +148,17 @@ def wait_for(what: Callable[[], Any], timeout: float = 90.0, every: float = 0.05
     raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
 
 
+async def until(pilot: Any, what: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Let a Pilot-driven app run until `what()` is true; its value is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
+
+
 def job_row(home: Home, job_id: int) -> dict[str, Any]:
     rows = query(home, "SELECT status, step, attempts, crashes, error FROM job WHERE id=?", job_id)
     status, step, attempts, crashes, error = rows[0]

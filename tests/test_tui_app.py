@@ -7,7 +7,8 @@ import sys
 
 from textual.widgets import DataTable
 
-from conftest import Home, query, submit, txt2img_toml, wait_for
+from conftest import Home, query, submit, txt2img_toml, until, wait_for
+from medialab_tui.engine.host import HostLock
 from medialab_tui.screens.common import BuilderRequest, StudioHeader
 from medialab_tui.screens.dialogs import QuitScreen
 from medialab_tui.screens.help import HelpScreen
@@ -35,7 +36,7 @@ async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder
         await pilot.pause(0.3)
         await pilot.press("3")
         table = app.screen.query_one(DataTable)
-        await wait_async(pilot, lambda: table.row_count >= 3)
+        await until(pilot, lambda: table.row_count >= 3)
         names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert any(n.startswith("demo-sdxl") for n in names)
         row = next(i for i, n in enumerate(names) if n.startswith("demo-sdxl"))
@@ -102,15 +103,6 @@ print(",".join(heavy) or "clean")
     assert proc.stdout.strip().splitlines()[-1] == "clean"
 
 
-async def wait_async(pilot, condition, timeout: float = 20.0) -> None:
-    """Let the app run until `condition()` holds."""
-    waited = 0.0
-    while not condition():
-        assert waited < timeout, "timed out waiting in the app"
-        await pilot.pause(0.1)
-        waited += 0.1
-
-
 def test_a_hang_up_hands_the_queue_to_a_background_server(home: Home) -> None:
     """Closing the terminal (SIGHUP, as when SSH drops) loses no job."""
     import json
@@ -128,8 +120,8 @@ def test_a_hang_up_hands_the_queue_to_a_background_server(home: Home) -> None:
     lock = home.root / "engine.lock"
 
     def holder_role() -> str:
-        text = lock.read_text() if lock.exists() else ""
-        return json.loads(text)["role"] if text else ""
+        holder = HostLock(lock).holder()  # None unless a live process holds the lock
+        return str(holder.get("role", "")) if holder else ""
 
     def tui_hosts() -> bool:
         """the TUI in tmux to host the engine"""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +9,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static, TextArea
 
-from conftest import EXAMPLES, Home, query
+from conftest import EXAMPLES, Home, query, until
 from medialab_tui.errors import InputError
 from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.builder_form import PathPrompt, PickScreen, parse_seeds
@@ -19,17 +17,6 @@ from medialab_tui.screens.common import BuilderRequest
 from medialab_tui.screens.dialogs import ConfirmScreen
 
 SIZE = (120, 36)
-
-
-async def until(pilot: Pilot[Any], what: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Let the app run until `what()` is true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        value = what()
-        if value:
-            return value
-    raise AssertionError(f"timed out waiting for {what.__doc__ or what}")
 
 
 async def builder(pilot: Pilot[Any]) -> BuilderScreen:

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from conftest import EXAMPLES, Home, query
-
-
-async def until(pilot, condition, timeout: float = 120.0) -> None:
-    waited = 0.0
-    while not condition():
-        assert waited < timeout, "timed out waiting in the app"
-        await pilot.pause(0.2)
-        waited += 0.2
+from conftest import EXAMPLES, Home, query, until
 
 
 async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
@@ -33,7 +25,7 @@ async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
                 seen_progress.add(str(jobs.get_row_at(i)[2]))
             return query(home, "SELECT status FROM run") == [("succeeded",)]
 
-        await until(pilot, finished)
+        await until(pilot, finished, timeout=120)
         assert "running" in seen_progress  # the queue showed the work while it ran
 
         await pilot.press("4")

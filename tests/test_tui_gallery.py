@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Select, Static
 
-from conftest import Home, query, txt2img_toml
+from conftest import Home, query, txt2img_toml, until
 from medialab_tui.screens.common import BuilderRequest
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery import PAGE_SIZE, GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
-
-
-async def until(pilot: Pilot[Any], what: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Let the app run until `what()` is true (the UI's workers report back meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
 
 
 class RecordingInbox(list[BuilderRequest]):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from conftest import Home, query, run_status, submit, txt2img_toml
+from conftest import Home, query, run_status, submit, txt2img_toml, until
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.review import OutputCard, ReviewScreen
 
@@ -21,16 +20,6 @@ type = "upscale"
 model = "lanczos"
 scale = 2
 """
-
-
-async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Let the app run until `check()` is true (polling every 0.5 s, like the screen)."""
-    for _ in range(int(timeout / 0.5)):
-        value = check()
-        if value:
-            return value
-        await pilot.pause(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {check.__doc__ or check}")
 
 
 def cell(table: DataTable[object], key: int, column: int) -> str:

@@ -113,14 +113,15 @@ class MedialabApp(App[None]):
             self.set_keymap(self.config.keys)
         if self.config.theme and self.config.theme not in self.available_themes:
             self.notify(f"config.toml: unknown theme {self.config.theme!r}", severity="warning")
-        if self.host_engine:
-            self.engine_host.start()
-        self.set_interval(STATE_POLL_S, self.poll_state)
-        self.poll_state()
+        # Before hosting: a hang-up from now on must hand the queue over.
         try:
             signal.signal(signal.SIGHUP, self._on_hangup)
         except ValueError:  # not the main thread (tests)
             pass
+        if self.host_engine:
+            self.engine_host.start()
+        self.set_interval(STATE_POLL_S, self.poll_state)
+        self.poll_state()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

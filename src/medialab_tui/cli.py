@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from medialab_tui import __version__
 from medialab_tui.config import Config, DataDir, default_data_dir, load_config
 from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
+from medialab_tui.text import human_size
 
 if TYPE_CHECKING:
     from medialab_tui.store.db import Store
@@ -58,15 +59,6 @@ def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
-
-
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _engine_note(ctx: Context) -> str:
@@ -500,7 +492,7 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
                 m.kind,
                 m.arch,
                 m.format,
-                _human_size(m.size),
+                human_size(m.size),
                 m.sha256[:10],
                 "yes" if m.safe else "NO (pickle)",
             ]

@@ -11,17 +11,9 @@ from textual.widgets import DataTable, Static
 from medialab_tui.client import ModelView
 from medialab_tui.errors import MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
+from medialab_tui.text import human_size
 
 KINDS = ("", "checkpoint", "lora", "vae", "controlnet", "upscaler", "embedding", "unknown")
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 class ModelsScreen(StudioScreen):
