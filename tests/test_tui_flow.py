@@ -27,6 +27,8 @@ async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
 
         await until(pilot, finished, timeout=120)
         assert "running" in seen_progress  # the queue showed the work while it ran
+        # A toast says the jobs finished.
+        await until(pilot, lambda: any("finished" in str(n.message) for n in app._notifications))
 
         await pilot.press("4")
         table = app.screen.query_one(DataTable)

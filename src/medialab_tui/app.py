@@ -88,7 +88,7 @@ class MedialabApp(App[None]):
         self.pipeline_path = pipeline
         self.host_engine = host_engine
         self.summary = QueueSummary("active", {}, {})
-        self._last_counts: dict[str, int] = {}
+        self._last_event: int | None = None  # None until the first summary
         # Requests from the gallery and the models screen, taken by the builder on show.
         self.builder_inbox: list[BuilderRequest] = []
         if config.theme in self.available_themes:
@@ -137,21 +137,18 @@ class MedialabApp(App[None]):
 
     @work(thread=True, exclusive=True, group="state")
     def poll_state(self) -> None:
-        summary = self.client.summary()
+        summary = self.client.summary(self._last_event)
         self.call_from_thread(self._apply_summary, summary)
 
     def _apply_summary(self, summary: QueueSummary) -> None:
-        before = self._last_counts
         self.summary = summary
-        self._last_counts = summary.counts
-        if before:
-            for status, label, severity in (
-                ("succeeded", "finished", "information"),
-                ("failed", "failed", "error"),
-            ):
-                new = summary.counts.get(status, 0) - before.get(status, 0)
-                if new > 0:
-                    self.notify(f"{new} job{'s' if new > 1 else ''} {label}", severity=severity)
+        self._last_event = summary.last_event
+        for count, label, severity in (
+            (summary.finished, "finished", "information"),
+            (summary.failed, "failed", "error"),
+        ):
+            if count:
+                self.notify(f"{count} job{'s' if count > 1 else ''} {label}", severity=severity)
 
     def status_line(self) -> str:
         s = self.summary

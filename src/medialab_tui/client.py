@@ -20,7 +20,7 @@ from medialab_tui.engine import control, registry
 from medialab_tui.engine.pipeline import Pipeline, parse_pipeline
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Model, Run, Setting
+from medialab_tui.store.tables import Artifact, ArtifactParent, Event, Job, Model, Run, Setting
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,11 @@ class ModelView:
 @dataclass(frozen=True)
 class QueueSummary:
     state: str  # active | paused
-    counts: dict[str, int]
+    counts: dict[str, int]  # queued and running jobs
     worker: dict[str, Any]
+    finished: int = 0  # jobs that succeeded since the previous summary
+    failed: int = 0  # jobs that failed since the previous summary
+    last_event: int = 0  # pass it back as `after_event` next time
 
 
 @dataclass(frozen=True)
@@ -191,17 +194,43 @@ class StudioClient:
 
     # -- queue -----------------------------------------------------------------------
 
-    def summary(self) -> QueueSummary:
+    def summary(self, after_event: int | None = None) -> QueueSummary:
+        """Queue state, queued/running counts, and jobs ended since event `after_event`.
+
+        Cheap at any size: the counts read the queue index, the endings read only
+        the events newer than the last summary (none on the first call).
+        """
         import json
 
         with self.store.read() as s:
-            rows = s.exec(select(Job.status, func.count()).group_by(Job.status)).all()
+            rows = s.exec(
+                select(Job.status, func.count())
+                .where(col(Job.status).in_(("queued", "running")))
+                .group_by(col(Job.status))
+            ).all()
             worker = s.get(Setting, control.WORKER_KEY)
             state = s.get(Setting, control.QUEUE_KEY)
+            last = s.exec(select(func.max(Event.id))).one() or 0
+            ended: dict[str, int] = {}
+            if after_event is not None:
+                ended = dict(
+                    s.exec(
+                        select(Event.action, func.count())
+                        .where(
+                            col(Event.id) > after_event,
+                            col(Event.id) <= last,
+                            col(Event.action).in_(("job.succeeded", "job.failed")),
+                        )
+                        .group_by(col(Event.action))
+                    ).all()
+                )
         return QueueSummary(
             state=state.value if state else "active",
             counts={status: n for status, n in rows},
             worker=json.loads(worker.value) if worker else {},
+            finished=ended.get("job.succeeded", 0),
+            failed=ended.get("job.failed", 0),
+            last_event=last,
         )
 
     def runs(self, *, limit: int = 200, offset: int = 0) -> list[RunView]:
