@@ -170,3 +170,34 @@ sys.exit(rc)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_a_worker_that_ignores_a_cancel_is_killed_after_five_seconds(home: Home, serve) -> None:
+    host = serve()
+    run_id = submit(home, txt2img_toml(prompts=["stuck"], seeds=[1], steps=300))
+    job_id = query(home, "SELECT id FROM job WHERE run_id=?", run_id)[0][0]
+    wait_for(lambda: job_row(home, job_id)["step"] >= 2)
+    stuck = worker_pid(home)
+    assert stuck is not None
+    os.kill(stuck, signal.SIGSTOP)  # as if stuck in a model load: it reads no commands
+    try:
+        home.cli("cancel", f"j{job_id}", check=True)
+        wait_for(lambda: job_row(home, job_id)["status"] == "cancelled", timeout=20)
+    finally:
+        try:
+            os.kill(stuck, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+    def stuck_worker_gone() -> bool:
+        """the engine to kill the worker that did not answer"""
+        try:
+            os.kill(stuck, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(stuck_worker_gone, timeout=10)
+    assert host.poll() is None
+    after = submit(home, txt2img_toml(prompts=["next"], seeds=[2]), "next")
+    wait_for(lambda: run_status(home, after) == "succeeded", timeout=90)
