@@ -159,6 +159,20 @@ async def until(pilot: Any, what: Callable[[], Any], timeout: float = 60.0) -> A
     raise AssertionError(f"timed out after {timeout} s waiting for {what.__doc__ or what}")
 
 
+def process_gone(pid: int) -> Callable[[], bool]:
+    """A `wait_for` condition: the process `pid` has ended (and was reaped)."""
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    gone.__doc__ = f"process {pid} to end"
+    return gone
+
+
 def job_row(home: Home, job_id: int) -> dict[str, Any]:
     rows = query(home, "SELECT status, step, attempts, crashes, error FROM job WHERE id=?", job_id)
     status, step, attempts, crashes, error = rows[0]

@@ -16,6 +16,7 @@ from conftest import (
     EXAMPLES,
     Home,
     job_row,
+    process_gone,
     query,
     run_status,
     submit,
@@ -189,15 +190,7 @@ def test_a_worker_that_ignores_a_cancel_is_killed_after_five_seconds(home: Home,
         except ProcessLookupError:
             pass
 
-    def stuck_worker_gone() -> bool:
-        """the engine to kill the worker that did not answer"""
-        try:
-            os.kill(stuck, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(stuck_worker_gone, timeout=10)
+    wait_for(process_gone(stuck), timeout=10)  # the engine killed the worker that did not answer
     assert host.poll() is None
     after = submit(home, txt2img_toml(prompts=["next"], seeds=[2]), "next")
     wait_for(lambda: run_status(home, after) == "succeeded", timeout=90)

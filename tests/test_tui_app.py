@@ -7,7 +7,7 @@ import sys
 
 from textual.widgets import DataTable
 
-from conftest import Home, query, submit, txt2img_toml, until, wait_for
+from conftest import Home, process_gone, query, submit, txt2img_toml, until, wait_for
 from medialab_tui.engine.host import HostLock
 from medialab_tui.screens.common import BuilderRequest, StudioHeader
 from medialab_tui.screens.dialogs import QuitScreen
@@ -142,15 +142,7 @@ def test_a_hang_up_hands_the_queue_to_a_background_server(home: Home) -> None:
         subprocess.run(["tmux", "kill-session", "-t", session], check=True)
         wait_for(server_hosts, timeout=60)
 
-        def tui_gone() -> bool:
-            """the TUI process to end after handing over"""
-            try:
-                os.kill(tui_pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        wait_for(tui_gone, timeout=20)
+        wait_for(process_gone(tui_pid), timeout=20)  # the TUI ends after handing over
         serve_pid = json.loads(lock.read_text())["pid"]
         home.cli("resume", check=True)
         wait_for(
