@@ -263,6 +263,11 @@ def cancel(store: Store, ref: str) -> str:
                 raise InputError(f"job {ref} has already finished ({row.status})")
             _cancel_job(s, row)
             store.record(s, "job.cancel", "job", row.id)
+            run = s.get(Run, row.run_id)
+            active = run is not None and run.status in ("pending", "running")
+            if row.status == "cancelled" and run is not None and active:
+                s.flush()
+                finish_stage_if_done(s, store, run)
             return f"job j{row.id} {'cancelled' if row.status == 'cancelled' else 'cancelling'}"
         if row.status in TERMINAL_RUN:
             raise InputError(f"run {ref} has already finished ({row.status})")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine import control
@@ -218,12 +218,14 @@ class Engine:
             for run in runs:
                 control.finish_stage_if_done(s, self.store, run)
 
-    def _finish_run_stage(self, run_id: int) -> None:
+    def _finish_run_stage(self, s: Session, run_id: int) -> None:
+        """Move the run on in the same transaction that ended its job, so that nobody
+        ever reads a finished job under a run that still says it is running."""
         self.changed.set()
-        with self.store.write() as s:
-            run = s.get(Run, run_id)
-            if run is not None and run.status in ("pending", "running"):
-                control.finish_stage_if_done(s, self.store, run)
+        s.flush()
+        run = s.get(Run, run_id)
+        if run is not None and run.status in ("pending", "running"):
+            control.finish_stage_if_done(s, self.store, run)
 
     # -- one job -------------------------------------------------------------------
 
@@ -394,7 +396,7 @@ class Engine:
                 artifacts=len(state.artifacts),
                 seconds=row.run_seconds,
             )
-        self._finish_run_stage(job.run_id)
+            self._finish_run_stage(s, job.run_id)
 
     def _end_job(self, job: Job, status: str, *, error: str = "", kind: str = "") -> None:
         with self.store.write() as s:
@@ -414,8 +416,8 @@ class Engine:
                 error=error,
                 kind=kind,
             )
-        if status != "queued":
-            self._finish_run_stage(job.run_id)
+            if status != "queued":
+                self._finish_run_stage(s, job.run_id)
 
     def _crashed(self, job: Job, reason: str) -> None:
         """The worker died under this job: retry it, unless it keeps doing that."""
@@ -434,4 +436,4 @@ class Engine:
             self.store.record(
                 s, "job.crash", "job", row.id, reason=reason, crashes=row.crashes, status=row.status
             )
-        self._finish_run_stage(job.run_id)
+            self._finish_run_stage(s, job.run_id)
