@@ -13,8 +13,9 @@ export MEDIALAB_HOME ?= $(CURDIR)/.medialab
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# The CPU build of torch; pip takes it from the machine's wheel folder.
-	$(BIN)/pip install -q torch==2.13.0
+	# torch and torchvision (spandrel needs it) as a matching pair that pip takes
+	# from the machine's wheel folder; the worker runs them on the CPU here.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from medialab_tui.config import DataDir
 from medialab_tui.engine import registry
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
-from medialab_tui.engine.planner import StagePlan, initial_items, item_from_artifact, plan
+from medialab_tui.engine.planner import StagePlan, initial_items, next_items, plan
 from medialab_tui.engine.stages import STAGES, StageParams
 from medialab_tui.errors import InputError, NotFound
 from medialab_tui.store.db import Store
@@ -50,6 +50,13 @@ class Prepared:
     items: list[dict[str, Any]]
     plan: list[StagePlan]
     image_sources: list[Path] = field(default_factory=list)
+    # Per stage: resolved LoRAs, ControlNet (with its image), detector, wildcard lists.
+    extras: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> int:
+        """Outputs of the whole run, every stage counted."""
+        return sum(p.outputs for p in self.plan)
 
 
 def parse_ref(ref: str) -> tuple[str, int]:
@@ -92,36 +99,135 @@ def _model_info(row: Model, store: Store) -> dict[str, Any]:
     return info
 
 
+# The architectures each diffusion stage can run.
+_STAGE_ARCHS = {
+    "txt2img": ("sd15", "sdxl"),
+    "img2img": ("sd15", "sdxl"),
+    "refine": ("sd15", "sdxl", "sdxl-refiner"),
+    "detail": ("sd15", "sdxl"),
+    "blend": ("sd15", "sdxl"),
+}
+
+
+def _lookup(store: Store, ref: str, kinds: tuple[str, ...], where: str) -> Model:
+    try:
+        return registry.resolve(store, ref, kinds=kinds)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
 def _resolve_stage_model(store: Store, stage: StageParams, index: int, source: str) -> dict | None:
     spec = STAGES[stage.type]
     ref = getattr(stage, "model", None)
     if not spec.uses_model or ref is None or ref in spec.builtin_models:
         return None
     where = f"{source}: stage {index + 1} ({stage.type}): key 'model'"
-    try:
-        row = registry.resolve(store, ref, kinds=spec.model_kinds)
-    except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
-    if stage.type == "upscale":
-        raise InputError(f"{where}: upscaler models are not supported yet; use 'lanczos'")
-    if stage.type == "txt2img" and row.arch not in ("sd15", "sdxl"):
-        raise InputError(f"{where}: '{ref}' is a {row.arch} model; txt2img runs sd15 and sdxl")
+    row = _lookup(store, ref, spec.model_kinds, where)
+    archs = _STAGE_ARCHS.get(stage.type)
+    if archs is not None and row.arch not in archs:
+        raise InputError(
+            f"{where}: '{ref}' is a {row.arch} model; {stage.type} runs {', '.join(archs)}"
+        )
+    if stage.type == "refine" and row.arch == "sdxl-refiner" and stage.method != "refiner":  # type: ignore[attr-defined]
+        raise InputError(f"{where}: '{ref}' is an SDXL refiner; use method = \"refiner\"")
     return _model_info(row, store)
 
 
-def _check_images(pipeline: Pipeline, base: Path, source: str) -> list[Path]:
-    found = []
-    for raw in pipeline.inputs.images:
-        path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
-        if not path.is_file():
-            raise InputError(f"{source}: key 'inputs.images': {raw} does not exist")
+def _resolve_extras(
+    store: Store,
+    stage: StageParams,
+    index: int,
+    source: str,
+    model: dict[str, Any] | None,
+    base_dir: Path,
+    prompts: list[str],
+) -> dict[str, Any]:
+    """LoRAs, the ControlNet, a detector and wildcard lists a stage needs, checked now
+    so that a mistake fails the submit, not a job an hour later."""
+    where = f"{source}: stage {index + 1} ({stage.type})"
+    extras: dict[str, Any] = {}
+    arch = (model or {}).get("arch")
+    loras = []
+    for i, lora in enumerate(getattr(stage, "loras", None) or []):
+        row = _lookup(store, lora.model, ("lora",), f"{where}: key 'loras[{i}].model'")
+        if arch and row.arch != arch:
+            raise InputError(
+                f"{where}: key 'loras[{i}].model': LoRA '{lora.model}' is for {row.arch} "
+                f"models, but the stage's model is {arch}"
+            )
+        loras.append({**_entry(row), "weight": lora.weight})
+    if loras:
+        extras["loras"] = loras
+    control = getattr(stage, "control", None)
+    if control is not None:
+        row = _lookup(store, control.model, ("controlnet",), f"{where}: key 'control.model'")
+        if arch and row.arch != arch:
+            raise InputError(
+                f"{where}: key 'control.model': ControlNet '{control.model}' is for "
+                f"{row.arch} models, but the stage's model is {arch}"
+            )
+        image = _find_image(control.image, base_dir, f"{where}: key 'control.image'")
+        extras["control"] = {**_entry(row), **control.model_dump(), "image": str(image)}
+    detector = getattr(stage, "detector", "opencv")
+    if detector != "opencv":
+        row = _lookup(store, detector, ("detector",), f"{where}: key 'detector'")
+        extras["detector"] = _entry(row)
+    if stage.type == "prompt_enhance":
+        extras["wildcards"] = _wildcards(
+            store, stage, [p for p in prompts] if index == 0 else [""], where
+        )
+    return extras
+
+
+def _entry(row: Model) -> dict[str, Any]:
+    return {"name": row.name, "path": row.path, "arch": row.arch, "sha256": row.sha256}
+
+
+def _wildcards(
+    store: Store, stage: StageParams, prompts: list[str], where: str
+) -> dict[str, list[str]]:
+    """Every wildcard list the stage can reach, read now: a re-run uses the same lists."""
+    folder = store.path.parent / "wildcards"
+    todo = [n for p in prompts for n in stage.wildcard_names(p)]  # type: ignore[attr-defined]
+    lists: dict[str, list[str]] = {}
+    while todo:
+        name = todo.pop(0)
+        if name in lists:
+            continue
+        path = folder / f"{name}.txt"
         try:
-            with Image.open(path) as im:
-                im.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            raise InputError(f"{source}: key 'inputs.images': {raw} is not an image") from None
-        found.append(path)
-    return found
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(
+                f"{where}: wildcard __{name}__ needs {path}, which does not exist"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}: wildcard file {path} cannot be read ({exc})") from None
+        lines = [ln.strip() for ln in text.splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        if not lines:
+            raise InputError(f"{where}: wildcard file {path} has no entries")
+        lists[name] = lines
+        todo += [n for line in lines for n in stage.wildcard_names(line)]  # type: ignore[attr-defined]
+    return lists
+
+
+def _find_image(raw: str, base: Path, where: str) -> Path:
+    path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
+    if not path.is_file():
+        raise InputError(f"{where}: {raw} does not exist")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise InputError(f"{where}: {raw} is not an image") from None
+    return path
+
+
+def _check_images(pipeline: Pipeline, base: Path, source: str) -> list[Path]:
+    return [
+        _find_image(raw, base, f"{source}: key 'inputs.images'") for raw in pipeline.inputs.images
+    ]
 
 
 def queue_device(store: Store) -> str:
@@ -150,8 +256,32 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
     image_map = {raw: str(p) for raw, p in zip(pipeline.inputs.images, images, strict=True)}
     for item in items:
         item["images"] = [image_map.get(i, i) for i in item["images"]]
+    prompts = [i["prompt"] for i in items]
+    extras = [
+        _resolve_extras(store, st, i, source, models[i], base_dir, prompts)
+        for i, st in enumerate(pipeline.stages)
+    ]
     stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
-    return Prepared(pipeline, source, models, items, stage_plan, images)
+    for step in stage_plan:
+        if STAGES[step.type].gathers:
+            given = (
+                len(pipeline.inputs.images)
+                if step.index == 0
+                else stage_plan[step.index - 1].outputs
+            )
+            if given < 2:
+                raise InputError(
+                    f"{source}: stage {step.index + 1} ({step.type}) blends two or more images, "
+                    f"but {'inputs.images lists' if step.index == 0 else 'the stage before makes'} "
+                    f"{given}"
+                )
+            weights = getattr(pipeline.stages[step.index], "weights", None)
+            if weights is not None and len(weights) != given:
+                raise InputError(
+                    f"{source}: stage {step.index + 1} ({step.type}): key 'weights' has "
+                    f"{len(weights)} values for {given} images"
+                )
+    return Prepared(pipeline, source, models, items, stage_plan, images, extras)
 
 
 def _store_input_image(data: DataDir, path: Path) -> str:
@@ -165,10 +295,14 @@ def _store_input_image(data: DataDir, path: Path) -> str:
     return str(target)
 
 
-def _job_params(stage: StageParams, model: dict[str, Any] | None) -> dict[str, Any]:
+def _job_params(
+    stage: StageParams, model: dict[str, Any] | None, extras: dict[str, Any] | None
+) -> dict[str, Any]:
     params = stage.model_dump(exclude_none=True)
     if model is not None:
         params["_model"] = model
+    if extras:
+        params["_extras"] = extras
     return params
 
 
@@ -178,6 +312,7 @@ def _new_jobs(
     stages = run.pipeline["stages"]
     stage = STAGES[stages[stage_index]["type"]].params.model_validate(stages[stage_index])
     model = run.pipeline.get("models", [None] * len(stages))[stage_index]
+    extras = (run.pipeline.get("extras") or [{}] * len(stages))[stage_index]
     for item in items:
         session.add(
             Job(
@@ -186,7 +321,7 @@ def _new_jobs(
                 stage=stage.type,
                 priority=run.priority,
                 item=item,
-                params=_job_params(stage, model),
+                params=_job_params(stage, model, extras),
                 user=store.user,
             )
         )
@@ -201,6 +336,14 @@ def submit(store: Store, data: DataDir, prepared: Prepared, *, rerun_of: int | N
     ]
     document = prepared.pipeline.to_dict()
     document["models"] = prepared.models
+    extras = [dict(e) for e in prepared.extras] or [{} for _ in document["stages"]]
+    for stage, extra in zip(document["stages"], extras, strict=True):
+        if "control" in extra:
+            # The run keeps its own copy of the control image, like its input images.
+            stored_image = _store_input_image(data, Path(extra["control"]["image"]))
+            extra["control"] = {**extra["control"], "image": stored_image}
+            stage["control"] = {**stage["control"], "image": stored_image}
+    document["extras"] = extras
     with store.write() as s:
         run = Run(
             name=prepared.pipeline.name,
@@ -404,9 +547,8 @@ def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact
     run.stage_index += 1
     run.status = "running"
     session.add(run)
-    count = _new_jobs(
-        session, store, run, run.stage_index, [item_from_artifact(a) for a in outputs]
-    )
+    stage_type = run.pipeline["stages"][run.stage_index]["type"]
+    count = _new_jobs(session, store, run, run.stage_index, next_items(stage_type, outputs))
     store.record(session, "run.stage", "run", run.id, stage=run.stage_index + 1, jobs=count)
 
 

@@ -28,6 +28,7 @@ GUESS_STEP_SECONDS = {
 }
 DEMO_STEP_SECONDS = 0.02  # the tiny demo models, at 512×512
 GUESS_UPSCALE_SECONDS = 0.2
+GUESS_TEXT_SECONDS = 0.01
 HISTORY_JOBS = 20
 
 
@@ -75,6 +76,18 @@ def initial_items(pipeline: Pipeline, fallback_seed: int) -> list[dict[str, Any]
                     "parents": [],
                 }
             )
+    elif first.gathers:
+        # One job takes every image, once per prompt and seed.
+        for prompt, seed in _pair(prompts or [""], seeds, pipeline.expand, "prompts and seeds"):
+            items.append(
+                {
+                    "prompt": prompt,
+                    "negative": inputs.negative,
+                    "seed": seed,
+                    "images": list(inputs.images),
+                    "parents": [],
+                }
+            )
     else:
         pairs = _pair(list(inputs.images), prompts or [""], pipeline.expand, "images and prompts")
         for image, prompt in pairs:
@@ -91,19 +104,37 @@ def initial_items(pipeline: Pipeline, fallback_seed: int) -> list[dict[str, Any]
 
 
 def item_from_artifact(artifact: Any) -> dict[str, Any]:
-    """The next stage's input item made from one output of this stage."""
+    """The next stage's input item made from one output of this stage.
+
+    A text output (an enhanced prompt) carries its prompt and no image.
+    """
     params = artifact.params or {}
     return {
         "prompt": artifact.prompt,
         "negative": params.get("negative", ""),
         "seed": artifact.seed if artifact.seed is not None else 0,
-        "images": [artifact.path],
+        "images": [artifact.path] if artifact.kind != "text" else [],
         "parents": [artifact.id],
     }
 
 
+def next_items(stage_type: str, artifacts: list[Any]) -> list[dict[str, Any]]:
+    """The items of stage `stage_type` made from the previous stage's outputs: one
+    each, or, for a stage that gathers (blend), one holding them all."""
+    items = [item_from_artifact(a) for a in artifacts]
+    if not STAGES[stage_type].gathers or not items:
+        return items
+    return [
+        {
+            **items[0],
+            "images": [p for item in items for p in item["images"]],
+            "parents": [p for item in items for p in item["parents"]],
+        }
+    ]
+
+
 def outputs_per_job(stage: StageParams) -> int:
-    return int(getattr(stage, "per_input", 1))
+    return stage.outputs_per_job()
 
 
 def pixel_steps(stage: StageParams) -> float:
@@ -142,6 +173,8 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
 def guess_seconds(stage: StageParams, device: str, arch: str, demo: bool) -> float:
     if stage.type == "upscale":
         return GUESS_UPSCALE_SECONDS
+    if stage.type == "prompt_enhance":
+        return GUESS_TEXT_SECONDS
     per_step = (
         DEMO_STEP_SECONDS
         if demo
@@ -162,6 +195,8 @@ def plan(
     plans: list[StagePlan] = []
     jobs = items
     for index, stage in enumerate(pipeline.stages):
+        if index > 0 and STAGES[stage.type].gathers:
+            jobs = min(jobs, 1)  # one job takes every output of the stage before
         outputs = jobs * outputs_per_job(stage)
         rate = measured_rate(store, stage)
         if rate is not None:

@@ -33,6 +33,8 @@ def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
         if missing:
             raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
         inputs["images"] = list(job.item["images"])
+        if job.item.get("prompt"):
+            inputs["prompts"] = [job.item["prompt"]]
     else:
         inputs["prompts"] = [job.item.get("prompt", "")]
     document = {"name": f"rerun of a{artifact.id}", "inputs": inputs, "stages": [stage]}

@@ -239,6 +239,7 @@ class Engine:
             "stage_index": job.stage_index,
             "params": params,
             "model": job.params.get("_model"),
+            "extras": job.params.get("_extras") or {},
             "item": job.item,
             "out_dir": str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
             "preview": self.previews,

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from medialab_tui.engine.stages import txt2img, upscale
+from medialab_tui.engine.stages import (
+    blend,
+    detail,
+    img2img,
+    prompt_enhance,
+    refine,
+    txt2img,
+    upscale,
+)
 from medialab_tui.engine.stages.base import StageParams, StageSpec
 
-STAGES: dict[str, StageSpec] = {spec.type: spec for spec in (txt2img.SPEC, upscale.SPEC)}
+STAGES: dict[str, StageSpec] = {
+    spec.type: spec
+    for spec in (
+        prompt_enhance.SPEC,
+        txt2img.SPEC,
+        img2img.SPEC,
+        refine.SPEC,
+        detail.SPEC,
+        upscale.SPEC,
+        blend.SPEC,
+    )
+}
 
 # Stage types of the contract (SPEC §4) that this version does not run yet.
-PLANNED = ("prompt_enhance", "img2img", "refine", "detail", "blend", "i2v", "interpolate")
+PLANNED = ("i2v", "interpolate")
 
 __all__ = ["PLANNED", "STAGES", "StageParams", "StageSpec"]

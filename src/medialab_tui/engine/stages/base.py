@@ -44,6 +44,10 @@ class StageParams(BaseModel):
     type: str
     review: bool = Field(default=False, description="Pause the run after this stage")
 
+    def outputs_per_job(self) -> int:
+        """Outputs of one job; stages with `per_input` make that many."""
+        return int(getattr(self, "per_input", 1))
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -59,3 +63,56 @@ class StageSpec:
     model_kinds: tuple[str, ...] = ()
     # Built-in model names that need no registry entry.
     builtin_models: tuple[str, ...] = ()
+    # True when one job takes every input at once (blend) instead of one job each.
+    gathers: bool = False
+    # True when the stage takes `loras` and `control` options.
+    options: bool = False
+
+    def outputs_of(self, params: StageParams) -> int:
+        """How many outputs one job of this stage makes."""
+        return params.outputs_per_job()
+
+
+Strength = Annotated[float, Field(ge=0.0, le=1.0)]
+Cfg = Annotated[float, Field(ge=0.0, le=50.0)]
+
+
+class LoraRef(BaseModel):
+    """One LoRA of `loras = [{model = "x", weight = 0.8}]`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model: str = Field(min_length=1, description="A LoRA from the registry")
+    weight: float = Field(default=1.0, ge=-4.0, le=4.0, description="How strongly it applies")
+
+
+class ControlRef(BaseModel):
+    """`control = {model = "y", image = "pose.png", kind = "canny"}`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model: str = Field(min_length=1, description="A ControlNet from the registry")
+    image: str = Field(min_length=1, description="The control image (a path)")
+    kind: Literal["canny", "none"] = Field(
+        default="canny", description="Preprocessor: canny edges, or none (image used as is)"
+    )
+    scale: float = Field(default=1.0, ge=0.0, le=2.0, description="Conditioning strength")
+    low: int = Field(default=100, ge=0, le=255, description="Canny low threshold")
+    high: int = Field(default=200, ge=0, le=255, description="Canny high threshold")
+
+
+class DiffusionParams(StageParams):
+    """What every diffusion stage shares: model, steps, guidance, sampler."""
+
+    model: str = Field(min_length=1, description="Registry name, path, or hash prefix")
+    steps: Steps = Field(default=20, description="Denoising steps")
+    cfg: Cfg = Field(default=7.0, description="Guidance scale")
+    sampler: Sampler = Field(default="default", description="Scheduler")
+    negative: str | None = Field(default=None, description="Overrides inputs.negative")
+
+
+class DiffusionOptions(DiffusionParams):
+    """txt2img, img2img and refine also take LoRAs and a ControlNet (SPEC §5)."""
+
+    loras: list[LoraRef] = Field(default_factory=list, description="LoRAs and their weights")
+    control: ControlRef | None = Field(default=None, description="A ControlNet and its image")

@@ -108,7 +108,7 @@ class Worker:
                 print(f"worker: unknown command {name!r}", file=sys.stderr)
 
     def run_job(self, cmd: dict[str, Any]) -> None:
-        from medialab_tui.engine.worker.runners import RUNNERS
+        from medialab_tui.engine.worker.runners import runner_for
 
         job_id = int(cmd["job_id"])
         self.current_job = job_id
@@ -119,7 +119,7 @@ class Worker:
         self.channel.emit("started", job_id=job_id)
         started = time.perf_counter()
         try:
-            runner = RUNNERS.get(cmd.get("stage", ""))
+            runner = runner_for(cmd.get("stage", ""))
             if runner is None:
                 raise JobFailed("validation", f"this worker cannot run stage {cmd.get('stage')!r}")
             timings = runner(self, cmd)

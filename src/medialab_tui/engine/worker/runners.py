@@ -92,12 +92,14 @@ def _step_reporter(
     return on_step
 
 
-def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
-    from medialab_tui.engine.worker.generate import latents_preview, txt2img
-    from medialab_tui.engine.worker.loading import load_image_pipeline, set_sampler
+def load_base_pipe(worker: Worker, cmd: dict[str, Any]) -> tuple[Any, bool, float]:
+    """The stage model's text-to-image pipeline from the worker's cache (loading it on a
+    miss): (pipe, cache hit, seconds spent). Other pipelines (img2img, inpaint,
+    ControlNet) are built from it with `from_pipe`, sharing its weights."""
+    from medialab_tui.engine.worker.loading import load_image_pipeline
     from medialab_tui.engine.worker.main import JobFailed
 
-    params, model, item = cmd["params"], cmd["model"], cmd["item"]
+    model = cmd["model"]
     worker.check_cancel()
     if not Path(model["path"]).exists():
         raise JobFailed("missing_model", f"model '{model['name']}' is gone from {model['path']}")
@@ -112,8 +114,16 @@ def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
             config_dir=Path(model["config_dir"]) if model.get("config_dir") else None,
         ),
     )
-    load_seconds = time.perf_counter() - t0
     worker.check_cancel()
+    return pipe, hit, time.perf_counter() - t0
+
+
+def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
+    from medialab_tui.engine.worker.generate import latents_preview, txt2img
+    from medialab_tui.engine.worker.loading import set_sampler
+
+    params, model, item = cmd["params"], cmd["model"], cmd["item"]
+    pipe, hit, load_seconds = load_base_pipe(worker, cmd)
     set_sampler(pipe, params.get("sampler", "default"))
     base_seed = int(item["seed"])
     seeds = [(base_seed + i) % SEED_SPACE for i in range(int(params.get("per_input", 1)))]
@@ -176,7 +186,33 @@ def run_upscale(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
     return {"load_seconds": 0.0, "cache_hit": True}
 
 
-RUNNERS: dict[str, Callable[[Worker, dict[str, Any]], dict[str, Any]]] = {
+Runner = Callable[["Worker", dict[str, Any]], dict[str, Any]]
+
+RUNNERS: dict[str, Runner] = {
     "txt2img": run_txt2img,
     "upscale": run_upscale,
 }
+
+# Runners in modules of their own, imported on first use: "module:function".
+LAZY_RUNNERS: dict[str, str] = {
+    "prompt_enhance": "medialab_tui.engine.worker.run_text:run_prompt_enhance",
+    "img2img": "medialab_tui.engine.worker.run_images:run_img2img",
+    "refine": "medialab_tui.engine.worker.run_images:run_refine",
+    "blend": "medialab_tui.engine.worker.run_images:run_blend",
+    "detail": "medialab_tui.engine.worker.run_detail:run_detail",
+}
+
+
+def runner_for(stage: str) -> Runner | None:
+    """The function that runs jobs of `stage`, or None when this worker has none."""
+    if stage in RUNNERS:
+        return RUNNERS[stage]
+    target = LAZY_RUNNERS.get(stage)
+    if target is None:
+        return None
+    import importlib
+
+    module, _, name = target.partition(":")
+    runner: Runner = getattr(importlib.import_module(module), name)
+    RUNNERS[stage] = runner
+    return runner
