@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from medialab_tui.cli import main
 
@@ -20,6 +21,26 @@ model = "demo-sd15"
 steps = 4
 width = 64
 height = 64
+"""
+
+IMG2IMG = """
+name = "i2i"
+[inputs]
+images = ["ref1.png"]
+prompts = ["a red fox"]
+[[stages]]
+type = "img2img"
+model = "demo-sd15"
+strength = 0.5
+"""
+
+BLEND = """
+name = "mix"
+[inputs]
+images = ["ref1.png", "ref2.png"]
+[[stages]]
+type = "blend"
+model = "demo-sd15"
 """
 
 # (case id, file text, words the one-line error must contain)
@@ -86,6 +107,42 @@ BAD = [
         ["'inputs.images'", "notes.png is not an image"],
     ),
     (
+        "strength-out-of-range",
+        IMG2IMG.replace("strength = 0.5", "strength = 1.5"),
+        ["stage 1 (img2img)", "'strength'", "at most 1"],
+    ),
+    (
+        "controlnet-without-image",
+        GOOD + 'control = {model = "demo-controlnet-sd15"}\n',
+        ["stage 1 (txt2img)", "'control.image'", "is required"],
+    ),
+    (
+        "control-kind-unknown",
+        GOOD + 'control = {model = "c", image = "ref1.png", kind = "pose"}\n',
+        ["'control.kind'", "canny"],
+    ),
+    (
+        "blend-one-image",
+        BLEND.replace('images = ["ref1.png", "ref2.png"]', 'images = ["ref1.png"]'),
+        ["stage 1 (blend)", "two or more images", "inputs.images lists 1"],
+    ),
+    (
+        "blend-after-one-output",
+        GOOD + '\n[[stages]]\ntype = "blend"\nmodel = "demo-sd15"\n',
+        ["stage 2 (blend)", "two or more images", "the stage before makes 1"],
+    ),
+    (
+        "blend-weights-count",
+        BLEND + "weights = [1.0, 2.0, 3.0]\n",
+        ["stage 1 (blend)", "'weights'", "3 values for 2 images"],
+    ),
+    (
+        "enhance-set-unknown",
+        'name = "p"\n[inputs]\nprompts = ["x"]\n[[stages]]\ntype = "prompt_enhance"\n'
+        'sets = ["hats"]\n',
+        ["stage 1 (prompt_enhance)", "'sets[0]'"],
+    ),
+    (
         "stage-kinds-mismatch",
         GOOD + '\n[[stages]]\ntype = "txt2img"\nmodel = "demo-sd15"\n',
         ["stage 2 (txt2img) takes prompts", "stage 1 (txt2img) gives images"],
@@ -106,6 +163,8 @@ def test_bad_pipeline_is_refused_with_one_clear_line(
     home, capsys: pytest.CaptureFixture[str], text: str, words: list[str]
 ) -> None:
     (home.root.parent / "notes.png").write_text("not really a picture")
+    for name in ("ref1.png", "ref2.png"):
+        Image.new("RGB", (64, 64), "teal").save(home.root.parent / name)
     path = home.pipeline("bad", text)
     before = _runs_in(home.root / "medialab.db")
 

@@ -12,7 +12,7 @@ from textual.widgets import Input, OptionList, Static, TextArea
 from conftest import EXAMPLES, Home, query, until
 from medialab_tui.errors import InputError
 from medialab_tui.screens.builder import BuilderScreen
-from medialab_tui.screens.builder_form import PathPrompt, PickScreen, parse_seeds
+from medialab_tui.screens.builder_form import PickScreen, TextPrompt, parse_seeds
 from medialab_tui.screens.common import BuilderRequest
 from medialab_tui.screens.dialogs import ConfirmScreen
 
@@ -218,7 +218,7 @@ async def test_save_writes_toml_and_asks_before_overwriting(studio: Any, tmp_pat
         await until(pilot, lambda: "Total" in estimate(screen))
         for answer in (None, "n", "y"):
             await pilot.press("ctrl+s")
-            prompt = await until(pilot, lambda: isinstance(app.screen, PathPrompt) and app.screen)
+            prompt = await until(pilot, lambda: isinstance(app.screen, TextPrompt) and app.screen)
             prompt.query_one(Input).value = str(target)
             await pilot.press("enter")
             if answer is None:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from medialab_tui.store.db import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
+# A run with more jobs than this asks before it goes in (`run --yes` skips the question);
+# the same number as engine.control.LARGE_RUN_JOBS, kept here so --help imports no engine.
+LARGE_RUN_JOBS = 500
 
 
 @dataclass
@@ -126,6 +129,33 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# What a stage's outputs are called in the expansion line of a dry run.
+_OUTPUT_WORDS = {
+    "prompt_enhance": "prompts",
+    "txt2img": "images",
+    "img2img": "images",
+    "refine": "refined",
+    "detail": "detailed",
+    "upscale": "upscaled",
+    "blend": "blended",
+}
+
+
+def _expansion_tree(prepared: Any) -> str:
+    """`1 image → 5 prompts → 10 images → 10 upscaled`."""
+    from medialab_tui.engine.stages import STAGES
+
+    inputs = prepared.pipeline.inputs
+    first = STAGES[prepared.plan[0].type]
+    if first.takes == "image":
+        count, noun = len(inputs.images), "image"
+    else:
+        count, noun = len([p for p in inputs.prompts if p.strip()]), "prompt"
+    chain = [f"{count} {noun}{'s' if count != 1 else ''}"]
+    chain += [f"{p.outputs} {_OUTPUT_WORDS.get(p.type, p.type)}" for p in prepared.plan]
+    return " → ".join(chain)
+
+
 def _print_plan(ctx: Context, prepared: Any) -> None:
     total = sum(p.seconds for p in prepared.plan)
     price = ctx.config.price_per_gpu_hour
@@ -144,15 +174,15 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
                     }
                     for p in prepared.plan
                 ],
+                "tree": _expansion_tree(prepared),
+                "jobs": sum(p.jobs for p in prepared.plan),
+                "outputs": prepared.outputs,
                 "seconds": round(total, 2),
                 "cost": round(total / 3600 * price, 4) if price else None,
             }
         )
         return
-    first = prepared.plan[0]
-    chain = [f"{first.jobs} input{'s' if first.jobs != 1 else ''}"]
-    chain += [f"{p.outputs} {p.type}" for p in prepared.plan]
-    print(f"{prepared.pipeline.name}: " + " → ".join(chain))
+    print(f"{prepared.pipeline.name}: {_expansion_tree(prepared)}")
     _table(
         ["stage", "type", "jobs", "outputs", "estimate", "from"],
         [
@@ -171,6 +201,20 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
             '"checkpoint" mode',
             file=sys.stderr,
         )
+
+
+def _confirm_large(prepared: Any, args: argparse.Namespace) -> None:
+    """Very large expansions go in only when the operator says so (`--yes` or a typed y)."""
+    jobs = prepared.jobs
+    if not prepared.large or getattr(args, "yes", False):
+        return
+    what = f"this run makes {jobs} jobs and {prepared.outputs} outputs"
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        print(f"{what}. Submit it? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return
+        raise InputError("not submitted")
+    raise InputError(f"{what}; pass --yes to submit it")
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
@@ -200,7 +244,9 @@ def _submit_and_follow(
     if args.no_wait:
         from medialab_tui.engine.control import submit
 
-        run = submit(ctx.store, ctx.data, make(), rerun_of=rerun_of)
+        prepared = make()
+        _confirm_large(prepared, args)
+        run = submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
         if ctx.as_json:
             _print_json({"run_id": run.ref, "status": "pending"})
         else:
@@ -221,6 +267,7 @@ def _submit_and_follow(
             await worker.start()
         try:
             prepared = make()
+            _confirm_large(prepared, args)
             run = control.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
         except BaseException:
             if worker is not None:
@@ -400,7 +447,13 @@ def cmd_queue(state: str) -> Callable[[Context, argparse.Namespace], int]:
 def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.control import approve
 
-    message = approve(ctx.store, args.run, args.select or None)
+    edits: dict[str, str] = {}
+    for text in args.edit or []:
+        ref, sep, prompt = text.partition("=")
+        if not sep or not prompt.strip():
+            raise InputError(f"--edit takes ARTIFACT_ID=PROMPT, not {text!r}")
+        edits[ref.strip()] = prompt.strip()
+    message = approve(ctx.store, args.run, args.select or None, edits=edits)
     if ctx.as_json:
         _print_json({"run_id": args.run, "result": message})
     else:
@@ -590,6 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the plan and estimate; submit nothing"
     )
     p.add_argument("--no-wait", action="store_true", help="submit and return at once")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"submit a very large run (over {LARGE_RUN_JOBS} jobs) without asking",
+    )
     p = add("runs", cmd_runs, "list runs, newest first")
     p.add_argument("--limit", type=int, default=50)
     p = add("jobs", cmd_jobs, "list jobs, newest first")
@@ -609,6 +667,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("approve", cmd_approve, "continue a run waiting in review")
     p.add_argument("run")
     p.add_argument("--select", nargs="+", metavar="ARTIFACT_ID", help="continue with these only")
+    p.add_argument(
+        "--edit",
+        action="append",
+        metavar="ARTIFACT_ID=PROMPT",
+        help="continue with this prompt instead of the output's own (enhanced prompts)",
+    )
     p = add("rerun", cmd_rerun, "run an artifact's stage again with the same parameters")
     p.add_argument("id", metavar="ARTIFACT_ID")
     p.add_argument("--no-wait", action="store_true", help="submit and return at once")

@@ -287,8 +287,13 @@ class StudioClient:
     def set_paused(self, paused: bool) -> None:
         control.set_queue_state(self.store, "paused" if paused else "active")
 
-    def approve(self, run_ref: str, artifact_refs: list[str] | None = None) -> str:
-        return control.approve(self.store, run_ref, artifact_refs)
+    def approve(
+        self,
+        run_ref: str,
+        artifact_refs: list[str] | None = None,
+        edits: dict[str, str] | None = None,
+    ) -> str:
+        return control.approve(self.store, run_ref, artifact_refs, edits=edits)
 
     def review_outputs(self, run_id: int) -> list[ArtifactView]:
         """The outputs of a run's current stage: what its review picks from."""

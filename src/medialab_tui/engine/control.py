@@ -37,6 +37,8 @@ from medialab_tui.store.tables import (
 )
 
 QUEUE_KEY = "queue_state"
+# A run with more jobs than this is submitted only when the operator confirms it.
+LARGE_RUN_JOBS = 500
 WORKER_KEY = "worker_info"
 
 
@@ -57,6 +59,15 @@ class Prepared:
     def outputs(self) -> int:
         """Outputs of the whole run, every stage counted."""
         return sum(p.outputs for p in self.plan)
+
+    @property
+    def jobs(self) -> int:
+        return sum(p.jobs for p in self.plan)
+
+    @property
+    def large(self) -> bool:
+        """Big enough that submitting it should be confirmed."""
+        return self.jobs > LARGE_RUN_JOBS
 
 
 def parse_ref(ref: str) -> tuple[str, int]:
@@ -496,8 +507,19 @@ def set_priority(store: Store, ref: str, delta: int) -> int:
         return row.priority
 
 
-def approve(store: Store, ref: str, select_refs: list[str] | None = None) -> str:
-    """Continue a run waiting in review with all, or the selected, outputs of its stage."""
+def approve(
+    store: Store,
+    ref: str,
+    select_refs: list[str] | None = None,
+    *,
+    edits: dict[str, str] | None = None,
+) -> str:
+    """Continue a run waiting in review with all, or the selected, outputs of its stage.
+
+    `edits` maps an output (`a12`) to the prompt the next stage should use instead
+    of the output's own: an enhanced prompt corrected by hand. The output's file is
+    left as it was; the edit is recorded in the approve event and the next job's item.
+    """
     with store.write() as s:
         run = _get(s, ref)
         if not isinstance(run, Run):
@@ -514,8 +536,21 @@ def approve(store: Store, ref: str, select_refs: list[str] | None = None) -> str
                     raise InputError(f"{sel} is not an output of run {ref}'s current stage")
                 wanted.extend(match)
             outputs = wanted
-        store.record(s, "run.approve", "run", run.id, selected=[a.id for a in outputs])
-        advance_run(s, store, run, outputs)
+        prompts: dict[int, str] = {}
+        for edit_ref, prompt in (edits or {}).items():
+            kind, ident = parse_ref(edit_ref if edit_ref[:1].isalpha() else f"a{edit_ref}")
+            if kind != "artifact" or ident not in {a.id for a in outputs}:
+                raise InputError(f"{edit_ref} is not an approved output of run {ref}'s stage")
+            prompts[ident] = prompt
+        store.record(
+            s,
+            "run.approve",
+            "run",
+            run.id,
+            selected=[a.id for a in outputs],
+            edits={str(k): v for k, v in prompts.items()},
+        )
+        advance_run(s, store, run, outputs, prompts)
         return (
             f"run r{run.id} approved with {len(outputs)} output{'s' if len(outputs) != 1 else ''}"
         )
@@ -534,8 +569,15 @@ def _stage_outputs(session: Session, run: Run, stage_index: int) -> list[Artifac
     )
 
 
-def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact]) -> None:
-    """Queue the next stage's jobs from `outputs`, or finish the run after its last stage."""
+def advance_run(
+    session: Session,
+    store: Store,
+    run: Run,
+    outputs: list[Artifact],
+    prompts: dict[int, str] | None = None,
+) -> None:
+    """Queue the next stage's jobs from `outputs`, or finish the run after its last stage.
+    `prompts` replaces the prompt that an output passes on (review edits)."""
     if run.stage_index + 1 >= run.stage_count or not outputs:
         last = run.stage_index + 1 >= run.stage_count
         run.status = "succeeded" if last else "failed"
@@ -548,7 +590,9 @@ def advance_run(session: Session, store: Store, run: Run, outputs: list[Artifact
     run.status = "running"
     session.add(run)
     stage_type = run.pipeline["stages"][run.stage_index]["type"]
-    count = _new_jobs(session, store, run, run.stage_index, next_items(stage_type, outputs))
+    count = _new_jobs(
+        session, store, run, run.stage_index, next_items(stage_type, outputs, prompts or {})
+    )
     store.record(session, "run.stage", "run", run.id, stage=run.stage_index + 1, jobs=count)
 
 

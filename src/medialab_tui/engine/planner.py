@@ -118,10 +118,18 @@ def item_from_artifact(artifact: Any) -> dict[str, Any]:
     }
 
 
-def next_items(stage_type: str, artifacts: list[Any]) -> list[dict[str, Any]]:
+def next_items(
+    stage_type: str, artifacts: list[Any], prompts: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
     """The items of stage `stage_type` made from the previous stage's outputs: one
-    each, or, for a stage that gathers (blend), one holding them all."""
-    items = [item_from_artifact(a) for a in artifacts]
+    each, or, for a stage that gathers (blend), one holding them all. `prompts`
+    replaces an output's prompt (edited in review), by artifact id."""
+    items = []
+    for artifact in artifacts:
+        item = item_from_artifact(artifact)
+        if prompts and artifact.id in prompts:
+            item["prompt"], item["edited_from"] = prompts[artifact.id], item["prompt"]
+        items.append(item)
     if not STAGES[stage_type].gathers or not items:
         return items
     return [

@@ -31,9 +31,9 @@ from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import InputError
 from medialab_tui.screens.builder_form import (
     SEEDS_HINT,
-    PathPrompt,
     PickScreen,
     StageForm,
+    TextPrompt,
     format_seeds,
     locate_error,
     parse_seeds,
@@ -637,7 +637,29 @@ class BuilderScreen(StudioScreen):
     @work(thread=True, exclusive=True, group="builder-submit", exit_on_error=False)
     def _submit(self, pipeline: Pipeline, source: str, base_dir: Path) -> None:
         try:
-            ref = self.client.submit(self.client.prepare(pipeline, source, base_dir))
+            prepared = self.client.prepare(pipeline, source, base_dir)
+        except InputError as exc:
+            self.app.call_from_thread(self._submitted, "", str(exc))
+            return
+        if prepared.large:
+            self.app.call_from_thread(self._confirm_large, prepared)
+        else:
+            self._send(prepared)
+
+    def _confirm_large(self, prepared: Prepared) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(lambda: self._send(prepared), thread=True, group="builder-submit")
+            else:
+                self._submitted("", "not submitted")
+
+        question = f"This run makes {prepared.jobs} jobs and {prepared.outputs} outputs. Submit it?"
+        self.app.push_screen(ConfirmScreen(question, yes="Submit"), answered)
+
+    def _send(self, prepared: Prepared) -> None:
+        """Submit (in a worker thread) and report back on the UI thread."""
+        try:
+            ref = self.client.submit(prepared)
         except InputError as exc:
             self.app.call_from_thread(self._submitted, "", str(exc))
         else:
@@ -708,7 +730,7 @@ class BuilderScreen(StudioScreen):
 
     def action_open(self) -> None:
         initial = str(self.path) if self.path else ""
-        self.app.push_screen(PathPrompt("Open which pipeline file?", initial), self._open)
+        self.app.push_screen(TextPrompt("Open which pipeline file?", initial), self._open)
 
     def _open(self, text: str | None) -> None:
         if text:
@@ -730,7 +752,7 @@ class BuilderScreen(StudioScreen):
     def action_save(self) -> None:
         name = preset_slug(str(self.document.get("name", "")))
         initial = str(self.path) if self.path else f"{name}.toml"
-        self.app.push_screen(PathPrompt("Save the pipeline to:", initial), self._save_to)
+        self.app.push_screen(TextPrompt("Save the pipeline to:", initial), self._save_to)
 
     def _save_to(self, text: str | None) -> None:
         if not text:

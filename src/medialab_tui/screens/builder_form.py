@@ -8,10 +8,12 @@ CLI validates pipeline files with, so a range or a default is written once.
 from __future__ import annotations
 
 import re
+import tomllib
 import types
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from textual import on
 from textual.app import ComposeResult
@@ -27,9 +29,18 @@ from textual.widgets.option_list import Option
 from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import InputError
 
-FieldKind = Literal["int", "float", "str", "choice", "bool"]
+# list: comma-separated values; refs: `name:weight, name` (LoRAs); table: an inline
+# TOML table as in a pipeline file, e.g. {model = "x", image = "edges.png"}.
+FieldKind = Literal["int", "float", "str", "choice", "bool", "list", "refs", "table"]
 
 SEEDS_HINT = "1, 2, 3  or  seed 7 count 4  (empty: one random seed)"
+
+
+_EXAMPLES = {
+    "list": "a, b, c",
+    "refs": "name:0.8, other-name",
+    "table": '{model = "name", image = "edges.png"}',
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,13 @@ def _kind(annotation: Any) -> tuple[FieldKind, tuple[str, ...]]:
         origin = get_origin(annotation)
     if origin is Literal:
         return "choice", tuple(str(a) for a in get_args(annotation))
+    if origin is list:
+        (item,) = get_args(annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return "refs", ()
+        return "list", tuple(str(a) for a in get_args(item)) if get_origin(item) is Literal else ()
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table", ()
     if annotation is bool:
         return "bool", ()
     if annotation is int:
@@ -112,6 +130,23 @@ def form_value(spec: FieldSpec, text: str) -> Any:
     text = text.strip()
     if not text:
         return None
+    if spec.kind == "list":
+        words = [w.strip() for w in text.split(",") if w.strip()]
+        return [_number(w) if not spec.choices else w for w in words]
+    if spec.kind == "refs":
+        refs: list[dict[str, Any]] = []
+        for word in (w.strip() for w in text.split(",")):
+            if word:
+                name, _, weight = word.rpartition(":") if ":" in word else (word, "", "")
+                refs.append(
+                    {"model": name.strip(), **({"weight": _number(weight)} if weight else {})}
+                )
+        return refs
+    if spec.kind == "table":
+        try:
+            return tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            return text  # the stage model says "must be a table"
     try:
         if spec.kind == "int":
             return int(text)
@@ -120,6 +155,35 @@ def form_value(spec: FieldSpec, text: str) -> Any:
     except ValueError:
         return text
     return text
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return text.strip()
+
+
+def format_value(spec: FieldSpec, value: Any) -> str:
+    """A value as the form shows it: the inverse of `form_value`."""
+    if value is None:
+        return ""
+    if spec.kind == "list":
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if spec.kind == "refs":
+        return ", ".join(
+            f"{r['model']}:{r['weight']:g}" if "weight" in r else str(r["model"]) for r in value
+        )
+    if spec.kind == "table" and isinstance(value, dict):
+        return _inline_table(value)
+    return str(value)
+
+
+def _inline_table(value: dict[str, Any]) -> str:
+    import json
+
+    parts = [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+    return "{" + ", ".join(parts) + "}"
 
 
 def parse_seeds(text: str) -> dict[str, int | list[int]]:
@@ -172,7 +236,14 @@ def locate_error(message: str) -> ErrorSpot:
     key_match = _KEY.search(message)
     if key_match:
         key = re.sub(r"\[\d+\]", "", key_match.group(1))
-        return ErrorSpot(stage, key, key_match.group(2))
+        text = key_match.group(2)
+        if stage is not None and "." in key_match.group(1):
+            # `loras[0].model` belongs under the `loras` field, naming the part.
+            field, _, part = key_match.group(1).partition(".")
+            key = re.sub(r"\[\d+\]", "", field)
+            text = text.lstrip(": ")
+            text = f"{part} {text}" if text.startswith(("is ", "must ")) else f"{part}: {text}"
+        return ErrorSpot(stage, key, text)
     rule = _INPUTS_RULE.search(message)
     if rule and stage is None:  # the only rule across `[inputs]` keys is about seeds
         return ErrorSpot(None, "inputs.seeds", rule.group(1))
@@ -229,7 +300,8 @@ class StageForm(Vertical):
                 with Horizontal(classes="form-row"):
                     yield Label(spec.name, classes="form-label")
                     yield self._editor(spec, value, widget_id)
-                help_text = " · ".join(p for p in (spec.description, spec.bounds) if p)
+                choices = f"any of: {', '.join(spec.choices)}" if spec.kind == "list" else ""
+                help_text = " · ".join(p for p in (spec.description, spec.bounds, choices) if p)
                 yield Static(help_text, classes="form-help")
             yield Static("", id=f"error-{spec.name}", classes="form-error -empty")
 
@@ -252,8 +324,10 @@ class StageForm(Vertical):
             placeholder = "not set"
         else:
             placeholder = f"default {spec.default}"
+        if spec.kind in _EXAMPLES and not spec.required:
+            placeholder = _EXAMPLES[spec.kind]
         return Input(
-            "" if value is None else str(value),
+            format_value(spec, value),
             placeholder=placeholder,
             id=widget_id,
             compact=True,
@@ -297,7 +371,7 @@ class StageForm(Vertical):
         """Put a value into a field from outside (a model sent from the Models screen)."""
         widget = self.query_one(f"#field-{name}")
         if isinstance(widget, Input):
-            widget.value = str(value)
+            widget.value = format_value(self.fields[name], value)
         elif isinstance(widget, Select):
             widget.value = value
         elif isinstance(widget, Checkbox):
@@ -322,26 +396,29 @@ class StageForm(Vertical):
             target.set_class(not text, "-empty")
 
 
-class PathPrompt(ModalScreen[str | None]):
-    """Ask for a file path: enter accepts, escape cancels."""
+class TextPrompt(ModalScreen[str | None]):
+    """Ask for one line of text (a file path, a prompt): enter accepts, escape cancels."""
 
     DEFAULT_CSS = """
-    PathPrompt { align: center middle; }
-    PathPrompt > Vertical { width: 72; height: auto; border: round $accent;
+    TextPrompt { align: center middle; }
+    TextPrompt > Vertical { width: 72; height: auto; border: round $accent;
                             background: $surface; padding: 1 2; }
-    PathPrompt Input { margin-top: 1; }
+    TextPrompt Input { margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
-    def __init__(self, question: str, initial: str = "") -> None:
+    def __init__(
+        self, question: str, initial: str = "", placeholder: str = "path/to/pipeline.toml"
+    ) -> None:
         super().__init__()
         self.question = question
         self.initial = initial
+        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question)
-            yield Input(self.initial, placeholder="path/to/pipeline.toml", id="path")
+            yield Input(self.initial, placeholder=self.placeholder, id="path")
             yield Static("[dim]enter accept · esc cancel[/]")
 
     @on(Input.Submitted)

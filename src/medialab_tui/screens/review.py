@@ -1,7 +1,8 @@
 """The review view: pick which outputs of a run's stage go on to its next stage.
 
 A run whose stage has `review = true` stops in status `review`; this screen
-shows that stage's outputs as thumbnails and approves all of them, or the ones
+shows that stage's outputs as thumbnails (or, for enhanced prompts, their text),
+lets the prompt each passes on be edited, and approves all of them, or the ones
 selected, with `StudioClient.approve`.
 """
 
@@ -16,6 +17,7 @@ from textual.widgets import Static
 
 from medialab_tui.client import ArtifactView
 from medialab_tui.errors import MedialabError
+from medialab_tui.screens.builder_form import TextPrompt
 from medialab_tui.screens.common import StudioScreen
 from medialab_tui.screens.thumbs import image_widget, load_image
 
@@ -34,6 +36,7 @@ class OutputCard(Vertical):
     OutputCard.-selected {{ background: $accent 25%; }}
     OutputCard .thumb {{ width: auto; height: 8; }}
     OutputCard .no-image {{ height: 8; color: $text-muted; content-align: center middle; }}
+    OutputCard .text-body {{ height: 8; }}
     OutputCard .caption {{ height: 1; text-wrap: nowrap; text-overflow: ellipsis; }}
     OutputCard .prompt {{ height: 1; color: $text-muted; text-wrap: nowrap;
                           text-overflow: ellipsis; }}
@@ -43,9 +46,16 @@ class OutputCard(Vertical):
         super().__init__()
         self.artifact = artifact
         self.image = image
+        self.edited: str | None = None  # the prompt typed in review, if any
+
+    @property
+    def prompt(self) -> str:
+        return self.edited if self.edited is not None else self.artifact.prompt
 
     def compose(self) -> ComposeResult:
-        if self.image is None:
+        if self.artifact.kind == "text":
+            yield Static(self.artifact.prompt, classes="text-body", markup=False)
+        elif self.image is None:
             yield Static("no image", classes="no-image")
         else:
             graphics = self.app.config.graphics  # type: ignore[attr-defined]
@@ -68,7 +78,16 @@ class OutputCard(Vertical):
         a = self.artifact
         mark = "[b]✓[/b] " if self.selected else ""
         seed = f" · seed {a.seed}" if a.seed is not None else ""
-        self.query_one(".caption", Static).update(f"{mark}[b]{a.ref}[/b]{seed}")
+        edited = " · [i]edited[/i]" if self.edited is not None else ""
+        self.query_one(".caption", Static).update(f"{mark}[b]{a.ref}[/b]{seed}{edited}")
+
+    def edit(self, prompt: str) -> None:
+        """Pass `prompt` on instead of the output's own."""
+        self.edited = None if prompt == self.artifact.prompt else prompt
+        self.query_one(".prompt", Static).update(self.prompt or " ")
+        if self.artifact.kind == "text":
+            self.query_one(".text-body", Static).update(self.prompt)
+        self.show_caption()
 
 
 class ReviewScreen(StudioScreen):
@@ -120,6 +139,13 @@ class ReviewScreen(StudioScreen):
             "Select",
             id="review.select",
             tooltip="Select or unselect the highlighted output",
+        ),
+        Binding(
+            "e",
+            "edit",
+            "Edit prompt",
+            id="review.edit",
+            tooltip="Edit the prompt the highlighted output passes on to the next stage",
         ),
         Binding(
             "a",
@@ -212,14 +238,30 @@ class ReviewScreen(StudioScreen):
             cards[self.cursor].toggle()
             self.show_hint()
 
+    def action_edit(self) -> None:
+        cards = self.cards
+        if not cards:
+            return
+        card = cards[self.cursor]
+
+        def edited(text: str | None) -> None:
+            if text:
+                card.edit(text)
+
+        question = f"The prompt {card.artifact.ref} passes on to the next stage:"
+        self.app.push_screen(TextPrompt(question, card.prompt, placeholder="a prompt"), edited)
+
     def action_approve(self) -> None:
-        refs = [card.artifact.ref for card in self.cards if card.selected]
-        self.approve(refs or None)
+        cards = self.cards
+        refs = [card.artifact.ref for card in cards if card.selected]
+        going = [card for card in cards if card.selected] or cards
+        edits = {card.artifact.ref: card.edited for card in going if card.edited is not None}
+        self.approve(refs or None, edits)
 
     @work(thread=True, exclusive=True, group="review-approve")
-    def approve(self, refs: list[str] | None) -> None:
+    def approve(self, refs: list[str] | None, edits: dict[str, str] | None = None) -> None:
         try:
-            sentence = self.client.approve(f"r{self.run_id}", refs)
+            sentence = self.client.approve(f"r{self.run_id}", refs, edits)
         except MedialabError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
