@@ -308,3 +308,18 @@ def test_set_mode_makes_count_times_the_set_size(home, capsys: pytest.CaptureFix
     gallery = home.json("gallery", "--kind", "text")
     assert len(gallery) == 12
     assert {g["kind"] for g in gallery} == {"text"}
+
+
+def test_a_wildcard_cycle_in_the_files_is_refused_at_submit(
+    home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_wildcards(home.root)
+    (home.root / "wildcards" / "colour.txt").write_text("red\n__animal__ brown\n")
+    path = home.pipeline("loop", PIPELINE)
+
+    code = main(["--data-dir", str(home.root), "run", str(path)])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "cycle: __animal__ → __colour__ → __animal__" in err
+    assert _runs(home) == 0

@@ -574,7 +574,7 @@ def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
                 f"r{a.run_id}",
                 a.stage,
                 a.kind,
-                f"{a.width}×{a.height}",
+                f"{a.width}×{a.height}" if a.width else "",
                 a.seed,
                 a.prompt[:30],
                 a.path,

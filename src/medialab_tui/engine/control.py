@@ -220,7 +220,38 @@ def _wildcards(
             raise InputError(f"{where}: wildcard file {path} has no entries")
         lists[name] = lines
         todo += [n for line in lines for n in stage.wildcard_names(line)]  # type: ignore[attr-defined]
+    refers = {
+        name: {n for line in lines for n in stage.wildcard_names(line)}  # type: ignore[attr-defined]
+        for name, lines in lists.items()
+    }
+    cycle = _find_cycle(refers)
+    if cycle:
+        chain = " → ".join(f"__{n}__" for n in cycle)
+        raise InputError(f"{where}: wildcards refer to each other in a cycle: {chain}")
     return lists
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in `graph` (as the names along it, first repeated at the end), or []."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
 
 
 def _find_image(raw: str, base: Path, where: str) -> Path:

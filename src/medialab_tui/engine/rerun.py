@@ -40,4 +40,9 @@ def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
     document = {"name": f"rerun of a{artifact.id}", "inputs": inputs, "stages": [stage]}
     source = f"rerun of a{artifact.id}"
     pipeline = parse_pipeline(document, source)
-    return prepare(store, pipeline, source, Path("/"))
+    prepared = prepare(store, pipeline, source, Path("/"))
+    # The wildcard lists the original job read, not the files as they are now.
+    wildcards = (job.params.get("_extras") or {}).get("wildcards")
+    if wildcards is not None and prepared.extras:
+        prepared.extras[0] = {**prepared.extras[0], "wildcards": wildcards}
+    return prepared
