@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import Home, query
+from conftest import Home, query, run_status, wait_for
 from medialab_tui.cli import main
 from medialab_tui.engine.pipeline import parse_stage
 from medialab_tui.engine.prompts import BANKS, MAX_DEPTH, PromptError, enhance, variants
@@ -323,3 +323,47 @@ def test_a_wildcard_cycle_in_the_files_is_refused_at_submit(
     assert code == 2
     assert "cycle: __animal__ → __colour__ → __animal__" in err
     assert _runs(home) == 0
+
+
+def test_review_picks_and_edits_enhanced_prompts_before_the_images(home, serve) -> None:
+    """checkpoint: the run stops after the variants; two are approved, one of them
+    edited by hand, and only those two become images (the edit is what they show)."""
+    text = (
+        PIPELINE.replace('name = "enhanced"', 'name = "pick"\nmode = "checkpoint"')
+        .replace("a __animal__ in the snow", "a fox in the snow")
+        .replace("count = 5", "count = 3\nreview = true")
+        .replace("per_input = 2", "per_input = 1")
+    )
+    proc = home.cli("run", str(home.pipeline("pick", text)), "--json", check=True)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "review"
+    run_ref = summary["run_id"]
+    texts = query(home, "SELECT id, prompt FROM artifact WHERE kind='text' ORDER BY id")
+    assert len(texts) == 3
+    (first, _), (second, second_prompt), (third, third_prompt) = texts
+
+    wrong = home.cli(
+        "approve",
+        run_ref,
+        "--edit",
+        f"a{first}=edited but not selected",
+        "--select",
+        f"a{second}",
+        f"a{third}",
+    )
+    assert wrong.returncode == 2 and "not an approved output" in wrong.stderr
+    edit = f"a{third}=a fox in the snow, drawn by hand"
+    home.cli("approve", run_ref, "--select", f"a{second}", f"a{third}", "--edit", edit, check=True)
+    serve()
+    wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=120)
+    images = query(
+        home,
+        "SELECT a.prompt, p.parent_id FROM artifact a JOIN artifactparent p "
+        "ON p.artifact_id = a.id WHERE a.kind='image' ORDER BY a.id",
+    )
+    assert sorted(images) == sorted(
+        [(second_prompt, second), ("a fox in the snow, drawn by hand", third)]
+    )
+    assert third_prompt != "a fox in the snow, drawn by hand"
+    # The text artifact itself is untouched.
+    assert query(home, "SELECT prompt FROM artifact WHERE id=?", third)[0][0] == third_prompt
