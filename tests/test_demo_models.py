@@ -22,6 +22,7 @@ from medialab_tui.engine.worker.demo_models import (  # noqa: E402
     DEMO_SDXL,
     write_demo_models,
 )
+from medialab_tui.engine.worker.demo_upscaler import DEMO_ESRGAN  # noqa: E402
 from medialab_tui.engine.worker.generate import (  # noqa: E402
     lanczos_upscale,
     latents_preview,
@@ -87,7 +88,7 @@ def all_files(root: Path) -> dict[str, bytes]:
 
 def test_writes_two_folders_and_a_single_file(models_dir: Path) -> None:
     assert sorted(p.name for p in models_dir.iterdir()) == sorted(
-        [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE]
+        [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE, DEMO_ESRGAN]
     )
     for arch, name in FOLDERS.items():
         marker = json.loads((models_dir / name / "medialab.json").read_text())
@@ -110,7 +111,7 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
 
     paths = write_demo_models(tmp_path)
 
-    assert [p.name for p in paths] == [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE]
+    assert [p.name for p in paths] == [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE, DEMO_ESRGAN]
     assert all_files(tmp_path) == all_files(models_dir)
     assert not list(tmp_path.glob(".*")), "temporary build folders must be cleaned up"
 
@@ -124,6 +125,7 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_SD15,
         models_dir / DEMO_SDXL,
         models_dir / DEMO_SD15_SINGLE_FILE,
+        models_dir / DEMO_ESRGAN,
     ]
     assert {p: p.stat().st_mtime_ns for p in models_dir.rglob("*")} == before
 
@@ -159,6 +161,7 @@ def test_detect_arch_on_demo_models(models_dir: Path) -> None:
     assert detect_arch(models_dir / DEMO_SD15) == ("checkpoint", "sd15", "diffusers")
     assert detect_arch(models_dir / DEMO_SDXL) == ("checkpoint", "sdxl", "diffusers")
     assert detect_arch(models_dir / DEMO_SD15_SINGLE_FILE) == ("checkpoint", "sd15", "safetensors")
+    assert detect_arch(models_dir / DEMO_ESRGAN) == ("upscaler", "esrgan", "safetensors")
 
 
 # --- generating ---------------------------------------------------------------

@@ -9,6 +9,7 @@ never opened, because unpickling can run arbitrary code.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -45,9 +46,10 @@ def detect_arch(path: Path) -> tuple[str, str, str]:
     """Return ``(kind, arch, format)`` for a model folder or file.
 
     kind is one of checkpoint, lora, vae, controlnet, upscaler, embedding,
-    unknown; arch is sd15, sdxl, sdxl-refiner, sd2, esrgan or unknown (or a
-    lowercased pipeline class for other diffusers folders); format is
-    diffusers, safetensors or pickle.
+    detector, unknown; arch is sd15, sdxl, sdxl-refiner, sd2, esrgan,
+    opencv-cascade or unknown (or a lowercased pipeline class for other
+    diffusers folders); format is diffusers, safetensors, pickle or xml (an
+    OpenCV cascade, which holds no code).
 
     Raises ValueError when a diffusers folder or safetensors file is corrupt.
     """
@@ -61,6 +63,10 @@ def detect_arch(path: Path) -> tuple[str, str, str]:
         return _detect_from_tensors(header)
     if suffix in PICKLE_SUFFIXES:
         return (_guess_kind_from_name(path), "unknown", "pickle")
+    if suffix == ".xml":
+        if is_opencv_cascade(path):
+            return ("detector", "opencv-cascade", "xml")
+        return ("unknown", "unknown", "xml")
     return ("unknown", "unknown", suffix.lstrip(".") or "unknown")
 
 
@@ -92,6 +98,27 @@ def read_safetensors_header(path: Path) -> dict:
             f"{path.name} is not a valid safetensors file: its header is not an object."
         )
     return header
+
+
+# OpenCV writes cascades as <opencv_storage><cascade ...> (or, in the old Haar
+# format, <name type_id="opencv-haar-classifier">), after a licence comment that
+# can run to a few KB.
+_CASCADE_HEAD_BYTES = 64 * 1024
+_XML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_STORAGE_CHILD = re.compile(r"<opencv_storage>\s*<([\w.-]+)([^>]*)>")
+
+
+def is_opencv_cascade(path: Path) -> bool:
+    """True when ``path`` is an OpenCV cascade classifier (Haar or LBP) .xml file."""
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(_CASCADE_HEAD_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return False
+    match = _STORAGE_CHILD.search(_XML_COMMENT.sub("", head))
+    if match is None:
+        return False
+    return match.group(1) == "cascade" or "opencv-haar-classifier" in match.group(2)
 
 
 def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:

@@ -15,12 +15,14 @@ import blake3
 from sqlmodel import select
 
 from medialab_tui.config import Config, DataDir
-from medialab_tui.engine.model_files import detect_arch
+from medialab_tui.engine.model_files import detect_arch, is_opencv_cascade
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Model
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# Detectors for the `detail` stage: OpenCV cascades, listed only when they are one.
+DETECTOR_SUFFIXES = (".xml",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _CHUNK = 8 * 1024 * 1024
 
@@ -39,7 +41,8 @@ def model_roots(data: DataDir, config: Config) -> list[Path]:
 
 
 def find_model_paths(root: Path) -> list[Path]:
-    """Diffusers folders (with `model_index.json`) and single weight files under root."""
+    """Diffusers folders (with `model_index.json`), single weight files and OpenCV
+    cascades (detectors) under root."""
     if not root.is_dir():
         return []
     found: list[Path] = []
@@ -59,6 +62,8 @@ def find_model_paths(root: Path) -> list[Path]:
                 else:
                     stack.append(entry)
             elif entry.suffix.lower() in WEIGHT_SUFFIXES:
+                found.append(entry)
+            elif entry.suffix.lower() in DETECTOR_SUFFIXES and is_opencv_cascade(entry):
                 found.append(entry)
     return sorted(found)
 
@@ -167,7 +172,7 @@ def resolve(store: Store, ref: str, *, kinds: tuple[str, ...] = ()) -> Model:
     """A model by registry name, path, or hash prefix; `InputError` when unknown."""
     with store.read() as s:
         row = s.exec(select(Model).where(Model.name == ref)).first()
-        if row is None and ("/" in ref or ref.endswith(WEIGHT_SUFFIXES)):
+        if row is None and ("/" in ref or ref.endswith(WEIGHT_SUFFIXES + DETECTOR_SUFFIXES)):
             path = Path(ref).expanduser()
             if not path.exists():
                 raise InputError(f"model path {ref} does not exist")

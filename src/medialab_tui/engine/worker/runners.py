@@ -164,33 +164,10 @@ def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
     return {"load_seconds": round(load_seconds, 4), "cache_hit": hit}
 
 
-def run_upscale(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
-    from medialab_tui.engine.worker.generate import lanczos_upscale
-    from medialab_tui.engine.worker.main import JobFailed
-
-    params, item = cmd["params"], cmd["item"]
-    if params.get("model", "lanczos") != "lanczos":
-        raise JobFailed("validation", f"upscaler {params['model']!r} cannot be run by this version")
-    worker.check_cancel()
-    base = _base_meta(cmd)
-    sources = item.get("images", [])
-    for i, source in enumerate(sources):
-        with Image.open(source) as im:
-            im.load()
-            image = lanczos_upscale(im.convert("RGB"), float(params["scale"]))
-        worker.check_cancel()
-        worker.channel.emit("progress", job_id=cmd["job_id"], step=i + 1, total=len(sources))
-        _save_image(
-            worker, cmd, image, f"{i:02d}-x{params['scale']:g}", {**base, "scale": params["scale"]}
-        )
-    return {"load_seconds": 0.0, "cache_hit": True}
-
-
 Runner = Callable[["Worker", dict[str, Any]], dict[str, Any]]
 
 RUNNERS: dict[str, Runner] = {
     "txt2img": run_txt2img,
-    "upscale": run_upscale,
 }
 
 # Runners in modules of their own, imported on first use: "module:function".
@@ -200,6 +177,7 @@ LAZY_RUNNERS: dict[str, str] = {
     "refine": "medialab_tui.engine.worker.run_images:run_refine",
     "blend": "medialab_tui.engine.worker.run_images:run_blend",
     "detail": "medialab_tui.engine.worker.run_detail:run_detail",
+    "upscale": "medialab_tui.engine.worker.run_upscale:run_upscale",
 }
 
 
