@@ -16,6 +16,10 @@ from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
+from medialab_tui.engine.worker.demo_adapters import (  # noqa: E402
+    DEMO_SD15_CONTROLNET,
+    DEMO_SD15_LORA,
+)
 from medialab_tui.engine.worker.demo_models import (  # noqa: E402
     DEMO_SD15,
     DEMO_SD15_SINGLE_FILE,
@@ -88,7 +92,14 @@ def all_files(root: Path) -> dict[str, bytes]:
 
 def test_writes_two_folders_and_a_single_file(models_dir: Path) -> None:
     assert sorted(p.name for p in models_dir.iterdir()) == sorted(
-        [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE, DEMO_ESRGAN]
+        [
+            DEMO_SD15,
+            DEMO_SDXL,
+            DEMO_SD15_SINGLE_FILE,
+            DEMO_SD15_LORA,
+            DEMO_SD15_CONTROLNET,
+            DEMO_ESRGAN,
+        ]
     )
     for arch, name in FOLDERS.items():
         marker = json.loads((models_dir / name / "medialab.json").read_text())
@@ -111,7 +122,14 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
 
     paths = write_demo_models(tmp_path)
 
-    assert [p.name for p in paths] == [DEMO_SD15, DEMO_SDXL, DEMO_SD15_SINGLE_FILE, DEMO_ESRGAN]
+    assert [p.name for p in paths] == [
+        DEMO_SD15,
+        DEMO_SDXL,
+        DEMO_SD15_SINGLE_FILE,
+        DEMO_SD15_LORA,
+        DEMO_SD15_CONTROLNET,
+        DEMO_ESRGAN,
+    ]
     assert all_files(tmp_path) == all_files(models_dir)
     assert not list(tmp_path.glob(".*")), "temporary build folders must be cleaned up"
 
@@ -125,6 +143,8 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_SD15,
         models_dir / DEMO_SDXL,
         models_dir / DEMO_SD15_SINGLE_FILE,
+        models_dir / DEMO_SD15_LORA,
+        models_dir / DEMO_SD15_CONTROLNET,
         models_dir / DEMO_ESRGAN,
     ]
     assert {p: p.stat().st_mtime_ns for p in models_dir.rglob("*")} == before
@@ -161,6 +181,9 @@ def test_detect_arch_on_demo_models(models_dir: Path) -> None:
     assert detect_arch(models_dir / DEMO_SD15) == ("checkpoint", "sd15", "diffusers")
     assert detect_arch(models_dir / DEMO_SDXL) == ("checkpoint", "sdxl", "diffusers")
     assert detect_arch(models_dir / DEMO_SD15_SINGLE_FILE) == ("checkpoint", "sd15", "safetensors")
+    # The demo adapters are too small for their shapes to tell; their metadata does.
+    assert detect_arch(models_dir / DEMO_SD15_LORA) == ("lora", "sd15", "safetensors")
+    assert detect_arch(models_dir / DEMO_SD15_CONTROLNET) == ("controlnet", "sd15", "diffusers")
     assert detect_arch(models_dir / DEMO_ESRGAN) == ("upscaler", "esrgan", "safetensors")
 
 

@@ -59,8 +59,11 @@ def detect_arch(path: Path) -> tuple[str, str, str]:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         header = read_safetensors_header(path)
-        header.pop("__metadata__", None)
-        return _detect_from_tensors(header)
+        metadata = header.pop("__metadata__", None)
+        kind, arch, fmt = _detect_from_tensors(header)
+        if kind in ("lora", "controlnet") and arch == "unknown":
+            arch = arch_from_metadata(metadata)
+        return (kind, arch, fmt)
     if suffix in PICKLE_SUFFIXES:
         return (_guess_kind_from_name(path), "unknown", "pickle")
     if suffix == ".xml":
@@ -124,6 +127,9 @@ def is_opencv_cascade(path: Path) -> bool:
 def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:
     index_file = path / "model_index.json"
     if not index_file.is_file():
+        controlnet = controlnet_folder_config(path)
+        if controlnet is not None:
+            return ("controlnet", _controlnet_folder_arch(path, controlnet), "diffusers")
         return ("unknown", "unknown", "diffusers")
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
@@ -196,6 +202,70 @@ def _arch_from_context_width(tensors: dict[str, dict], lora: bool = False) -> st
         shape = info.get("shape") if isinstance(info, dict) else None
         if matches and isinstance(shape, list) and len(shape) == 2:
             return _CONTEXT_WIDTH_ARCH.get(int(shape[1]), "unknown")
+    return "unknown"
+
+
+# Keys other tools write into a safetensors file's metadata that name the family:
+# kohya's sd-scripts ("sd_v1", "sdxl_base_v1-0") and the Stability model spec
+# ("stable-diffusion-xl-v1-base/lora"). medialab's demo adapters write their own.
+_METADATA_ARCH_PREFIXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("ss_base_model_version", (("sdxl", "sdxl"), ("sd_v1", "sd15"), ("sd_v2", "sd2"))),
+    (
+        "modelspec.architecture",
+        (
+            ("stable-diffusion-xl", "sdxl"),
+            ("stable-diffusion-v1", "sd15"),
+            ("stable-diffusion-v2", "sd2"),
+        ),
+    ),
+)
+_KNOWN_ARCHS = frozenset({"sd15", "sd2", "sdxl", "sdxl-refiner"})
+
+
+def arch_from_metadata(metadata: object) -> str:
+    """The family a LoRA or ControlNet file names in its ``__metadata__``, else unknown.
+
+    A fallback for files whose shapes do not tell (tiny demo adapters, LoRAs
+    that patch no cross-attention key projection).
+    """
+    if not isinstance(metadata, dict):
+        return "unknown"
+    own = metadata.get("medialab.arch")
+    if own in _KNOWN_ARCHS:
+        return str(own)
+    for key, prefixes in _METADATA_ARCH_PREFIXES:
+        value = str(metadata.get(key, "")).lower()
+        for prefix, arch in prefixes:
+            if value.startswith(prefix):
+                return arch
+    return "unknown"
+
+
+def controlnet_folder_config(path: Path) -> dict | None:
+    """The ``config.json`` of a ControlNet saved as a diffusers folder, else None."""
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(config, dict) and config.get("_class_name") == "ControlNetModel":
+        return config
+    return None
+
+
+def _controlnet_folder_arch(path: Path, config: dict) -> str:
+    # SDXL ControlNets take the size/crop micro-conditioning; the others differ
+    # in the width of the text embedding they attend to.
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    width = config.get("cross_attention_dim")
+    if isinstance(width, int) and width in _CONTEXT_WIDTH_ARCH:
+        return _CONTEXT_WIDTH_ARCH[width]
+    weights = path / "diffusion_pytorch_model.safetensors"
+    if weights.is_file():
+        return arch_from_metadata(read_safetensors_header(weights).get("__metadata__"))
     return "unknown"
 
 

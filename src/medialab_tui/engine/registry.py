@@ -15,7 +15,11 @@ import blake3
 from sqlmodel import select
 
 from medialab_tui.config import Config, DataDir
-from medialab_tui.engine.model_files import detect_arch, is_opencv_cascade
+from medialab_tui.engine.model_files import (
+    controlnet_folder_config,
+    detect_arch,
+    is_opencv_cascade,
+)
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Model
@@ -41,8 +45,8 @@ def model_roots(data: DataDir, config: Config) -> list[Path]:
 
 
 def find_model_paths(root: Path) -> list[Path]:
-    """Diffusers folders (with `model_index.json`), single weight files and OpenCV
-    cascades (detectors) under root."""
+    """Diffusers folders (with `model_index.json`), ControlNet folders, single weight
+    files and OpenCV cascades (detectors) under root."""
     if not root.is_dir():
         return []
     found: list[Path] = []
@@ -57,7 +61,7 @@ def find_model_paths(root: Path) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                if (entry / "model_index.json").is_file():
+                if (entry / "model_index.json").is_file() or controlnet_folder_config(entry):
                     found.append(entry)
                 else:
                     stack.append(entry)

@@ -67,10 +67,31 @@ def infotext(meta: dict[str, Any]) -> str:
         ("Model", meta.get("model")),
         ("Denoising strength", meta.get("strength")),
         ("Hires upscale", meta.get("scale")),
+        ("Lora hashes", _lora_hashes(meta.get("loras"))),
+        ("ControlNet 0", _controlnet_text(meta.get("control"))),
         ("Version", f"medialab {meta.get('version', '')}".strip()),
     ]
     lines.append(", ".join(f"{k}: {v}" for k, v in settings if v not in (None, "")))
     return "\n".join(lines)
+
+
+def _lora_hashes(loras: list[dict[str, Any]] | None) -> str | None:
+    """A1111's `Lora hashes: "name: <sha256[:12]>, ..."`."""
+    if not loras:
+        return None
+    return '"' + ", ".join(f"{x['name']}: {(x.get('sha256') or '')[:12]}" for x in loras) + '"'
+
+
+def _controlnet_text(control: dict[str, Any] | None) -> str | None:
+    """The sd-webui-controlnet unit line: preprocessor, model [hash], weight, thresholds."""
+    if not control:
+        return None
+    short = (control.get("sha256") or "")[:8]
+    model = f"{control['model']} [{short}]" if short else control["model"]
+    fields = f"Module: {control['kind']}, Model: {model}, Weight: {control['scale']}"
+    if control["kind"] == "canny":
+        fields += f", Threshold A: {control['low']}, Threshold B: {control['high']}"
+    return f'"{fields}"'
 
 
 def write_png(path: Path, image: Image.Image, meta: dict[str, Any]) -> None:

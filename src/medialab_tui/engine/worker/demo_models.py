@@ -84,9 +84,11 @@ def write_demo_models(models_dir: Path) -> list[Path]:
     sd15 = _ensure_folder(models_dir, DEMO_SD15, _build_sd15)
     sdxl = _ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
     single = _ensure_single_file(models_dir / DEMO_SD15_SINGLE_FILE, sd15)
+    from medialab_tui.engine.worker.demo_adapters import write_demo_adapters
     from medialab_tui.engine.worker.demo_upscaler import write_demo_upscaler
 
-    return [sd15, sdxl, single, *write_demo_upscaler(models_dir)]
+    adapters = write_demo_adapters(models_dir, sd15)
+    return [sd15, sdxl, single, *adapters, *write_demo_upscaler(models_dir)]
 
 
 def is_complete_demo_folder(folder: Path) -> bool:

@@ -1,10 +1,15 @@
-"""Running text-to-image jobs on a loaded pipeline (worker process only)."""
+"""Running diffusion jobs on a loaded pipeline: text to image, image to image,
+latent blends and ControlNet images (worker process only)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
@@ -49,6 +54,7 @@ def txt2img(
     width: int,
     height: int,
     on_step: StepCallback,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Image.Image]:
     """Generate one image per seed, in one batch.
 
@@ -57,21 +63,15 @@ def txt2img(
     batch and on whichever device. (Batched kernels round differently from
     single-image ones, so pixels can differ by a step or two.)
     ``on_step(done, total, latents)`` runs after every denoising step; an
-    exception it raises cancels the job and propagates to the caller.
+    exception it raises cancels the job and propagates to the caller. ``extra``
+    goes to the pipeline call as is (a ControlNet pipeline's ``image`` and
+    ``controlnet_conditioning_scale``).
     """
     if not seeds:
         raise ValueError("A text-to-image job needs at least one seed.")
     generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
-
-    def step_end(
-        pipeline: DiffusionPipeline, step_index: int, _timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        # num_timesteps, not steps: second-order and PLMS samplers run more
-        # model evaluations than the requested step count.
-        on_step(step_index + 1, pipeline.num_timesteps, tensors["latents"])
-        return {}
-
     result = pipe(
+        **(extra or {}),
         prompt=prompt,
         # None, not "": SDXL then uses zero embeddings for the unconditional
         # branch, as its authors intended for an empty negative prompt.
@@ -82,11 +82,168 @@ def txt2img(
         guidance_scale=cfg,
         width=width,
         height=height,
-        callback_on_step_end=step_end,
+        callback_on_step_end=_step_end(on_step),
         callback_on_step_end_tensor_inputs=["latents"],
         output_type="pil",
     )
     return list(result.images)
+
+
+def _step_end(on_step: StepCallback) -> Callable[..., dict[str, Any]]:
+    def step_end(
+        pipeline: DiffusionPipeline, step_index: int, _timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        # num_timesteps, not steps: second-order and PLMS samplers run more
+        # model evaluations than the requested step count, and img2img runs
+        # only the last `strength` share of them.
+        on_step(step_index + 1, pipeline.num_timesteps, tensors["latents"])
+        return {}
+
+    return step_end
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` an image-to-image pass at ``strength`` runs (as diffusers counts)."""
+    return min(int(steps * strength), steps)
+
+
+def img2img(
+    pipe: DiffusionPipeline,
+    *,
+    prompt: str,
+    negative: str,
+    image: Image.Image | torch.Tensor,
+    seed: int,
+    steps: int,
+    cfg: float,
+    strength: float,
+    on_step: StepCallback,
+    extra: Mapping[str, Any] | None = None,
+) -> Image.Image:
+    """Denoise ``image`` (pixels, or VAE latents already scaled) from ``strength`` of the way.
+
+    A strength too low to run one step leaves the image as it is (latents are
+    decoded). One seed per call, as in ``txt2img``, so every output can be
+    re-made alone.
+    """
+    if denoising_steps(steps, strength) < 1:
+        return image if isinstance(image, Image.Image) else decode_latents(pipe, image)
+    result = pipe(
+        **(extra or {}),
+        prompt=prompt,
+        negative_prompt=negative or None,
+        image=image,
+        strength=strength,
+        generator=[torch.Generator(device="cpu").manual_seed(seed)],
+        num_inference_steps=steps,
+        guidance_scale=cfg,
+        callback_on_step_end=_step_end(on_step),
+        callback_on_step_end_tensor_inputs=["latents"],
+        output_type="pil",
+    )
+    return result.images[0]
+
+
+def encode_images(pipe: DiffusionPipeline, images: list[Image.Image]) -> torch.Tensor:
+    """The VAE latents of ``images`` (one batch, scaled as the UNet expects them).
+
+    The distribution's mode, not a sample: a reference means the same latent
+    whatever the seed. Each image is encoded alone, so its latent does not
+    depend on the others.
+    """
+    vae = pipe.vae
+    pixels = pipe.image_processor.preprocess(images)
+    # fp16 SDXL VAEs overflow; the pipelines upcast them for encoding too.
+    upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    dtype = torch.float32 if upcast else vae.dtype
+    original_dtype = vae.dtype
+    if upcast:
+        vae.to(dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            latents = torch.cat(
+                [
+                    vae.encode(pixels[i : i + 1].to(vae.device, dtype)).latent_dist.mode()
+                    for i in range(pixels.shape[0])
+                ]
+            )
+    finally:
+        if upcast:
+            vae.to(dtype=original_dtype)
+    mean, std = _latent_stats(vae, latents)
+    return ((latents - mean) * float(vae.config.scaling_factor) / std).to(pipe.unet.dtype)
+
+
+def decode_latents(pipe: DiffusionPipeline, latents: torch.Tensor) -> Image.Image:
+    """The image of scaled VAE latents (the inverse of ``encode_images``)."""
+    vae = pipe.vae
+    mean, std = _latent_stats(vae, latents)
+    latents = latents * std / float(vae.config.scaling_factor) + mean
+    with torch.no_grad():
+        pixels = vae.decode(latents.to(vae.device, vae.dtype)).sample
+    image: Image.Image = pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+    return image
+
+
+def _latent_stats(vae: Any, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel mean and std some VAEs normalise latents by (else 0 and 1)."""
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if mean is None or std is None:
+        zero = torch.zeros((), device=latents.device, dtype=latents.dtype)
+        return zero, zero + 1
+    shape = (1, latents.shape[1], 1, 1)
+    return (
+        torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape),
+        torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape),
+    )
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from ``a`` (t=0) to ``b`` (t=1), treating each as one vector.
+
+    Falls back to a straight line when the two point (almost) the same way.
+    """
+    a64, b64 = a.double(), b.double()
+    cos = torch.dot(a64.flatten() / a64.norm(), b64.flatten() / b64.norm()).clamp(-1.0, 1.0)
+    if abs(float(cos)) > 0.9995:
+        mixed = (1.0 - t) * a64 + t * b64
+    else:
+        theta = math.acos(float(cos))
+        sin = math.sin(theta)
+        mixed = (math.sin((1.0 - t) * theta) * a64 + math.sin(t * theta) * b64) / sin
+    return mixed.to(a.dtype)
+
+
+def blend_latents(latents: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """Combine latents by repeated slerp: each next one joins at its share of the
+    weight so far, so the result leans on each as its weight says (equal weights: equally).
+    """
+    if len(latents) != len(weights) or not latents:
+        raise ValueError("blend_latents needs one weight per latent, and at least one latent")
+    result: torch.Tensor | None = None
+    total = 0.0
+    for latent, weight in zip(latents, weights, strict=True):
+        if weight <= 0:
+            continue
+        total += weight
+        result = latent if result is None else slerp(result, latent, weight / total)
+    if result is None:
+        raise ValueError("blend_latents needs at least one positive weight")
+    return result
+
+
+def control_image(path: Path, kind: str, low: int, high: int, size: tuple[int, int]) -> Image.Image:
+    """The ControlNet's conditioning image: ``path`` at ``size``, as canny edges or as is."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    if kind == "none":
+        return rgb
+    if kind != "canny":
+        raise ValueError(f"unknown ControlNet preprocessor {kind!r}: it must be canny or none")
+    edges = cv2.Canny(cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2GRAY), low, high)
+    return Image.fromarray(np.stack([edges] * 3, axis=-1))
 
 
 def latents_preview(latents: torch.Tensor, arch: str) -> Image.Image:

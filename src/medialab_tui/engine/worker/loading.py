@@ -1,4 +1,4 @@
-"""Loading text-to-image pipelines and choosing their sampler (worker process only)."""
+"""Loading pipelines, ControlNets and LoRAs, and choosing the sampler (worker process only)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import diffusers
 import torch
 import transformers
 from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForText2Image,
+    ControlNetModel,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -19,6 +22,7 @@ from diffusers import (
     HeunDiscreteScheduler,
     PNDMScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
     UniPCMultistepScheduler,
 )
@@ -27,6 +31,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
     "sd15": StableDiffusionPipeline,
     "sdxl": StableDiffusionXLPipeline,
+    # A refiner only refines: its base pipeline is already an image-to-image one.
+    "sdxl-refiner": StableDiffusionXLImg2ImgPipeline,
 }
 
 # Sampler names as users type them (A1111/ComfyUI style) -> scheduler class and
@@ -137,11 +143,67 @@ def set_sampler(pipe: DiffusionPipeline, name: str) -> None:
         pipe.scheduler = scheduler_class.from_config(model_scheduler.config, **overrides)
 
 
-def estimate_pipeline_bytes(pipe: DiffusionPipeline) -> int:
-    """Bytes held by the parameters and buffers of the pipeline's torch modules."""
+def derive_pipeline(
+    base: DiffusionPipeline, task: str, controlnet: ControlNetModel | None = None
+) -> DiffusionPipeline:
+    """The ``task`` ("txt2img" or "img2img") pipeline of ``base``'s model, with
+    ``controlnet`` when given, sharing ``base``'s weights (built in milliseconds).
+
+    The derived pipeline gets its own copy of the model's scheduler: the two
+    never share sampler state, and "default" still means the model's own sampler.
+    """
+    if task == "txt2img" and controlnet is None:
+        return base
+    auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForText2Image
+    model_scheduler = _MODEL_SCHEDULERS.setdefault(base, base.scheduler)
+    scheduler = type(model_scheduler).from_config(model_scheduler.config)
+    extra: dict[str, Any] = {"controlnet": controlnet} if controlnet is not None else {}
+    pipe = auto.from_pipe(base, scheduler=scheduler, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    _MODEL_SCHEDULERS[pipe] = scheduler
+    return pipe
+
+
+def load_controlnet(path: Path, device: str, dtype: torch.dtype) -> ControlNetModel:
+    """A ControlNet saved as a diffusers folder (``config.json`` and its weights)."""
+    path = Path(path)
+    if not path.is_dir():
+        # A single file needs its architecture's config, which only the hub has.
+        raise ValueError(
+            f"ControlNet {path.name} is a single file; medialab loads ControlNets saved as "
+            "diffusers folders (config.json and diffusion_pytorch_model.safetensors)."
+        )
+    model = ControlNetModel.from_pretrained(path, dtype=dtype, local_files_only=True)
+    return model.to(device)
+
+
+def apply_loras(pipe: DiffusionPipeline, loras: list[tuple[Path, float]]) -> None:
+    """Load each LoRA file into ``pipe`` and apply them at their weights.
+
+    The pipeline's modules are shared with the cached model: callers must call
+    ``remove_loras`` when the job ends, however it ends.
+    """
+    names = []
+    for index, (path, _) in enumerate(loras):
+        # Adapter names are module keys, so not the registry names (which may hold dots).
+        name = f"medialab_{index}"
+        pipe.load_lora_weights(str(path), adapter_name=name, local_files_only=True)
+        names.append(name)
+    pipe.set_adapters(names, adapter_weights=[weight for _, weight in loras])
+
+
+def remove_loras(pipe: DiffusionPipeline) -> None:
+    """Take every LoRA layer out again, restoring the model's own modules."""
+    pipe.unload_lora_weights()
+
+
+def estimate_pipeline_bytes(pipe: DiffusionPipeline | torch.nn.Module) -> int:
+    """Bytes held by the parameters and buffers of the pipeline's torch modules
+    (or of one module, such as a ControlNet)."""
     seen: set[int] = set()
     total = 0
-    for component in pipe.components.values():
+    components = [pipe] if isinstance(pipe, torch.nn.Module) else pipe.components.values()
+    for component in components:
         if not isinstance(component, torch.nn.Module):
             continue
         for tensor in (*component.parameters(), *component.buffers()):

@@ -120,11 +120,13 @@ def load_base_pipe(worker: Worker, cmd: dict[str, Any]) -> tuple[Any, bool, floa
 
 def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
     from medialab_tui.engine.worker.generate import latents_preview, txt2img
-    from medialab_tui.engine.worker.loading import set_sampler
+    from medialab_tui.engine.worker.run_images import (
+        control_kwargs,
+        diffusion_pipeline,
+        options_meta,
+    )
 
     params, model, item = cmd["params"], cmd["model"], cmd["item"]
-    pipe, hit, load_seconds = load_base_pipe(worker, cmd)
-    set_sampler(pipe, params.get("sampler", "default"))
     base_seed = int(item["seed"])
     seeds = [(base_seed + i) % SEED_SPACE for i in range(int(params.get("per_input", 1)))]
     negative = params.get("negative")
@@ -132,25 +134,30 @@ def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
         negative = item.get("negative", "")
     report = _step_reporter(worker, cmd, lambda lat: latents_preview(lat, model["arch"]))
     images = []
-    # One call per seed, not one batch: batched kernels round differently, and a
-    # re-run of one image must reproduce its pixels exactly.
-    for i, seed in enumerate(seeds):
+    # The cached pipeline, or its ControlNet variant, with the job's LoRAs on.
+    with diffusion_pipeline(worker, cmd, "txt2img") as (pipe, timings):
+        size = (int(params["width"]), int(params["height"]))
+        control = control_kwargs(cmd, size, "image")
+        # One call per seed, not one batch: batched kernels round differently, and a
+        # re-run of one image must reproduce its pixels exactly.
+        for i, seed in enumerate(seeds):
 
-        def on_step(step: int, total: int, latents: Any, done: int = i) -> None:
-            report(done * total + step, total * len(seeds), latents)
+            def on_step(step: int, total: int, latents: Any, done: int = i) -> None:
+                report(done * total + step, total * len(seeds), latents)
 
-        images += txt2img(
-            pipe,
-            prompt=item["prompt"],
-            negative=negative,
-            seeds=[seed],
-            steps=int(params["steps"]),
-            cfg=float(params["cfg"]),
-            width=int(params["width"]),
-            height=int(params["height"]),
-            on_step=on_step,
-        )
-    base = _base_meta(cmd)
+            images += txt2img(
+                pipe,
+                prompt=item["prompt"],
+                negative=negative,
+                seeds=[seed],
+                steps=int(params["steps"]),
+                cfg=float(params["cfg"]),
+                width=size[0],
+                height=size[1],
+                on_step=on_step,
+                extra=control,
+            )
+    base = {**_base_meta(cmd), **options_meta(cmd)}
     for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
         meta = {
             **base,
@@ -161,7 +168,7 @@ def run_txt2img(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
             "sampler": params.get("sampler", "default"),
         }
         _save_image(worker, cmd, image, f"{i:02d}-s{seed}", meta)
-    return {"load_seconds": round(load_seconds, 4), "cache_hit": hit}
+    return timings
 
 
 Runner = Callable[["Worker", dict[str, Any]], dict[str, Any]]
