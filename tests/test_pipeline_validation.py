@@ -113,7 +113,7 @@ BAD = [
     ),
     (
         "controlnet-without-image",
-        GOOD + 'control = {model = "demo-controlnet-sd15"}\n',
+        GOOD + 'control = {model = "demo-sd15-controlnet"}\n',
         ["stage 1 (txt2img)", "'control.image'", "is required"],
     ),
     (
