@@ -29,8 +29,10 @@ demo: $(STAMP)
 	test -d "$(MEDIALAB_HOME)/models/demo-sd15" || $(BIN)/medialab models demo
 	$(BIN)/medialab run examples/demo.toml
 
+# Test files run in parallel, one whole file per process (each starts its own demo
+# models and engines; tests within a file share them).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_overhead.py --rounds 5

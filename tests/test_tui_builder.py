@@ -116,7 +116,7 @@ async def test_tab_walks_from_the_stage_list_through_the_form(studio: Any) -> No
         await until(pilot, lambda: "Total" in estimate(screen))
         assert app.focused is screen.query_one("#stages")
         seen = []
-        for _ in range(14):
+        for _ in range(24):
             await pilot.press("tab")
             seen.append(app.focused.id if app.focused else None)
         assert seen[:3] == ["field-model", "field-steps", "field-cfg"]
@@ -165,8 +165,11 @@ async def test_stages_are_added_moved_and_removed(studio: Any) -> None:
         await until(pilot, lambda: "Total" in estimate(screen))
         screen.query_one("#stages", OptionList).focus()
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, PickScreen))
-        await pilot.press("down", "enter")
+        picker = await until(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen)
+        offered = [o.id for o in picker.query_one(OptionList).options]
+        # After txt2img (images), the stages that take images come first.
+        assert offered[:5] == ["img2img", "refine", "detail", "upscale", "blend"]
+        await pilot.press(*["down"] * offered.index("upscale"), "enter")
         await until(pilot, lambda: len(screen.document["stages"]) == 2)
         assert [s["type"] for s in screen.document["stages"]] == ["txt2img", "upscale"]
         assert screen.selected == 1

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Static
 
 from conftest import Home, query, run_status, submit, txt2img_toml, until
+from medialab_tui.screens.builder_form import TextPrompt
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.review import OutputCard, ReviewScreen
 
@@ -212,6 +213,14 @@ async def test_approving_one_output_in_review_continues_the_run_with_it(home: Ho
         await pilot.press("right", "space")
         assert [card.selected for card in cards] == [False, True, False]
         chosen = cards[1].artifact.id
+        # `e` edits the prompt the chosen output passes on to the upscale stage.
+        await pilot.press("e")
+        asked = await until(pilot, lambda: isinstance(app.screen, TextPrompt) and app.screen)
+        asked.query_one(Input).value = "a red fox, edited in review"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is review)
+        assert cards[1].edited == "a red fox, edited in review"
+        assert "edited" in str(cards[1].query_one(".caption", Static).render())
         await pilot.press("a")
         await until(pilot, lambda: app.screen is screen, timeout=10)
         assert run_status(home, run_id) != "review"
@@ -224,6 +233,7 @@ async def test_approving_one_output_in_review_continues_the_run_with_it(home: Ho
     assert run_status(home, run_id) == "succeeded"
     upscales = query(home, "SELECT id, item FROM job WHERE run_id=? AND stage='upscale'", run_id)
     assert len(upscales) == 1
+    assert json.loads(upscales[0][1])["prompt"] == "a red fox, edited in review"
     (parent,) = query(
         home,
         "SELECT parent_id FROM artifactparent JOIN artifact ON artifact.id=artifact_id "

@@ -686,9 +686,18 @@ class BuilderScreen(StudioScreen):
         self._estimate(pipeline, self._generation, dry_run=True)
 
     def action_add_stage(self) -> None:
+        # The stages that can follow the selected one come first, in pipeline order.
+        stages = self.document.get("stages", [])
+        current = stages[self.selected]["type"] if stages else None
+        gives = STAGES[current].gives if current in STAGES else "prompt"
+        specs = sorted(STAGES.values(), key=lambda spec: spec.takes != gives)
         options = [
-            (spec.type, f"{spec.type}  {spec.title} ({spec.takes} → {spec.gives})")
-            for spec in STAGES.values()
+            (
+                spec.type,
+                f"{spec.type}  {spec.title} ({spec.takes} → {spec.gives})"
+                + ("" if spec.takes == gives else f"  [dim]takes {spec.takes}s[/]"),
+            )
+            for spec in specs
         ]
         self.app.push_screen(PickScreen("Add which stage?", options), self._add_stage)
 

@@ -117,8 +117,9 @@ def stage_fields(stage_type: str) -> list[FieldSpec]:
                 bounds=_bounds(info),
             )
         )
-    # Booleans last: they are switches, not values, and read best under the numbers.
-    return sorted(fields, key=lambda f: f.kind == "bool")
+    # The stage's own values first, then the LoRA/ControlNet tables, then the
+    # booleans: they are switches, not values, and read best under the numbers.
+    return sorted(fields, key=lambda f: (f.kind == "bool", f.kind in ("refs", "table")))
 
 
 def form_value(spec: FieldSpec, text: str) -> Any:
