@@ -169,3 +169,59 @@ def test_run_exits_3_when_its_run_is_cancelled_from_elsewhere(home: Home) -> Non
     assert proc.returncode == 3, err
     assert json.loads(out.splitlines()[-1])["status"] == "cancelled"
     assert job_row(home, 1)["status"] == "cancelled"
+
+
+MANUAL = """
+name = "manual"
+mode = "manual"
+[inputs]
+images = ["ref.png"]
+prompts = ["a cottage"]
+seeds = [21]
+[[stages]]
+type = "img2img"
+model = "demo-sd15"
+strength = 0.6
+steps = 4
+per_input = 2
+loras = [{ model = "demo-sd15-lora", weight = 0.7 }]
+control = { model = "demo-sd15-controlnet", image = "edges.png", kind = "canny" }
+[[stages]]
+type = "upscale"
+model = "demo-esrgan-x4"
+scale = 2
+"""
+
+
+def test_manual_mode_waits_after_each_stage_and_reruns_repeat_lora_controlnet_and_esrgan(
+    home: Home, serve
+) -> None:
+    """manual: every stage but the last waits for approval. A re-run of an output made
+    with a LoRA and a ControlNet, and of an ESRGAN upscale, gives the same pixels."""
+    Image.radial_gradient("L").convert("RGB").resize((64, 64)).save(home.root.parent / "ref.png")
+    edges = Image.new("RGB", (64, 64), "white")
+    edges.paste((0, 0, 0), (16, 16, 48, 48))
+    edges.save(home.root.parent / "edges.png")
+    proc = home.cli("run", str(home.pipeline("manual", MANUAL)), "--json", check=True)
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "review" and len(summary["artifacts"]) == 2
+    run_ref = summary["run_id"]
+    firsts = [a for a in home.json("gallery") if a["stage"] == "img2img"]
+    home.cli("approve", run_ref, "--select", firsts[0]["id"], check=True)
+    server = serve()
+    wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=60)
+    upscaled = [
+        a for a in home.json("gallery") if a["stage"] == "upscale" and a["run_id"] == run_ref
+    ]
+    assert len(upscaled) == 1 and home.json("show", upscaled[0]["id"])["parents"] == [
+        firsts[0]["id"]
+    ]
+    server.terminate()
+    server.wait(timeout=30)
+
+    for original in (firsts[0], upscaled[0]):
+        proc = home.cli("rerun", original["id"], "--json", check=True, timeout=300)
+        copy = json.loads(proc.stdout.splitlines()[-1])["artifacts"][0]
+        with Image.open(original["path"]) as a, Image.open(copy) as b:
+            assert a.size == b.size
+            assert a.tobytes() == b.tobytes(), original["stage"]

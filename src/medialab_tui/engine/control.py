@@ -651,8 +651,10 @@ def finish_stage_if_done(session: Session, store: Store, run: Run) -> None:
         store.record(session, "run.cancelled", "run", run.id)
         return
     stage = run.pipeline["stages"][run.stage_index]
-    # `checkpoint` pauses after stages marked `review`; `manual` after every stage.
-    if run.mode == "manual" or (run.mode == "checkpoint" and stage.get("review")):
+    # `checkpoint` pauses after stages marked `review`; `manual` after every stage
+    # that has another after it (after the last there is nothing left to approve).
+    more = run.stage_index + 1 < run.stage_count
+    if more and (run.mode == "manual" or (run.mode == "checkpoint" and stage.get("review"))):
         run.status = "review"
         session.add(run)
         store.record(session, "run.review", "run", run.id, stage=run.stage_index + 1)
