@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,28 @@ async def test_requests_from_other_screens_land_in_the_builder(studio: Any) -> N
         assert screen.query_one("#in-images", TextArea).text == "a.png"
         assert app.builder_inbox == []
         await until(pilot, lambda: "takes prompts, not images" in estimate(screen))
+
+
+async def test_lora_and_controlnet_fields_edit_and_check_like_the_file(
+    studio: Any, home: Home
+) -> None:
+    """The img2img example in the builder: LoRA and ControlNet show as text, a bad
+    weight or an unknown LoRA is refused under its field, and the run goes in."""
+    app = studio(pipeline=EXAMPLES / "controlnet-lora.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "1 jobs → 2 outputs" in estimate(screen))
+        assert field(screen, "loras").value == "demo-sd15-lora:0.8"
+        assert field(screen, "control").value.startswith('{model = "demo-sd15-controlnet"')
+        await type_into(pilot, field(screen, "loras"), "demo-sd15-lora:9")
+        await until(pilot, lambda: "weight must be at most 4" in error_under(screen, "loras"))
+        await type_into(pilot, field(screen, "loras"), "no-such-lora")
+        await until(pilot, lambda: "no-such-lora" in error_under(screen, "loras"), timeout=20)
+        await type_into(pilot, field(screen, "loras"), "demo-sd15-lora:0.5")
+        await until(pilot, lambda: error_under(screen, "loras") == "", timeout=20)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: runs(home) == 1)
+    stages = json.loads(query(home, "SELECT pipeline FROM run")[0][0])["stages"]
+    assert stages[0]["loras"] == [{"model": "demo-sd15-lora", "weight": 0.5}]
+    # The run keeps its own copy of the control image.
+    assert stages[0]["control"]["image"].startswith(str(home.root / "inputs"))
