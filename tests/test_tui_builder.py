@@ -277,3 +277,13 @@ async def test_lora_and_controlnet_fields_edit_and_check_like_the_file(
     assert stages[0]["loras"] == [{"model": "demo-sd15-lora", "weight": 0.5}]
     # The run keeps its own copy of the control image.
     assert stages[0]["control"]["image"].startswith(str(home.root / "inputs"))
+
+
+async def test_i_opens_the_gallery_to_pick_input_images(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        screen.query_one("#stages", OptionList).focus()
+        await pilot.press("i")
+        await until(pilot, lambda: app.current_mode == "gallery")
+        assert any("Press b on an image" in n.message for n in app._notifications)

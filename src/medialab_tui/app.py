@@ -109,6 +109,9 @@ class MedialabApp(App[None]):
         self.add_mode("models", ModelsScreen)
         self.add_mode("gallery", GalleryScreen)
         self.switch_mode("builder")
+        # The other screens are built once the builder is on screen, one per idle
+        # moment, so that their first show is a switch and not a build.
+        self.call_after_refresh(self._build_screens_ahead, ["queue", "gallery", "models"])
         if self.config.keys:
             self.set_keymap(self.config.keys)
         if self.config.theme and self.config.theme not in self.available_themes:
@@ -122,6 +125,30 @@ class MedialabApp(App[None]):
             self.engine_host.start()
         self.set_interval(STATE_POLL_S, self.poll_state)
         self.poll_state()
+
+    def _build_screens_ahead(self, modes: list[str]) -> None:
+        """Build the first of `modes` off screen, then schedule the rest.
+
+        A mode's first show otherwise composes its screen and, because its widgets
+        bring new CSS, re-parses and re-applies the whole stylesheet (≈ 0.25 s of the
+        UI thread, measured with pyinstrument). Textual has no public call for this:
+        `_init_mode` is what `switch_mode` uses; if it is gone, screens are built on
+        first show as before.
+        """
+        init_mode = getattr(self, "_init_mode", None)
+        if init_mode is None or self._exit:
+            return
+        if not modes:
+            # Each build re-applied the stylesheet to every screen (they are all the
+            # app's children); mark them current so no first show applies it again.
+            for stack in self._screen_stacks.values():
+                for screen in stack:
+                    screen._css_update_count = self._css_update_count
+            return
+        mode, rest = modes[0], modes[1:]
+        if mode not in self._screen_stacks and mode != self.current_mode:
+            init_mode(mode)
+        self.set_timer(0.05, lambda: self._build_screens_ahead(rest))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

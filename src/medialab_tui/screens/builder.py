@@ -246,6 +246,13 @@ class BuilderScreen(StudioScreen):
             id="builder.load_preset",
             tooltip="Load a saved preset version",
         ),
+        Binding(
+            "i",
+            "pick_images",
+            "Pick images",
+            id="builder.pick_images",
+            tooltip="Pick input images in the gallery (b on an image sends it here)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -684,6 +691,11 @@ class BuilderScreen(StudioScreen):
         if self._estimate_timer is not None:
             self._estimate_timer.stop()
         self._estimate(pipeline, self._generation, dry_run=True)
+
+    def action_pick_images(self) -> None:
+        """Open the gallery to pick input images; `b` there sends one back here."""
+        self.app.switch_mode("gallery")
+        self.app.notify("Press b on an image to add it to the builder's inputs.")
 
     def action_add_stage(self) -> None:
         # The stages that can follow the selected one come first, in pipeline order.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, TextArea
+from textual.widgets import Input, Static, TextArea
 
 if TYPE_CHECKING:
     from medialab_tui.app import MedialabApp
@@ -21,6 +22,12 @@ class BuilderRequest:
 
     images: tuple[str, ...] = ()
     model: str = ""
+
+
+def plain_cells(*cells: object) -> tuple[object, ...]:
+    """Table cells as rich Text: a plain string is parsed as markup by the DataTable,
+    which costs most of a page's layout and would style a prompt that holds `[red]`."""
+    return tuple(Text(cell) if isinstance(cell, str) else cell for cell in cells)
 
 
 SCREEN_KEYS = (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery"))
@@ -49,6 +56,52 @@ class StudioHeader(Static):
             for key, name in SCREEN_KEYS
         )
         self.update(f"{tabs}   [dim]│[/] {app.status_line()}  [dim]? help[/]")
+
+
+class KeysFooter(Static):
+    """One line of the keys that work here, rebuilt when the screen's bindings change.
+
+    Textual's own Footer mounts a widget per key and restyles each of them on every
+    screen switch and focus change (≈ 0.25 s with this app's stylesheet); a line of
+    text shows the same keys for the cost of one update.
+    """
+
+    DEFAULT_CSS = """
+    KeysFooter { dock: bottom; height: 1; background: $footer-background;
+                 color: $footer-description-foreground; text-wrap: nowrap;
+                 text-overflow: ellipsis; }
+    """
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self.bindings_changed)
+        self.bindings_changed(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        if not screen.is_current:
+            return
+        app = self.app
+        seen: set[str] = set()
+        keys = []
+        palette = ""
+        for binding, enabled, _tooltip in (
+            (b.binding, b.enabled, b.tooltip) for b in screen.active_bindings.values()
+        ):
+            if (
+                binding.action == "app.command_palette"
+                or binding.key == app.COMMAND_PALETTE_BINDING
+            ):
+                palette = f"[b]{app.get_key_display(binding)}[/b] palette"
+                continue
+            if not binding.show or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            style = "b $footer-key-foreground" if enabled else "dim"
+            keys.append(f"[{style}]{app.get_key_display(binding)}[/] {binding.description}")
+        line = "  ".join(keys)
+        self.update(f" {line}   [dim]│[/] {palette}" if palette else f" {line}")
 
 
 class StudioScreen(Screen[None]):
@@ -81,7 +134,7 @@ class StudioScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StudioHeader(self.TITLE_TEXT)
         yield from self.compose_body()
-        yield Footer()
+        yield KeysFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

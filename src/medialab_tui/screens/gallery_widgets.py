@@ -20,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ArtifactView
+from medialab_tui.screens.common import plain_cells
 from medialab_tui.screens.thumbs import image_widget
 
 THUMB_WIDTH = 22  # cells per grid column, border included
@@ -91,6 +92,12 @@ class GalleryTable(DataTable[Any]):
 
     def show_page(self, views: list[ArtifactView], cursor: int) -> None:
         """Replace the rows with `views` and put the cursor on row `cursor`."""
+        if views == self.views and self.row_count == len(views):
+            # A reload that found the same page (each show of the screen reloads):
+            # rebuilding it would lay out and paint the whole table again for nothing.
+            if views and cursor != self.cursor_row:
+                self.move_cursor(row=cursor, animate=False)
+            return
         self.views = views
         self._rebuild(cursor)
 
@@ -105,7 +112,7 @@ class GalleryTable(DataTable[Any]):
             self.move_cursor(row=cursor, animate=False)
 
     def _cells(self, view: ArtifactView) -> tuple[Any, ...]:
-        return (
+        return plain_cells(
             view.ref,
             view.stage,
             size_text(view),

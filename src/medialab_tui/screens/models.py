@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ModelView
 from medialab_tui.errors import MedialabError
-from medialab_tui.screens.common import BuilderRequest, StudioScreen
+from medialab_tui.screens.common import BuilderRequest, StudioScreen, plain_cells
 from medialab_tui.text import human_size
 
 KINDS = ("", "checkpoint", "lora", "vae", "controlnet", "upscaler", "embedding", "unknown")
@@ -82,13 +82,15 @@ class ModelsScreen(StudioScreen):
         table.clear()
         for m in models:
             table.add_row(
-                m.name + (" (demo)" if m.demo else ""),
-                m.kind,
-                m.arch,
-                m.format,
-                human_size(m.size),
-                m.short_hash,
-                "yes" if m.safe else "NO: pickle",
+                *plain_cells(
+                    m.name + (" (demo)" if m.demo else ""),
+                    m.kind,
+                    m.arch,
+                    m.format,
+                    human_size(m.size),
+                    m.short_hash,
+                    "yes" if m.safe else "NO: pickle",
+                ),
                 key=m.path,
             )
         if models:

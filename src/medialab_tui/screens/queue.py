@@ -23,7 +23,7 @@ from textual.worker import Worker
 
 from medialab_tui.client import JobView, RunView
 from medialab_tui.errors import MedialabError
-from medialab_tui.screens.common import StudioScreen
+from medialab_tui.screens.common import StudioScreen, plain_cells
 from medialab_tui.screens.review import ReviewScreen
 from medialab_tui.screens.thumbs import cell_width, image_widget, load_image
 
@@ -99,7 +99,7 @@ def first_line(text: str, width: int = ERROR_CELL) -> str:
 
 
 def run_cells(run: RunView, now: datetime) -> tuple[object, ...]:
-    return (
+    return plain_cells(
         run.ref,
         run.name,
         status_text(run.status),
@@ -111,7 +111,7 @@ def run_cells(run: RunView, now: datetime) -> tuple[object, ...]:
 
 
 def job_cells(job: JobView, now: datetime) -> tuple[object, ...]:
-    return (
+    return plain_cells(
         job.ref,
         f"{job.stage_index + 1} {job.stage}",
         status_text(job.status),
@@ -310,8 +310,9 @@ class QueueScreen(StudioScreen):
     # -- polling ------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Start a poll unless one is still running or the screen is not shown."""
-        if not self.is_current or (self._poll is not None and self._poll.is_running):
+        """Start a poll unless one is still running or the screen is not shown (a screen
+        built ahead of its first show polls once, so it opens with its tables filled)."""
+        if self._poll is not None and (self._poll.is_running or not self.is_current):
             return
         self._poll = self.poll(self.run_id, self.runs_offset, self.jobs_offset, self.preview_stamp)
 
