@@ -21,12 +21,13 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# `models demo` writes the ESRGAN last: with it there, every demo model is.
 run: $(STAMP)
-	test -d "$(MEDIALAB_HOME)/models/demo-sd15" || $(BIN)/medialab models demo
+	test -f "$(MEDIALAB_HOME)/models/demo-esrgan-x4.safetensors" || $(BIN)/medialab models demo
 	$(BIN)/medialab --pipeline examples/demo.toml
 
 demo: $(STAMP)
-	test -d "$(MEDIALAB_HOME)/models/demo-sd15" || $(BIN)/medialab models demo
+	test -f "$(MEDIALAB_HOME)/models/demo-esrgan-x4.safetensors" || $(BIN)/medialab models demo
 	$(BIN)/medialab run examples/demo.toml
 
 # Test files run in parallel, one whole file per process (each starts its own demo
