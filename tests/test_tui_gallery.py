@@ -12,6 +12,7 @@ from textual.widgets import OptionList, Select, Static
 
 from conftest import Home, query, txt2img_toml, until
 from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.screens.compare import CompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery import PAGE_SIZE, GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
@@ -232,3 +233,30 @@ async def test_the_when_filter_hides_what_was_made_before_the_range(studio, home
         assert "today" in str(screen.query_one("#gallery-chips", Static).render())
         await pilot.press("w", "w", "w")  # this week, this month, any time
         await until(pilot, lambda: table.row_count == 2)
+
+
+async def test_compare_shows_an_upscale_beside_the_image_it_started_from(
+    studio: Any, home: Home
+) -> None:
+    extra = '[[stages]]\ntype = "upscale"\nscale = 2\n'
+    pipeline = home.pipeline("up", txt2img_toml(prompts=["harbour"], seeds=[3], extra=extra))
+    home.cli("run", str(pipeline), "--json", check=True)
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        await until(pilot, lambda: screen.current is not None)
+        assert screen.current is not None and screen.current.stage == "upscale"
+        await pilot.press("c")
+        compare = await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen)
+        (before, before_image, _), (after, after_image, _) = compare.sides
+        assert (before.stage, after.stage) == ("txt2img", "upscale")
+        assert before_image is not None and before_image.size == (64, 64)
+        assert after_image is not None and after_image.size == (128, 128)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        # A txt2img image started from no image: compare says so.
+        await pilot.press("down", "c")
+        await until(
+            pilot, lambda: any("nothing to compare" in n.message for n in app._notifications)
+        )
+        assert app.screen is screen

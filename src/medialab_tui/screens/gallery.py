@@ -23,8 +23,9 @@ from textual.widgets import ContentSwitcher, DataTable, Input, Select, Static
 from textual.worker import Worker, get_current_worker
 
 from medialab_tui.client import GALLERY_DAYS, ArtifactView, GalleryQuery
-from medialab_tui.errors import InputError
+from medialab_tui.errors import InputError, MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
+from medialab_tui.screens.compare import CompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery_widgets import (
     GalleryTable,
@@ -116,6 +117,13 @@ class GalleryScreen(StudioScreen):
             "Re-run",
             id="gallery.rerun",
             tooltip="Queue a new run that repeats the job that made this artifact",
+        ),
+        Binding(
+            "c",
+            "compare",
+            "Compare",
+            id="gallery.compare",
+            tooltip="Before/after: this image beside the image its stage started from",
         ),
         Binding(
             "b",
@@ -521,6 +529,33 @@ class GalleryScreen(StudioScreen):
         if view is None:
             self.notify("No artifact is highlighted.", severity="warning")
         return view
+
+    def action_compare(self) -> None:
+        view = self._need_current()
+        if view is not None:
+            self._compare(view)
+
+    @work(thread=True, exclusive=True, group="gallery-compare")
+    def _compare(self, view: ArtifactView) -> None:
+        """Find the image this artifact was made from and open them side by side."""
+        try:
+            after = self.client.artifact(view.ref)
+            before = self.client.artifact(f"a{after.parents[0]}") if after.parents else None
+        except MedialabError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        if before is None or before.kind != "image" or after.kind != "image":
+            self.app.call_from_thread(
+                self.notify,
+                f"{view.ref} was not made from an earlier image ({view.stage}); "
+                "nothing to compare it with.",
+                severity="warning",
+            )
+            return
+        screen = CompareScreen(
+            before, load_image(before.path, 1024), after, load_image(after.path, 1024)
+        )
+        self.app.call_from_thread(self.app.push_screen, screen)
 
     def action_copy_prompt(self) -> None:
         view = self._need_current()

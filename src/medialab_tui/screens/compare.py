@@ -1,0 +1,61 @@
+"""Before/after: an artifact beside the image its stage started from (SPEC §9)."""
+
+from __future__ import annotations
+
+from PIL import Image as PILImage
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from medialab_tui.client import ArtifactView
+from medialab_tui.screens.thumbs import image_widget
+
+
+class CompareScreen(ModalScreen[None]):
+    """Two images side by side at the same size, each with what made it."""
+
+    DEFAULT_CSS = """
+    CompareScreen { align: center middle; }
+    CompareScreen > Vertical { width: 95%; height: 90%; border: round $accent;
+                               background: $surface; padding: 0 1; }
+    CompareScreen #compare-sides { height: 1fr; }
+    CompareScreen .side { width: 1fr; height: 1fr; padding: 0 1; }
+    CompareScreen .side-image { width: 1fr; height: 1fr; }
+    CompareScreen .side-caption { height: 2; color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape,c", "close", "Close", id="compare.close")]
+
+    def __init__(
+        self,
+        before: ArtifactView,
+        before_image: PILImage.Image | None,
+        after: ArtifactView,
+        after_image: PILImage.Image | None,
+    ) -> None:
+        super().__init__()
+        self.sides = ((before, before_image, "before"), (after, after_image, "after"))
+
+    def compose(self) -> ComposeResult:
+        graphics = self.app.config.graphics  # type: ignore[attr-defined]
+        with Vertical():
+            yield Static(
+                f"[b]Compare[/b] {self.sides[0][0].ref} → {self.sides[1][0].ref}"
+                "   [dim]escape or c closes[/]"
+            )
+            with Horizontal(id="compare-sides"):
+                for view, image, label in self.sides:
+                    with Vertical(classes="side"):
+                        yield Static(
+                            f"[b]{label}[/b] {view.ref} · {view.stage} · "
+                            f"{view.width}×{view.height}",
+                            classes="side-caption",
+                        )
+                        if image is None:
+                            yield Static("the image file is missing", classes="side-image")
+                        else:
+                            yield image_widget(graphics, image, classes="side-image")
+
+    def action_close(self) -> None:
+        self.dismiss()
