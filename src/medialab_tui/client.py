@@ -374,6 +374,12 @@ class StudioClient:
             ).all()
         return ArtifactView.of(row, tuple(parents))
 
+    def source_images(self, job_id: int) -> list[str]:
+        """The image files a job took as its input (stored copies, never modified)."""
+        with self.store.read() as s:
+            job = s.get(Job, job_id)
+        return [str(p) for p in (job.item.get("images", []) if job else [])]
+
     def star(self, artifact_id: int, starred: bool) -> None:
         with self.store.write() as s:
             row = s.get(Artifact, artifact_id)

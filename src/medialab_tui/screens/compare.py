@@ -9,7 +9,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from medialab_tui.client import ArtifactView
 from medialab_tui.screens.thumbs import image_widget
 
 
@@ -29,29 +28,23 @@ class CompareScreen(ModalScreen[None]):
 
     def __init__(
         self,
-        before: ArtifactView,
-        before_image: PILImage.Image | None,
-        after: ArtifactView,
-        after_image: PILImage.Image | None,
+        before: tuple[str, PILImage.Image | None],
+        after: tuple[str, PILImage.Image | None],
+        title: str,
     ) -> None:
+        """`before` and `after` are (caption, image); `title` names the pair."""
         super().__init__()
-        self.sides = ((before, before_image, "before"), (after, after_image, "after"))
+        self.sides = ((*before, "before"), (*after, "after"))
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
         graphics = self.app.config.graphics  # type: ignore[attr-defined]
         with Vertical():
-            yield Static(
-                f"[b]Compare[/b] {self.sides[0][0].ref} → {self.sides[1][0].ref}"
-                "   [dim]escape or c closes[/]"
-            )
+            yield Static(f"[b]Compare[/b] {self.title_text}   [dim]escape or c closes[/]")
             with Horizontal(id="compare-sides"):
-                for view, image, label in self.sides:
+                for caption, image, label in self.sides:
                     with Vertical(classes="side"):
-                        yield Static(
-                            f"[b]{label}[/b] {view.ref} · {view.stage} · "
-                            f"{view.width}×{view.height}",
-                            classes="side-caption",
-                        )
+                        yield Static(f"[b]{label}[/b] {caption}", classes="side-caption")
                         if image is None:
                             yield Static("the image file is missing", classes="side-image")
                         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image as PILImage
@@ -537,14 +538,24 @@ class GalleryScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="gallery-compare")
     def _compare(self, view: ArtifactView) -> None:
-        """Find the image this artifact was made from and open them side by side."""
+        """Find the image this artifact was made from (its parent, or the input file its
+        job took) and open the two side by side."""
+
+        def caption(a: ArtifactView) -> str:
+            return f"{a.ref} · {a.stage} · {a.width}×{a.height}"
+
         try:
             after = self.client.artifact(view.ref)
             before = self.client.artifact(f"a{after.parents[0]}") if after.parents else None
+            sources = [] if before else self.client.source_images(after.job_id)
         except MedialabError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        if before is None or before.kind != "image" or after.kind != "image":
+        if (
+            after.kind != "image"
+            or (before is None and not sources)
+            or (before is not None and before.kind != "image")
+        ):
             self.app.call_from_thread(
                 self.notify,
                 f"{view.ref} was not made from an earlier image ({view.stage}); "
@@ -552,8 +563,19 @@ class GalleryScreen(StudioScreen):
                 severity="warning",
             )
             return
+        if before is not None:
+            first: tuple[str, PILImage.Image | None] = (
+                caption(before),
+                load_image(before.path, 1024),
+            )
+        else:
+            image = load_image(sources[0], 1024)
+            size = f" · {image.width}×{image.height}" if image else ""
+            first = (f"input {Path(sources[0]).name}{size}", image)
         screen = CompareScreen(
-            before, load_image(before.path, 1024), after, load_image(after.path, 1024)
+            first,
+            (caption(after), load_image(after.path, 1024)),
+            f"{view.ref} and what it started from",
         )
         self.app.call_from_thread(self.app.push_screen, screen)
 
