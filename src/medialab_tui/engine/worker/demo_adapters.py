@@ -16,16 +16,19 @@ byte-identical on every run with the same library versions.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medialab_tui.engine.worker.demo_models import MARKER_FILE, _relax_permissions
+from medialab_tui.engine.worker.demo_models import (
+    MARKER_FILE,
+    _relax_permissions,
+    publish_folder,
+    write_marker,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -119,32 +122,16 @@ def _is_complete_controlnet(folder: Path) -> bool:
 
 
 def _ensure_controlnet(target: Path, sd15_folder: Path) -> Path:
-    if _is_complete_controlnet(target):
-        return target
-    from safetensors.torch import save_file
+    def write(tmp: Path) -> None:
+        from safetensors.torch import save_file
 
-    controlnet = build_controlnet(sd15_folder)
-    # Built beside the target and renamed into place; the dot hides it from scans.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
+        controlnet = build_controlnet(sd15_folder)
         controlnet.save_config(tmp)
         state = {k: v.contiguous() for k, v in sorted(controlnet.state_dict().items())}
         save_file(state, str(tmp / CONTROLNET_WEIGHTS), metadata=_METADATA)
-        marker = {"demo": True, "arch": _ARCH, "kind": "controlnet", "note": _NOTE}
-        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _relax_permissions(tmp)
-        if _is_complete_controlnet(target):
-            return target
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not _is_complete_controlnet(target):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        write_marker(tmp, {"demo": True, "arch": _ARCH, "kind": "controlnet", "note": _NOTE})
+
+    return publish_folder(target, _is_complete_controlnet, write)
 
 
 def build_controlnet(sd15_folder: Path) -> torch.nn.Module:

@@ -103,31 +103,45 @@ def is_complete_demo_folder(folder: Path) -> bool:
 def _ensure_folder(
     models_dir: Path, name: str, build: Callable[[], tuple[DiffusionPipeline, str]]
 ) -> Path:
-    target = models_dir / name
-    if is_complete_demo_folder(target):
-        return target
-    # Build beside the target (same filesystem, so the rename is atomic); the
-    # leading dot keeps model scanners away from the half-written folder.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=models_dir))
-    try:
+    def write(tmp: Path) -> None:
         pipe, arch = build()
         with _quiet_transformers():
             pipe.save_pretrained(tmp, safe_serialization=True)
         for tokenizer_dir in sorted(tmp.glob("tokenizer*")):
             _write_bpe_files(tokenizer_dir)
-        marker = {"demo": True, "arch": arch, "note": _NOTE}
-        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        write_marker(tmp, {"demo": True, "arch": arch, "note": _NOTE})
+
+    return publish_folder(models_dir / name, is_complete_demo_folder, write)
+
+
+def write_marker(folder: Path, marker: dict[str, object]) -> None:
+    (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def publish_folder(
+    target: Path, is_complete: Callable[[Path], bool], write: Callable[[Path], None]
+) -> Path:
+    """Write a demo folder with `write` beside `target`, then rename it into place.
+
+    Same filesystem, so the rename is atomic; the leading dot keeps model scanners
+    away from the half-written folder. Nothing is done when `target` is complete.
+    """
+    if is_complete(target):
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        write(tmp)
         _relax_permissions(tmp)
         # Another process may have finished first while this one was building;
         # its copy is byte-identical, so keep it.
-        if is_complete_demo_folder(target):
+        if is_complete(target):
             return target
         if target.exists():
             shutil.rmtree(target)
         try:
             os.rename(tmp, target)
         except OSError:
-            if not is_complete_demo_folder(target):
+            if not is_complete(target):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

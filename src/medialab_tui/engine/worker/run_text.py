@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from medialab_tui.engine.prompts import PromptError, variants
 from medialab_tui.engine.stages.prompt_enhance import PromptEnhanceParams
-from medialab_tui.engine.worker.runners import _base_meta
-from medialab_tui.store.artifacts import atomic_write_bytes, write_sidecar
+from medialab_tui.engine.worker.runners import _base_meta, announce
+from medialab_tui.store.artifacts import atomic_write_bytes
 
 if TYPE_CHECKING:
     from medialab_tui.engine.worker.main import Worker
@@ -65,15 +65,6 @@ def run_prompt_enhance(worker: Worker, cmd: dict[str, Any]) -> dict[str, Any]:
             "name": name,
         }
         atomic_write_bytes(path, variant.text.encode("utf-8") + b"\n")
-        write_sidecar(path, meta)
-        worker.channel.emit(
-            "artifact",
-            job_id=cmd["job_id"],
-            path=str(path),
-            name=name,
-            kind="text",
-            seed=seed,
-            meta=meta,
-        )
+        announce(worker, cmd, path, "text", meta)
         worker.channel.emit("progress", job_id=cmd["job_id"], step=index + 1, total=len(made))
     return {"load_seconds": 0.0, "cache_hit": True}

@@ -52,17 +52,29 @@ def _save_image(
     path = Path(cmd["out_dir"]) / f"{name}.png"
     meta = {**meta, "width": image.width, "height": image.height, "name": name}
     write_png(path, image, meta)
+    announce(worker, cmd, path, "image", meta, width=image.width, height=image.height)
+
+
+def announce(
+    worker: Worker,
+    cmd: dict[str, Any],
+    path: Path,
+    kind: str,
+    meta: dict[str, Any],
+    **fields: Any,
+) -> None:
+    """Write the output's sidecar and tell the engine about it (it indexes it when the
+    job is done)."""
     write_sidecar(path, meta)
     worker.channel.emit(
         "artifact",
         job_id=cmd["job_id"],
         path=str(path),
-        name=name,
-        kind="image",
+        name=meta["name"],
+        kind=kind,
         seed=meta.get("seed"),
-        width=image.width,
-        height=image.height,
         meta=meta,
+        **fields,
     )
 
 
