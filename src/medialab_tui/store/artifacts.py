@@ -1,22 +1,22 @@
-"""Artifact files: atomic writes, PNG metadata chunks and JSON sidecars.
+"""Artifact files: PNG metadata chunks and JSON sidecars.
 
-Every file is written to a temporary name in the same folder and renamed into
-place, so a crash never leaves a half-written file under its real name. PNGs
-carry two text chunks: `parameters` in the A1111 "infotext" format, which other
-tools read, and `medialab` with the full stage parameters and lineage, which
-`medialab rerun` reads.
+Every file goes through `store.files.atomic_write_bytes` (a temporary name in the
+same folder, renamed into place), so a crash never leaves a half-written file
+under its real name. PNGs carry two text chunks: `parameters` in the A1111
+"infotext" format, which other tools read, and `medialab` with the full stage
+parameters and lineage, which `medialab rerun` reads.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
+
+from medialab_tui.store.files import atomic_write_bytes, atomic_write_text
 
 SAMPLER_LABELS = {
     "default": "Default",
@@ -35,21 +35,6 @@ SAMPLER_LABELS = {
 def artifact_dir(artifacts_root: Path, run_id: int, job_id: int) -> Path:
     """`<data>/artifacts/<run>/<job>/` (SPEC §7)."""
     return artifacts_root / f"r{run_id}" / f"j{job_id}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def infotext(meta: dict[str, Any]) -> str:
@@ -107,7 +92,7 @@ def write_png(path: Path, image: Image.Image, meta: dict[str, Any]) -> None:
 def write_sidecar(path: Path, meta: dict[str, Any]) -> Path:
     """Write `<name>.json` beside an artifact; returns the sidecar's path."""
     sidecar = path.with_suffix(".json")
-    atomic_write_bytes(sidecar, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n")
+    atomic_write_text(sidecar, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return sidecar
 
 

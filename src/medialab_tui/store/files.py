@@ -1,0 +1,56 @@
+"""Atomic file writes: the one way medialab puts a file in place.
+
+Every write goes to a temporary file in the target's own folder (so the final
+rename never crosses a filesystem), is flushed to disk, and is then renamed over
+the target with `os.replace`. A crash or an error leaves either the old file or
+the new one under the real name, never half of one, and the temporary file is
+removed. `mkstemp` makes the file owner-only (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def _atomic(path: Path, fill: Callable[[BinaryIO], object], *, exclusive: bool = False) -> None:
+    """Create `path` from what `fill` writes into an open temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError instead of replacing
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write `data` to `path` through a temporary file and a rename.
+
+    `exclusive=True` never replaces a file already at `path`: it raises
+    `FileExistsError` instead (the temporary file is hard-linked into place).
+    """
+    _atomic(path, lambda fh: fh.write(data), exclusive=exclusive)
+
+
+def atomic_write_text(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write `text` to `path` as UTF-8, atomically (newlines are written as given)."""
+    atomic_write_bytes(path, text.encode("utf-8"), exclusive=exclusive)
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    """Copy the contents of `src` to `dst` atomically; `src` is only read."""
+    with src.open("rb") as source:
+        _atomic(dst, lambda fh: shutil.copyfileobj(source, fh))
