@@ -22,7 +22,12 @@ from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
 from medialab_tui.text import human_size
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from medialab_tui.store.db import Store
+    from medialab_tui.store.queries import GalleryQuery
+    from medialab_tui.store.tables import Artifact, Job, Run
+    from medialab_tui.store.views import JobView
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
 # A run with more jobs than this asks before it goes in (`run --yes` skips the question);
@@ -320,24 +325,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"error: {summary['error']}", file=sys.stderr)
 
 
+def _when(ts: datetime | None) -> str:
+    """A stored (UTC) time as the listings print it."""
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
 def cmd_runs(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.store.queries import list_runs, run_json
+    from medialab_tui.store.queries import list_runs
 
     runs = list_runs(ctx.store, limit=args.limit)
     if ctx.as_json:
-        _print_json([run_json(r) for r in runs])
+        _print_json([r.to_json() for r in runs])
         return EXIT_OK
     _table(
         ["id", "name", "status", "stage", "created", "user"],
         [
-            [
-                r.ref,
-                r.name,
-                r.status,
-                f"{r.stage_index + 1}/{r.stage_count}",
-                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                r.user,
-            ]
+            [r.ref, r.name, r.status, f"{r.stage}/{r.stages}", _when(r.created_at), r.user]
             for r in runs
         ],
         "No runs yet. `medialab run FILE.toml` starts one.",
@@ -345,9 +348,31 @@ def cmd_runs(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _jobs_table(jobs: list[JobView], empty: str, *, run: bool = True) -> None:
+    """Jobs as aligned lines (`run=False` leaves out the run column, for `show RUN`)."""
+    columns = ["id", "run", "stage", "status", "progress", "attempts", "prompt", "error"]
+    rows = [
+        [
+            j.ref,
+            f"r{j.run_id}",
+            j.stage,
+            j.status,
+            f"{j.progress:.0%}",
+            j.attempts,
+            j.prompt[:30],
+            j.error[:50],
+        ]
+        for j in jobs
+    ]
+    if not run:
+        columns.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    _table(columns, rows, empty)
+
+
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.control import parse_ref
-    from medialab_tui.store.queries import job_json, list_jobs
+    from medialab_tui.store.queries import list_jobs
     from medialab_tui.store.tables import JOB_STATUSES
 
     if args.status and args.status not in JOB_STATUSES:
@@ -359,54 +384,125 @@ def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
             raise InputError(f"--run takes a run id, not {args.run}")
     jobs = list_jobs(ctx.store, status=args.status, run_id=run_id, limit=args.limit)
     if ctx.as_json:
-        _print_json([job_json(j) for j in jobs])
+        _print_json([j.to_json() for j in jobs])
         return EXIT_OK
-    _table(
-        ["id", "run", "stage", "status", "progress", "attempts", "prompt", "error"],
+    _jobs_table(jobs, "No jobs.")
+    return EXIT_OK
+
+
+# How many of a run's jobs `show RUN` lists before it points at `medialab jobs --run`.
+SHOW_JOBS = 50
+
+
+def _print_fields(title: str, fields: list[tuple[str, Any]]) -> None:
+    """A heading line, then `key  value` lines with the values aligned (— for nothing)."""
+    print(title)
+    width = max(len(key) for key, _ in fields)
+    for key, value in fields:
+        print(f"  {key:<{width}}  {'—' if value in (None, '') else value}")
+
+
+def _show_run(ctx: Context, row: Run) -> int:
+    from medialab_tui.store.queries import run_artifacts, run_jobs
+    from medialab_tui.store.views import RunView
+
+    run = RunView.of(row)
+    jobs = run_jobs(ctx.store, run.id)
+    artifacts = run_artifacts(ctx.store, run.id)
+    if ctx.as_json:
+        data = run.to_json()
+        data["pipeline"] = row.pipeline
+        data["jobs"] = [j.to_json() for j in jobs]
+        data["artifacts"] = [a.path for a in artifacts]
+        _print_json(data)
+        return EXIT_OK
+    _print_fields(
+        f"run {run.ref}: {run.name}",
         [
-            [
-                j.ref,
-                f"r{j.run_id}",
-                j.stage,
-                j.status,
-                f"{j.progress:.0%}",
-                j.attempts,
-                str(j.item.get("prompt", ""))[:30],
-                j.error[:50],
-            ]
-            for j in jobs
+            ("status", run.status),
+            ("mode", run.mode),
+            ("stage", f"{run.stage} of {run.stages}"),
+            ("created", _when(run.created_at)),
+            ("finished", _when(run.finished_at)),
+            ("user", run.user),
+            ("source", run.source),
+            ("rerun of", f"a{run.rerun_of}" if run.rerun_of else ""),
+            ("error", run.error),
+            ("artifacts", len(artifacts)),
         ],
-        "No jobs.",
+    )
+    print(f"jobs ({len(jobs)})")
+    _jobs_table(jobs[:SHOW_JOBS], "  none", run=False)
+    if len(jobs) > SHOW_JOBS:
+        print(f"… and {len(jobs) - SHOW_JOBS} more: `medialab jobs --run {run.ref}` lists them.")
+    return EXIT_OK
+
+
+def _show_job(ctx: Context, row: Job) -> int:
+    from medialab_tui.store.views import JobView
+
+    job = JobView.of(row)
+    if ctx.as_json:
+        data = job.to_json()
+        data["item"] = row.item
+        data["params"] = {k: v for k, v in row.params.items() if not k.startswith("_")}
+        _print_json(data)
+        return EXIT_OK
+    progress = f"{job.progress:.0%}"
+    if job.total_steps:
+        progress += f" (step {job.step} of {job.total_steps})"
+    _print_fields(
+        f"job {job.ref} of run r{job.run_id}",
+        [
+            ("stage", f"{job.stage_index + 1} ({job.stage})"),
+            ("status", job.status),
+            ("progress", progress),
+            ("attempts", job.attempts),
+            ("error", f"{job.error} ({job.error_kind})" if job.error_kind else job.error),
+            ("prompt", job.prompt),
+            ("seed", job.seed),
+            ("seconds", f"{job.run_seconds:.1f}"),
+            ("created", _when(job.created_at)),
+        ],
+    )
+    return EXIT_OK
+
+
+def _show_artifact(ctx: Context, row: Artifact) -> int:
+    from medialab_tui.store.queries import artifact_view
+
+    a = artifact_view(ctx.store, row)
+    if ctx.as_json:
+        _print_json(a.to_json(lineage=True))
+        return EXIT_OK
+    _print_fields(
+        f"artifact {a.ref} of run r{a.run_id}, job j{a.job_id}",
+        [
+            ("path", a.path),
+            ("kind", a.kind),
+            ("size", f"{a.width}×{a.height}" if a.width else ""),
+            ("stage", a.stage),
+            ("prompt", a.prompt),
+            ("seed", a.seed),
+            ("model", a.model),
+            ("parents", ", ".join(f"a{p}" for p in a.parents)),
+            ("starred", "yes" if a.starred else "no"),
+            ("created", _when(a.created_at)),
+        ],
     )
     return EXIT_OK
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.control import get
-    from medialab_tui.store import queries
-    from medialab_tui.store.tables import Artifact, Job, Run
+    from medialab_tui.store.tables import Job, Run
 
     row = get(ctx.store, args.id)
     if isinstance(row, Run):
-        data = queries.run_json(row)
-        data["pipeline"] = row.pipeline
-        data["jobs"] = [queries.job_json(j) for j in queries.run_jobs(ctx.store, row.id or 0)]
-        data["artifacts"] = [a.path for a in queries.run_artifacts(ctx.store, row.id or 0)]
-    elif isinstance(row, Job):
-        data = queries.job_json(row)
-        data["item"] = row.item
-        data["params"] = {k: v for k, v in row.params.items() if not k.startswith("_")}
-    else:
-        assert isinstance(row, Artifact)
-        data = queries.artifact_json(row, queries.parents_of(ctx.store, row.id or 0))
-    if ctx.as_json:
-        _print_json(data)
-        return EXIT_OK
-    from rich.console import Console
-    from rich.pretty import Pretty
-
-    Console().print(Pretty(data, expand_all=False))
-    return EXIT_OK
+        return _show_run(ctx, row)
+    if isinstance(row, Job):
+        return _show_job(ctx, row)
+    return _show_artifact(ctx, row)
 
 
 def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
@@ -531,11 +627,11 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.registry import list_models
-    from medialab_tui.store.queries import model_json
+    from medialab_tui.store.views import ModelView
 
-    models = list_models(ctx.store, args.kind)
+    models = [ModelView.of(m) for m in list_models(ctx.store, args.kind)]
     if ctx.as_json:
-        _print_json([model_json(m) for m in models])
+        _print_json([m.to_json() for m in models])
         return EXIT_OK
     _table(
         ["name", "kind", "arch", "format", "size", "hash", "safe"],
@@ -546,7 +642,7 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
                 m.arch,
                 m.format,
                 human_size(m.size),
-                m.sha256[:10],
+                m.short_hash,
                 "yes" if m.safe else "NO (pickle)",
             ]
             for m in models
@@ -557,15 +653,48 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.store.queries import artifact_json, gallery
+def _gallery_query(args: argparse.Namespace) -> GalleryQuery:
+    """The `gallery` flags as one query, each value checked (exit 2 with one sentence)."""
+    from medialab_tui.store.queries import GalleryQuery, parse_since
 
     if args.kind and args.kind not in ("image", "video", "text"):
         raise InputError(f"--kind must be image, video or text (got {args.kind!r})")
-    arts = gallery(ctx.store, search=args.search, kind=args.kind, limit=args.limit)
+    if args.limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {args.limit})")
+    days, since = 0, None
+    if args.since is not None:
+        try:
+            days, since = parse_since(args.since)
+        except ValueError:
+            raise InputError(
+                f"--since must be today, week, month or a date like 2026-11-30 (got {args.since!r})"
+            ) from None
+    return GalleryQuery(
+        search=args.search or "",
+        kind=args.kind or "",
+        stage=args.stage or "",
+        model=args.model or "",
+        starred=args.starred,
+        days=days,
+        since=since,
+        limit=args.limit,
+    )
+
+
+def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.queries import GalleryQuery, gallery
+
+    query = _gallery_query(args)
+    arts = gallery(ctx.store, query)
     if ctx.as_json:
-        _print_json([artifact_json(a) for a in arts])
+        _print_json([a.to_json() for a in arts])
         return EXIT_OK
+    if query == GalleryQuery(limit=query.limit):
+        empty = "Nothing made yet."
+    elif query == GalleryQuery(search=query.search, limit=query.limit):
+        empty = f"Nothing matches {query.search!r}."
+    else:
+        empty = "Nothing matches these filters."
     _table(
         ["id", "run", "stage", "kind", "size", "seed", "prompt", "path"],
         [
@@ -581,7 +710,7 @@ def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
             ]
             for a in arts
         ],
-        "Nothing made yet." if not args.search else f"Nothing matches {args.search!r}.",
+        empty,
     )
     return EXIT_OK
 
@@ -692,7 +821,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gallery", cmd_gallery, "list artifacts, newest first")
     p.add_argument("--search", metavar="Q", help="find prompts containing Q")
     p.add_argument("--kind", help="image, video or text")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--stage", help="only what this stage made: txt2img, upscale, import…")
+    p.add_argument("--model", help="only what this model made (a name from `models list`)")
+    p.add_argument("--starred", action="store_true", help="only starred artifacts")
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only what was made since: today, week, month (the last 1, 7, 30 days) "
+        "or a date or time like 2026-11-30 or 2026-11-30T14:00 (local time)",
+    )
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
     return parser
 

@@ -1,99 +1,38 @@
-"""Read-side queries and the JSON shapes of SPEC §8.
+"""Read-side queries: the listings of the command line and the TUI.
 
-Listings are paged in SQL (newest first) so they stay fast with 100,000 rows.
+Listings are paged in SQL so they stay fast with 100,000 rows. The gallery has one
+query (`GalleryQuery`) that `medialab gallery` and the gallery screen both use; rows
+become views (`store.views`) before they leave the store.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, func, select
 
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Model, Run, iso
+from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, utcnow
+from medialab_tui.store.views import ArtifactView, JobView, RunView
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.ref,
-        "name": run.name,
-        "status": run.status,
-        "created_at": iso(run.created_at),
-        "mode": run.mode,
-        "stage": run.stage_index + 1,
-        "stages": run.stage_count,
-        "priority": run.priority,
-        "error": run.error,
-        "user": run.user,
-        "source": run.source,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "rerun_of": f"a{run.rerun_of}" if run.rerun_of else None,
-    }
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.ref,
-        "run_id": f"r{job.run_id}",
-        "stage": job.stage,
-        "status": job.status,
-        "progress": round(job.progress, 4),
-        "attempts": job.attempts,
-        "error": job.error,
-        "error_kind": job.error_kind,
-        "stage_index": job.stage_index + 1,
-        "step": job.step,
-        "total_steps": job.total_steps,
-        "priority": job.priority,
-        "prompt": job.item.get("prompt", ""),
-        "seed": job.item.get("seed"),
-        "seconds": round(job.run_seconds, 3),
-        "created_at": iso(job.created_at),
-    }
-
-
-def artifact_json(artifact: Artifact, parents: list[int] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": artifact.ref,
-        "run_id": f"r{artifact.run_id}",
-        "job_id": f"j{artifact.job_id}",
-        "stage": artifact.stage,
-        "kind": artifact.kind,
-        "path": artifact.path,
-        "created_at": iso(artifact.created_at),
-        "params": artifact.params,
-        "prompt": artifact.prompt,
-        "seed": artifact.seed,
-        "model": artifact.model,
-        "width": artifact.width,
-        "height": artifact.height,
-        "starred": artifact.starred,
-    }
-    if parents is not None:
-        data["parents"] = [f"a{p}" for p in parents]
-    return data
-
-
-def model_json(model: Model) -> dict[str, Any]:
-    return {
-        "name": model.name,
-        "kind": model.kind,
-        "arch": model.arch,
-        "format": model.format,
-        "path": model.path,
-        "size": model.size,
-        "sha256": model.sha256,
-        "short_hash": model.sha256[:10],
-        "safe": model.safe,
-        "demo": model.demo,
-    }
-
-
-def list_runs(store: Store, *, limit: int = 50, offset: int = 0) -> list[Run]:
+def list_runs(store: Store, *, limit: int = 50, offset: int = 0) -> list[RunView]:
+    """Runs, newest first, with how many of their jobs there are and how many succeeded."""
     with store.read() as s:
-        query = select(Run).order_by(col(Run.id).desc()).offset(offset).limit(limit)
-        return list(s.exec(query).all())
+        runs = s.exec(select(Run).order_by(col(Run.id).desc()).offset(offset).limit(limit)).all()
+        counts: dict[int, tuple[int, int]] = {}
+        if runs:
+            rows = s.exec(
+                select(Job.run_id, Job.status, func.count())
+                .where(col(Job.run_id).in_([r.id for r in runs]))
+                .group_by(col(Job.run_id), col(Job.status))
+            ).all()
+            for run_id, status, n in rows:
+                total, done = counts.get(run_id, (0, 0))
+                counts[run_id] = (total + n, done + (n if status == "succeeded" else 0))
+    return [RunView.of(r, *counts.get(r.id or 0, (0, 0))) for r in runs]
 
 
 def list_jobs(
@@ -103,7 +42,8 @@ def list_jobs(
     run_id: int | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> list[Job]:
+) -> list[JobView]:
+    """Jobs, newest first."""
     with store.read() as s:
         query = select(Job)
         if status:
@@ -111,43 +51,118 @@ def list_jobs(
         if run_id is not None:
             query = query.where(Job.run_id == run_id)
         query = query.order_by(col(Job.id).desc()).offset(offset).limit(limit)
-        return list(s.exec(query).all())
+        return [JobView.of(j) for j in s.exec(query).all()]
 
 
-def run_jobs(store: Store, run_id: int) -> list[Job]:
+def run_jobs(
+    store: Store, run_id: int, *, limit: int | None = None, offset: int = 0
+) -> list[JobView]:
+    """A run's jobs in id order (the order they were planned), optionally one page."""
+    query = select(Job).where(Job.run_id == run_id).order_by(col(Job.id)).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     with store.read() as s:
-        return list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))).all())
+        return [JobView.of(j) for j in s.exec(query).all()]
 
 
-def run_artifacts(store: Store, run_id: int) -> list[Artifact]:
+def run_artifacts(store: Store, run_id: int) -> list[ArtifactView]:
+    """A run's artifacts in the order they were made."""
     with store.read() as s:
         query = select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))
-        return list(s.exec(query).all())
+        return [ArtifactView.of(a) for a in s.exec(query).all()]
 
 
-def parents_of(store: Store, artifact_id: int) -> list[int]:
+def artifact_view(store: Store, artifact: Artifact) -> ArtifactView:
+    """An artifact with its lineage: the artifacts it was made from."""
     with store.read() as s:
-        query = select(ArtifactParent.parent_id).where(ArtifactParent.artifact_id == artifact_id)
-        return list(s.exec(query).all())
+        query = select(ArtifactParent.parent_id).where(ArtifactParent.artifact_id == artifact.id)
+        return ArtifactView.of(artifact, tuple(s.exec(query).all()))
 
 
-def gallery(
-    store: Store,
-    *,
-    search: str | None = None,
-    kind: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Artifact]:
-    """Artifacts, newest first; `search` matches prompts (case-insensitive)."""
+@dataclass(frozen=True)
+class GalleryQuery:
+    """What the gallery shows: filters, order and one page (the CLI's and the TUI's)."""
+
+    search: str = ""  # in the prompt, case-insensitive
+    kind: str = ""  # image | video | text
+    stage: str = ""
+    model: str = ""
+    starred: bool = False
+    newest_first: bool = True
+    days: int = 0  # only what was made in the last `days` days; 0: any time
+    since: datetime | None = None  # only what was made at or after this time
+    limit: int = 100
+    offset: int = 0
+
+
+# "When it was made" in the TUI's and the CLI's words, in days (0: any time).
+SINCE_WORDS = {"today": 1, "week": 7, "month": 30}
+GALLERY_DAYS = (0, *SINCE_WORDS.values())
+
+
+def parse_since(text: str) -> tuple[int, datetime | None]:
+    """`today`, `week`, `month` or an ISO date/time as a query's `(days, since)`.
+
+    A date or time without a zone is local time. Raises `ValueError` for anything else.
+    """
+    word = text.strip().lower()
+    if word in SINCE_WORDS:
+        return SINCE_WORDS[word], None
+    return 0, datetime.fromisoformat(text.strip()).astimezone(UTC)
+
+
+def _gallery_select(query: GalleryQuery) -> Any:
+    stmt = select(Artifact)
+    if query.search:
+        stmt = stmt.where(func.lower(Artifact.prompt).contains(query.search.lower()))
+    if query.kind:
+        stmt = stmt.where(Artifact.kind == query.kind)
+    if query.stage:
+        stmt = stmt.where(Artifact.stage == query.stage)
+    if query.model:
+        stmt = stmt.where(Artifact.model == query.model)
+    if query.starred:
+        stmt = stmt.where(col(Artifact.starred).is_(True))
+    if query.days:
+        stmt = stmt.where(col(Artifact.created_at) >= utcnow() - timedelta(days=query.days))
+    if query.since is not None:
+        stmt = stmt.where(col(Artifact.created_at) >= query.since.astimezone(UTC))
+    return stmt
+
+
+def gallery(store: Store, query: GalleryQuery) -> list[ArtifactView]:
+    """One page of artifacts in the query's order; paged in SQL, fast at 100,000 rows."""
+    order = col(Artifact.id).desc() if query.newest_first else col(Artifact.id)
+    stmt = _gallery_select(query).order_by(order).offset(query.offset).limit(query.limit)
     with store.read() as s:
-        query = select(Artifact)
-        if kind:
-            query = query.where(Artifact.kind == kind)
-        if search:
-            query = query.where(func.lower(Artifact.prompt).contains(search.lower()))
-        query = query.order_by(col(Artifact.id).desc()).offset(offset).limit(limit)
-        return list(s.exec(query).all())
+        return [ArtifactView.of(a) for a in s.exec(stmt).all()]
+
+
+def gallery_count(store: Store, query: GalleryQuery) -> int:
+    """How many artifacts pass the query's filters (its page is ignored)."""
+    stmt = _gallery_select(query).subquery()
+    with store.read() as s:
+        return int(s.exec(select(func.count()).select_from(stmt)).one())
+
+
+def gallery_position(store: Store, query: GalleryQuery, artifact_id: int) -> int | None:
+    """Where an artifact sits in the query's order (0 = first), None if filtered out."""
+    base = _gallery_select(query)
+    newer = col(Artifact.id) > artifact_id
+    before = newer if query.newest_first else col(Artifact.id) < artifact_id
+    with store.read() as s:
+        if s.exec(base.where(Artifact.id == artifact_id)).first() is None:
+            return None
+        earlier = base.where(before).subquery()
+        return int(s.exec(select(func.count()).select_from(earlier)).one())
+
+
+def gallery_facets(store: Store) -> tuple[list[str], list[str]]:
+    """The distinct models and stages among the artifacts: the gallery's filter choices."""
+    with store.read() as s:
+        models = s.exec(select(Artifact.model).distinct().order_by(Artifact.model)).all()
+        stages = s.exec(select(Artifact.stage).distinct().order_by(Artifact.stage)).all()
+    return [m for m in models if m], [st for st in stages if st]
 
 
 def count_jobs_by_status(store: Store) -> dict[str, int]:

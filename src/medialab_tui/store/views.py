@@ -1,0 +1,249 @@
+"""Plain views of the store's rows: what the TUI renders and what `--json` prints.
+
+Each row type has one projection. `View.of(row)` picks the fields once, the
+screens read the frozen dataclass, and `to_json()` gives the object the command
+line prints (SPEC §8 names; ids as `r12`/`j40`/`a7`, times as ISO 8601 with `Z`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from medialab_tui.store.tables import Artifact, Job, Model, Run, iso
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run, with how many of its jobs there are and how many are done (when counted)."""
+
+    id: int
+    ref: str
+    name: str
+    status: str
+    mode: str
+    stage: int  # 1-based: the stage whose jobs are in the queue now
+    stages: int
+    priority: int
+    error: str
+    created_at: datetime
+    user: str = ""
+    source: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    rerun_of: int | None = None  # the artifact this run repeats
+    jobs_total: int = 0
+    jobs_done: int = 0
+
+    @classmethod
+    def of(cls, run: Run, total: int = 0, done: int = 0) -> RunView:
+        return cls(
+            id=run.id or 0,
+            ref=run.ref,
+            name=run.name,
+            status=run.status,
+            mode=run.mode,
+            stage=run.stage_index + 1,
+            stages=run.stage_count,
+            priority=run.priority,
+            error=run.error,
+            created_at=run.created_at,
+            user=run.user,
+            source=run.source,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            rerun_of=run.rerun_of,
+            jobs_total=total,
+            jobs_done=done,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The `runs` / `show RUN` object (without its jobs)."""
+        return {
+            "id": self.ref,
+            "name": self.name,
+            "status": self.status,
+            "created_at": iso(self.created_at),
+            "mode": self.mode,
+            "stage": self.stage,
+            "stages": self.stages,
+            "priority": self.priority,
+            "error": self.error,
+            "user": self.user,
+            "source": self.source,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "rerun_of": f"a{self.rerun_of}" if self.rerun_of else None,
+        }
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job: one stage applied to one input item."""
+
+    id: int
+    ref: str
+    run_id: int
+    stage: str
+    stage_index: int  # 0-based, as stored; the JSON counts from 1
+    status: str
+    progress: float
+    step: int
+    total_steps: int
+    attempts: int
+    priority: int
+    error: str
+    prompt: str
+    seed: int | None
+    started_at: datetime | None
+    run_seconds: float
+    error_kind: str = ""
+    created_at: datetime | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            id=job.id or 0,
+            ref=job.ref,
+            run_id=job.run_id,
+            stage=job.stage,
+            stage_index=job.stage_index,
+            status=job.status,
+            progress=job.progress,
+            step=job.step,
+            total_steps=job.total_steps,
+            attempts=job.attempts,
+            priority=job.priority,
+            error=job.error,
+            prompt=str(job.item.get("prompt", "")),
+            seed=job.item.get("seed"),
+            started_at=job.started_at,
+            run_seconds=job.run_seconds,
+            error_kind=job.error_kind,
+            created_at=job.created_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The `jobs` / `show JOB` object."""
+        return {
+            "id": self.ref,
+            "run_id": f"r{self.run_id}",
+            "stage": self.stage,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "attempts": self.attempts,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "stage_index": self.stage_index + 1,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "priority": self.priority,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "seconds": round(self.run_seconds, 3),
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    """An output file with its metadata; `parents` is filled only where lineage was read."""
+
+    id: int
+    ref: str
+    run_id: int
+    job_id: int
+    stage: str
+    kind: str
+    path: str
+    prompt: str
+    seed: int | None
+    model: str
+    width: int
+    height: int
+    starred: bool
+    created_at: datetime
+    params: dict[str, Any] = field(default_factory=dict)
+    parents: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, a: Artifact, parents: tuple[int, ...] = ()) -> ArtifactView:
+        return cls(
+            id=a.id or 0,
+            ref=a.ref,
+            run_id=a.run_id,
+            job_id=a.job_id,
+            stage=a.stage,
+            kind=a.kind,
+            path=a.path,
+            prompt=a.prompt,
+            seed=a.seed,
+            model=a.model,
+            width=a.width,
+            height=a.height,
+            starred=a.starred,
+            created_at=a.created_at,
+            params=dict(a.params or {}),
+            parents=parents,
+        )
+
+    def to_json(self, *, lineage: bool = False) -> dict[str, Any]:
+        """The `gallery` object; `lineage=True` adds `parents` (as `show ARTIFACT` does)."""
+        data: dict[str, Any] = {
+            "id": self.ref,
+            "run_id": f"r{self.run_id}",
+            "job_id": f"j{self.job_id}",
+            "stage": self.stage,
+            "kind": self.kind,
+            "path": self.path,
+            "created_at": iso(self.created_at),
+            "params": self.params,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "model": self.model,
+            "width": self.width,
+            "height": self.height,
+            "starred": self.starred,
+        }
+        if lineage:
+            data["parents"] = [f"a{p}" for p in self.parents]
+        return data
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """A registry entry."""
+
+    name: str
+    kind: str
+    arch: str
+    format: str
+    path: str
+    size: int
+    sha256: str
+    safe: bool
+    demo: bool
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:10]
+
+    @classmethod
+    def of(cls, m: Model) -> ModelView:
+        return cls(m.name, m.kind, m.arch, m.format, m.path, m.size, m.sha256, m.safe, m.demo)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `models list` object."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "arch": self.arch,
+            "format": self.format,
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "short_hash": self.short_hash,
+            "safe": self.safe,
+            "demo": self.demo,
+        }
