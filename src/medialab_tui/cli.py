@@ -637,7 +637,7 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
         ["name", "kind", "arch", "format", "size", "hash", "safe"],
         [
             [
-                m.name + (" (demo)" if m.demo else ""),
+                m.label,
                 m.kind,
                 m.arch,
                 m.format,

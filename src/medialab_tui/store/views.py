@@ -1,17 +1,28 @@
 """Plain views of the store's rows: what the TUI renders and what `--json` prints.
 
-Each row type has one projection. `View.of(row)` picks the fields once, the
-screens read the frozen dataclass, and `to_json()` gives the object the command
-line prints (SPEC §8 names; ids as `r12`/`j40`/`a7`, times as ISO 8601 with `Z`).
+Each row type has one projection. `View.of(row)` takes every field from the row's
+value of the same name unless it computes it; the screens read the frozen
+dataclass, and `to_json()` gives the object the command line prints (SPEC §8
+names; ids as `r12`/`j40`/`a7`, times as ISO 8601 with `Z`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from sqlmodel import SQLModel
+
 from medialab_tui.store.tables import Artifact, Job, Model, Run, iso
+
+
+def _same_named(view: type[Any], row: SQLModel, **computed: Any) -> dict[str, Any]:
+    """A view's fields: `computed` ones as given, every other from the row's same-named value."""
+    return {
+        f.name: computed[f.name] if f.name in computed else getattr(row, f.name)
+        for f in fields(view)
+    }
 
 
 @dataclass(frozen=True)
@@ -39,23 +50,15 @@ class RunView:
     @classmethod
     def of(cls, run: Run, total: int = 0, done: int = 0) -> RunView:
         return cls(
-            id=run.id or 0,
-            ref=run.ref,
-            name=run.name,
-            status=run.status,
-            mode=run.mode,
-            stage=run.stage_index + 1,
-            stages=run.stage_count,
-            priority=run.priority,
-            error=run.error,
-            created_at=run.created_at,
-            user=run.user,
-            source=run.source,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            rerun_of=run.rerun_of,
-            jobs_total=total,
-            jobs_done=done,
+            **_same_named(
+                cls,
+                run,
+                id=run.id or 0,
+                stage=run.stage_index + 1,
+                stages=run.stage_count,
+                jobs_total=total,
+                jobs_done=done,
+            )
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -104,24 +107,13 @@ class JobView:
     @classmethod
     def of(cls, job: Job) -> JobView:
         return cls(
-            id=job.id or 0,
-            ref=job.ref,
-            run_id=job.run_id,
-            stage=job.stage,
-            stage_index=job.stage_index,
-            status=job.status,
-            progress=job.progress,
-            step=job.step,
-            total_steps=job.total_steps,
-            attempts=job.attempts,
-            priority=job.priority,
-            error=job.error,
-            prompt=str(job.item.get("prompt", "")),
-            seed=job.item.get("seed"),
-            started_at=job.started_at,
-            run_seconds=job.run_seconds,
-            error_kind=job.error_kind,
-            created_at=job.created_at,
+            **_same_named(
+                cls,
+                job,
+                id=job.id or 0,
+                prompt=str(job.item.get("prompt", "")),
+                seed=job.item.get("seed"),
+            )
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -170,22 +162,7 @@ class ArtifactView:
     @classmethod
     def of(cls, a: Artifact, parents: tuple[int, ...] = ()) -> ArtifactView:
         return cls(
-            id=a.id or 0,
-            ref=a.ref,
-            run_id=a.run_id,
-            job_id=a.job_id,
-            stage=a.stage,
-            kind=a.kind,
-            path=a.path,
-            prompt=a.prompt,
-            seed=a.seed,
-            model=a.model,
-            width=a.width,
-            height=a.height,
-            starred=a.starred,
-            created_at=a.created_at,
-            params=dict(a.params or {}),
-            parents=parents,
+            **_same_named(cls, a, id=a.id or 0, params=dict(a.params or {}), parents=parents)
         )
 
     def to_json(self, *, lineage: bool = False) -> dict[str, Any]:
@@ -229,9 +206,14 @@ class ModelView:
     def short_hash(self) -> str:
         return self.sha256[:10]
 
+    @property
+    def label(self) -> str:
+        """The name as listings show it: a demo model says so."""
+        return self.name + (" (demo)" if self.demo else "")
+
     @classmethod
     def of(cls, m: Model) -> ModelView:
-        return cls(m.name, m.kind, m.arch, m.format, m.path, m.size, m.sha256, m.safe, m.demo)
+        return cls(**_same_named(cls, m))
 
     def to_json(self) -> dict[str, Any]:
         """The `models list` object."""
