@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -21,16 +22,27 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(scope="session")
 def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo models, written once per test session by the real `models demo`."""
-    home = tmp_path_factory.mktemp("demo-home")
-    proc = subprocess.run(
-        [sys.executable, "-m", "medialab_tui", "--data-dir", str(home), "models", "demo", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) >= 2
+    """The demo models, written once per test session by the real `models demo` and
+    shared by every test process (pytest-xdist workers wait for the first to write
+    them). Tests read them in place or copy them; none writes into this folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by all workers
+    home = root / "demo-home"
+    done = root / "demo-home.done"
+    with (root / "demo-home.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            proc = subprocess.run(
+                [sys.executable, "-m", "medialab_tui", "--data-dir", str(home)]
+                + ["models", "demo", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert len(json.loads(proc.stdout)) >= 2
+            done.write_text(proc.stdout)
     return home / "models"
 
 

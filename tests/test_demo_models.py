@@ -16,17 +16,17 @@ from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
-from medialab_tui.engine.worker.demo_adapters import (  # noqa: E402
+from medialab_tui.engine.demo.adapters import (  # noqa: E402
     DEMO_SD15_CONTROLNET,
     DEMO_SD15_LORA,
 )
-from medialab_tui.engine.worker.demo_models import (  # noqa: E402
+from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     DEMO_SD15,
     DEMO_SD15_SINGLE_FILE,
     DEMO_SDXL,
     write_demo_models,
 )
-from medialab_tui.engine.worker.demo_upscaler import DEMO_ESRGAN  # noqa: E402
+from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
 from medialab_tui.engine.worker.generate import (  # noqa: E402
     lanczos_upscale,
     latents_preview,

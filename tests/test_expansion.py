@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import Home
 from medialab_tui.cli import LARGE_RUN_JOBS, main
-from medialab_tui.engine import control
+from medialab_tui.engine import queue
 
 CHAIN = """
 name = "chain"
@@ -115,4 +115,4 @@ def test_a_very_large_run_needs_yes(home: Home, capsys: pytest.CaptureFixture[st
     code = main(["--data-dir", str(home.root), "run", str(path), "--no-wait", "--yes"])
     assert code == 0, capsys.readouterr().err
     assert _runs(home) == 1
-    assert control.LARGE_RUN_JOBS == LARGE_RUN_JOBS
+    assert queue.LARGE_RUN_JOBS == LARGE_RUN_JOBS

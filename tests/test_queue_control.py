@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import Home, job_row, query, run_status, submit, txt2img_toml, wait_for
 from medialab_tui.config import DataDir, load_config
-from medialab_tui.engine import control
+from medialab_tui.engine import queue
 from medialab_tui.engine.pipeline import parse_pipeline
 from medialab_tui.engine.scheduler import Engine
 from medialab_tui.store.db import Store
@@ -117,13 +117,13 @@ def test_a_raised_run_is_claimed_first(home: Home) -> None:
             {"type": "txt2img", "model": "demo-sd15", "steps": 1, "width": 64, "height": 64}
         ],
     }
-    first = control.submit(
-        store, data, control.prepare(store, parse_pipeline(doc, "a"), "a", home.root)
+    first = queue.submit(
+        store, data, queue.prepare(store, parse_pipeline(doc, "a"), "a", home.root)
     )
-    second = control.submit(
-        store, data, control.prepare(store, parse_pipeline(doc, "b"), "b", home.root)
+    second = queue.submit(
+        store, data, queue.prepare(store, parse_pipeline(doc, "b"), "b", home.root)
     )
-    assert control.set_priority(store, second.ref, +1) == 1
+    assert queue.set_priority(store, second.ref, +1) == 1
     engine = Engine(data, store, load_config(data))
     job = engine.claim_next()
     assert job is not None and job.run_id == second.id

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from conftest import Home, query
-from medialab_tui.engine.worker.run_upscale import tile_boxes, tile_spans, upscale_tiled
+from medialab_tui.engine.stages.upscale.run import tile_boxes, tile_spans, upscale_tiled
 
 pytestmark = pytest.mark.slow
 

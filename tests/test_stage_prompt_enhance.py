@@ -14,8 +14,8 @@ from PIL import Image
 from conftest import Home, query, run_status, wait_for
 from medialab_tui.cli import main
 from medialab_tui.engine.pipeline import parse_stage
-from medialab_tui.engine.prompts import BANKS, MAX_DEPTH, PromptError, enhance, variants
-from medialab_tui.engine.stages.prompt_enhance import (
+from medialab_tui.engine.stages.prompt_enhance.prompts import BANKS, MAX_DEPTH, PromptError, enhance, variants
+from medialab_tui.engine.stages.prompt_enhance.spec import (
     PLACEHOLDERS,
     SETS,
     PromptEnhanceParams,
@@ -41,8 +41,8 @@ def test_the_same_input_and_seed_give_the_same_variants_in_another_process() -> 
     here = enhance("a __animal__ at dawn", params, 42, WILDCARDS)
     code = (
         "import json, sys\n"
-        "from medialab_tui.engine.prompts import enhance\n"
-        "from medialab_tui.engine.stages.prompt_enhance import PromptEnhanceParams\n"
+        "from medialab_tui.engine.stages.prompt_enhance.prompts import enhance\n"
+        "from medialab_tui.engine.stages.prompt_enhance.spec import PromptEnhanceParams\n"
         "p = PromptEnhanceParams.model_validate(json.loads(sys.argv[1]))\n"
         "print(json.dumps(enhance('a __animal__ at dawn', p, 42, json.loads(sys.argv[2]))))\n"
     )

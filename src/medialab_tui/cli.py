@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
 # A run with more jobs than this asks before it goes in (`run --yes` skips the question);
-# the same number as engine.control.LARGE_RUN_JOBS, kept here so --help imports no engine.
+# the same number as engine.queue.LARGE_RUN_JOBS, kept here so --help imports no engine.
 LARGE_RUN_JOBS = 500
 
 
@@ -223,8 +223,8 @@ def _confirm_large(prepared: Any, args: argparse.Namespace) -> None:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.control import prepare
     from medialab_tui.engine.pipeline import load_pipeline_file
+    from medialab_tui.engine.queue import prepare
 
     path = Path(args.file)
     return _submit_and_follow(
@@ -247,7 +247,7 @@ def _submit_and_follow(
         _print_plan(ctx, make())
         return EXIT_OK
     if args.no_wait:
-        from medialab_tui.engine.control import submit
+        from medialab_tui.engine.queue import submit
 
         prepared = make()
         _confirm_large(prepared, args)
@@ -261,7 +261,7 @@ def _submit_and_follow(
     lock = HostLock(ctx.data.lock_path)
 
     async def main() -> int:
-        from medialab_tui.engine import control
+        from medialab_tui.engine import queue
         from medialab_tui.follow import EXIT_BY_STATUS, Display, follow_run
 
         worker = None
@@ -273,7 +273,7 @@ def _submit_and_follow(
         try:
             prepared = make()
             _confirm_large(prepared, args)
-            run = control.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
+            run = queue.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
         except BaseException:
             if worker is not None:
                 await worker.kill()
@@ -305,10 +305,10 @@ def _submit_and_follow(
 
 
 def _cancel_quietly(ctx: Context, ref: str) -> None:
-    from medialab_tui.engine import control
+    from medialab_tui.engine import queue
 
     try:
-        control.cancel(ctx.store, ref)
+        queue.cancel(ctx.store, ref)
     except InputError:
         pass  # it finished meanwhile
 
@@ -371,7 +371,7 @@ def _jobs_table(jobs: list[JobView], empty: str, *, run: bool = True) -> None:
 
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.control import parse_ref
+    from medialab_tui.engine.queue import parse_ref
     from medialab_tui.store.queries import list_jobs
     from medialab_tui.store.tables import JOB_STATUSES
 
@@ -494,7 +494,7 @@ def _show_artifact(ctx: Context, row: Artifact) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.control import get
+    from medialab_tui.engine.queue import get
     from medialab_tui.store.tables import Job, Run
 
     row = get(ctx.store, args.id)
@@ -509,9 +509,9 @@ def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
     """`cancel` and `retry`: one id in, one sentence out."""
 
     def command(ctx: Context, args: argparse.Namespace) -> int:
-        from medialab_tui.engine import control
+        from medialab_tui.engine import queue
 
-        message = getattr(control, action)(ctx.store, args.id)
+        message = getattr(queue, action)(ctx.store, args.id)
         if ctx.as_json:
             _print_json({"id": args.id, "result": message})
         else:
@@ -523,7 +523,7 @@ def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
 
 def cmd_queue(state: str) -> Callable[[Context, argparse.Namespace], int]:
     def command(ctx: Context, args: argparse.Namespace) -> int:
-        from medialab_tui.engine.control import set_queue_state
+        from medialab_tui.engine.queue import set_queue_state
 
         set_queue_state(ctx.store, state)
         text = (
@@ -541,7 +541,7 @@ def cmd_queue(state: str) -> Callable[[Context, argparse.Namespace], int]:
 
 
 def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.control import approve
+    from medialab_tui.engine.queue import approve
 
     edits: dict[str, str] = {}
     for text in args.edit or []:
@@ -558,8 +558,8 @@ def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rerun(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.control import get, parse_ref
-    from medialab_tui.engine.rerun import prepare_rerun
+    from medialab_tui.engine.queue import get, parse_ref
+    from medialab_tui.engine.queue.rerun import prepare_rerun
     from medialab_tui.store.tables import Artifact
 
     kind, ident = parse_ref(args.id if args.id[:1].isalpha() else f"a{args.id}")
@@ -575,7 +575,7 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
     # Writing the demo weights needs torch, so it runs in a worker-side process.
     code = (
         "import sys, json; from pathlib import Path;"
-        "from medialab_tui.engine.worker.demo_models import write_demo_models;"
+        "from medialab_tui.engine.demo import write_demo_models;"
         "print(json.dumps([str(p) for p in write_demo_models(Path(sys.argv[1]))]))"
     )
     if not ctx.as_json:

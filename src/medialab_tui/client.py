@@ -15,7 +15,7 @@ from typing import Any
 from sqlmodel import col, func, select
 
 from medialab_tui.config import Config, DataDir
-from medialab_tui.engine import control, registry
+from medialab_tui.engine import queue, registry
 from medialab_tui.engine.pipeline import Pipeline, parse_pipeline
 from medialab_tui.errors import InputError
 from medialab_tui.store import queries
@@ -70,8 +70,8 @@ class StudioClient:
                 .where(col(Job.status).in_(("queued", "running")))
                 .group_by(col(Job.status))
             ).all()
-            worker = s.get(Setting, control.WORKER_KEY)
-            state = s.get(Setting, control.QUEUE_KEY)
+            worker = s.get(Setting, queue.WORKER_KEY)
+            state = s.get(Setting, queue.QUEUE_KEY)
             last = s.exec(select(func.max(Event.id))).one() or 0
             ended: dict[str, int] = {}
             if after_event is not None:
@@ -120,16 +120,16 @@ class StudioClient:
         return text.splitlines()[-lines:]
 
     def cancel(self, ref: str) -> str:
-        return control.cancel(self.store, ref)
+        return queue.cancel(self.store, ref)
 
     def retry(self, ref: str) -> str:
-        return control.retry(self.store, ref)
+        return queue.retry(self.store, ref)
 
     def move(self, ref: str, delta: int) -> int:
-        return control.set_priority(self.store, ref, delta)
+        return queue.set_priority(self.store, ref, delta)
 
     def set_paused(self, paused: bool) -> None:
-        control.set_queue_state(self.store, "paused" if paused else "active")
+        queue.set_queue_state(self.store, "paused" if paused else "active")
 
     def approve(
         self,
@@ -137,7 +137,7 @@ class StudioClient:
         artifact_refs: list[str] | None = None,
         edits: dict[str, str] | None = None,
     ) -> str:
-        return control.approve(self.store, run_ref, artifact_refs, edits=edits)
+        return queue.approve(self.store, run_ref, artifact_refs, edits=edits)
 
     def review_outputs(self, run_id: int) -> list[ArtifactView]:
         """The outputs of a run's current stage: what its review picks from."""
@@ -159,19 +159,19 @@ class StudioClient:
         """Parse a pipeline given as data; raises `InputError` with one sentence."""
         return parse_pipeline(document, source)
 
-    def prepare(self, pipeline: Pipeline, source: str, base_dir: Path) -> control.Prepared:
-        return control.prepare(self.store, pipeline, source, base_dir)
+    def prepare(self, pipeline: Pipeline, source: str, base_dir: Path) -> queue.Prepared:
+        return queue.prepare(self.store, pipeline, source, base_dir)
 
-    def submit(self, prepared: control.Prepared) -> str:
-        return control.submit(self.store, self.data, prepared).ref
+    def submit(self, prepared: queue.Prepared) -> str:
+        return queue.submit(self.store, self.data, prepared).ref
 
     def rerun(self, artifact_ref: str) -> str:
-        from medialab_tui.engine.rerun import prepare_rerun
+        from medialab_tui.engine.queue.rerun import prepare_rerun
 
-        artifact = control.get(self.store, artifact_ref)
+        artifact = queue.get(self.store, artifact_ref)
         if not isinstance(artifact, Artifact):
             raise InputError(f"{artifact_ref} is not an artifact")
-        return control.submit(
+        return queue.submit(
             self.store, self.data, prepare_rerun(self.store, artifact), rerun_of=artifact.id
         ).ref
 
@@ -192,7 +192,7 @@ class StudioClient:
         return queries.gallery_count(self.store, query)
 
     def artifact(self, ref: str) -> ArtifactView:
-        row = control.get(self.store, ref)
+        row = queue.get(self.store, ref)
         if not isinstance(row, Artifact):
             raise InputError(f"{ref} is not an artifact")
         return queries.artifact_view(self.store, row)

@@ -1,6 +1,13 @@
-"""Errors a user can cause, carried as values with one clear sentence."""
+"""Errors a user can cause, carried as values with one clear sentence.
+
+An `InputError` keeps where the mistake is as data (`ErrorLoc`: the file, the
+stage, the key) beside the words that describe it; the sentence people read is
+rendered from both at the edge, and the builder finds the field from `loc`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 
 class MedialabError(Exception):
@@ -9,10 +16,66 @@ class MedialabError(Exception):
     exit_code = 1
 
 
+@dataclass(frozen=True)
+class ErrorLoc:
+    """Where an input error is: a file (or other source), a stage (1-based, as people
+    count), and a key inside that stage or the file (`steps`, `loras[0].model`,
+    `inputs.images`). An `inputs.…` key is the file's: a stage beside it is the one
+    the inputs fail (the sentence names it in its text)."""
+
+    file: str | None = None
+    stage: int | None = None
+    stage_type: str | None = None
+    key: str | None = None
+
+    @property
+    def file_key(self) -> bool:
+        """True when the key is one of the file's own (`inputs.…`), not a stage's."""
+        return bool(self.key) and (self.key or "").split(".")[0] in ("inputs", "name", "mode")
+
+    def parts(self) -> list[str]:
+        """The location as the leading parts of a sentence."""
+        parts = [self.file] if self.file else []
+        if self.stage is not None and not self.file_key:
+            parts.append(
+                f"stage {self.stage}" + (f" ({self.stage_type})" if self.stage_type else "")
+            )
+        if self.key:
+            parts.append(f"key '{self.key}'")
+        return parts
+
+
 class InputError(MedialabError):
-    """Invalid input: a pipeline file, a flag, an id. Nothing was changed."""
+    """Invalid input: a pipeline file, a flag, an id. Nothing was changed.
+
+    `text` says what is wrong. A `predicate` text continues the key (or the stage)
+    in `loc` ("must be at most 500", "takes images but …"); otherwise it is a clause
+    of its own, after a colon ("LoRA 'x' is for sdxl models").
+    """
 
     exit_code = 2
+
+    def __init__(self, text: str, *, loc: ErrorLoc | None = None, predicate: bool = True) -> None:
+        self.text = text
+        self.loc = loc or ErrorLoc()
+        self.predicate = predicate
+        super().__init__(self.sentence)
+
+    @property
+    def sentence(self) -> str:
+        """The one sentence users see."""
+        parts = self.loc.parts()
+        if not parts:
+            return self.text
+        head = ": ".join(parts)
+        continues = self.loc.key or self.loc.stage is not None
+        joiner = " " if continues and self.predicate else ": "
+        return f"{head}{joiner}{self.text}"
+
+    def at(self, **where: object) -> InputError:
+        """This error with more of its location filled in (what is known stays)."""
+        fill = {k: v for k, v in where.items() if getattr(self.loc, k) is None}
+        return type(self)(self.text, loc=replace(self.loc, **fill), predicate=self.predicate)
 
 
 class NotFound(InputError):

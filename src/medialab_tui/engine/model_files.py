@@ -13,6 +13,8 @@ import re
 import struct
 from pathlib import Path
 
+from medialab_tui.engine.families import ARCHS, FAMILIES
+
 # A real header is a few MB at most (tens of thousands of tensor entries); a
 # larger length prefix means the file is not safetensors or is corrupt.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -21,14 +23,11 @@ PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 
 _UNKNOWN_SAFETENSORS = ("unknown", "unknown", "safetensors")
 
-_DIFFUSERS_PIPELINES = {
-    "StableDiffusionPipeline": "sd15",
-    "StableDiffusionXLPipeline": "sdxl",
-}
-
 # Width of the text embedding the UNet cross-attends to, which tells the
 # families apart in LoRA and ControlNet files.
-_CONTEXT_WIDTH_ARCH = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
+_CONTEXT_WIDTH_ARCH = {
+    f.context_width: f.default_arch for f in FAMILIES.values() if f.context_width is not None
+}
 
 _VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
 
@@ -136,14 +135,13 @@ def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:
         class_name = str(index["_class_name"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{index_file} is not a valid diffusers model index.") from exc
-    if class_name == "StableDiffusionXLImg2ImgPipeline":
-        # The refiner ships without the first (CLIP-L) text encoder; an SDXL base
-        # saved as an img2img pipeline keeps it.
-        first_encoder = index.get("text_encoder") or [None]
-        arch = "sdxl-refiner" if first_encoder[0] is None else "sdxl"
-        return ("checkpoint", arch, "diffusers")
-    arch = _DIFFUSERS_PIPELINES.get(class_name, class_name.lower())
-    return ("checkpoint", arch, "diffusers")
+    for family in FAMILIES.values():
+        arch = family.index_classes.get(class_name)
+        if arch is not None:
+            if family.index_variant is not None:
+                arch = family.index_variant(index, arch)
+            return ("checkpoint", arch, "diffusers")
+    return ("checkpoint", class_name.lower(), "diffusers")
 
 
 def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
@@ -156,30 +154,23 @@ def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
 
     # LoRA first: its key names embed the names of the layers it patches.
     if any_starts("lora_unet_", "lora_te") or any(_is_lora_key(k) for k in keys):
-        if any_starts("lora_te1_", "lora_te2_", "text_encoder_2."):
-            return ("lora", "sdxl", "safetensors")
+        for family in FAMILIES.values():
+            if family.lora_prefixes and any_starts(*family.lora_prefixes):
+                return ("lora", family.default_arch, "safetensors")
         return ("lora", _arch_from_context_width(tensors, lora=True), "safetensors")
     if any_starts("control_model.", "controlnet_cond_embedding."):
         return ("controlnet", _arch_from_context_width(tensors), "safetensors")
-    if any_starts("conditioner.embedders.1."):
-        return ("checkpoint", "sdxl", "safetensors")
-    if any_starts("conditioner.embedders.0.model."):
-        # The refiner conditions on OpenCLIP-G alone, stored in the open_clip
-        # layout (a base's first embedder is CLIP-L, under ".transformer.").
-        return ("checkpoint", "sdxl-refiner", "safetensors")
-    if any_starts("model.diffusion_model."):
-        if any_starts("cond_stage_model.transformer."):
-            return ("checkpoint", "sd15", "safetensors")
-        if any_starts("cond_stage_model.model."):
-            return ("checkpoint", "sd2", "safetensors")
+    for family in FAMILIES.values():
+        for prefixes, arch in family.checkpoint_keys:
+            if all(any_starts(prefix) for prefix in prefixes):
+                return ("checkpoint", arch, "safetensors")
     if all(k.startswith(_VAE_PREFIXES) for k in keys) and any_starts("encoder.down", "decoder.up"):
         return ("vae", "unknown", "safetensors")
     if "model.0.weight" in tensors or "conv_first.weight" in tensors or any_starts("body."):
         return ("upscaler", "esrgan", "safetensors")
-    if set(keys) == {"emb_params"}:
-        return ("embedding", "sd15", "safetensors")
-    if {"clip_l", "clip_g"} <= set(keys):
-        return ("embedding", "sdxl", "safetensors")
+    for family in FAMILIES.values():
+        if family.embedding_keys and set(family.embedding_keys) <= set(keys):
+            return ("embedding", family.default_arch, "safetensors")
     return _UNKNOWN_SAFETENSORS
 
 
@@ -205,21 +196,9 @@ def _arch_from_context_width(tensors: dict[str, dict], lora: bool = False) -> st
     return "unknown"
 
 
-# Keys other tools write into a safetensors file's metadata that name the family:
-# kohya's sd-scripts ("sd_v1", "sdxl_base_v1-0") and the Stability model spec
-# ("stable-diffusion-xl-v1-base/lora"). medialab's demo adapters write their own.
-_METADATA_ARCH_PREFIXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("ss_base_model_version", (("sdxl", "sdxl"), ("sd_v1", "sd15"), ("sd_v2", "sd2"))),
-    (
-        "modelspec.architecture",
-        (
-            ("stable-diffusion-xl", "sdxl"),
-            ("stable-diffusion-v1", "sd15"),
-            ("stable-diffusion-v2", "sd2"),
-        ),
-    ),
-)
-_KNOWN_ARCHS = frozenset({"sd15", "sd2", "sdxl", "sdxl-refiner"})
+# Keys other tools write into a safetensors file's metadata that name the family
+# (kohya's sd-scripts, the Stability model spec) come from each family's
+# `metadata_prefixes`; medialab's demo adapters write `medialab.arch`.
 
 
 def arch_from_metadata(metadata: object) -> str:
@@ -231,13 +210,12 @@ def arch_from_metadata(metadata: object) -> str:
     if not isinstance(metadata, dict):
         return "unknown"
     own = metadata.get("medialab.arch")
-    if own in _KNOWN_ARCHS:
+    if own in ARCHS:
         return str(own)
-    for key, prefixes in _METADATA_ARCH_PREFIXES:
-        value = str(metadata.get(key, "")).lower()
-        for prefix, arch in prefixes:
-            if value.startswith(prefix):
-                return arch
+    for family in FAMILIES.values():
+        for key, prefix in family.metadata_prefixes:
+            if str(metadata.get(key, "")).lower().startswith(prefix):
+                return family.default_arch
     return "unknown"
 
 
@@ -259,7 +237,7 @@ def _controlnet_folder_arch(path: Path, config: dict) -> str:
     # SDXL ControlNets take the size/crop micro-conditioning; the others differ
     # in the width of the text embedding they attend to.
     if config.get("addition_embed_type") == "text_time":
-        return "sdxl"
+        return next(f.default_arch for f in FAMILIES.values() if f.text_time)
     width = config.get("cross_attention_dim")
     if isinstance(width, int) and width in _CONTEXT_WIDTH_ARCH:
         return _CONTEXT_WIDTH_ARCH[width]

@@ -7,13 +7,14 @@ Every error names the file, the stage and the key, e.g.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
-from medialab_tui.errors import InputError
+from medialab_tui.errors import ErrorLoc, InputError
 
 SEED_MAX = 2**32 - 1
 
@@ -115,61 +116,67 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
 
 
-def _first_error(exc: ValidationError, where: str, prefix: tuple[str, ...] = ()) -> InputError:
+def _first_error(exc: ValidationError, where: ErrorLoc, prefix: tuple[str, ...] = ()) -> InputError:
     err = exc.errors()[0]
     loc = prefix + tuple(err.get("loc", ()))
     if not loc:
-        return InputError(f"{where}: {_describe(err)}")
+        return InputError(_describe(err), loc=where, predicate=False)
     if not err.get("loc"):  # a rule across keys, e.g. seeds vs seed
-        return InputError(f"{where}: {_key_path(loc)}: {_describe(err)}")
-    return InputError(f"{where}: key '{_key_path(loc)}' {_describe(err)}")
+        rule_key = "inputs.seeds" if prefix == ("inputs",) else _key_path(loc)
+        return InputError(_describe(err), loc=replace(where, key=rule_key), predicate=False)
+    return InputError(_describe(err), loc=replace(where, key=_key_path(loc)))
 
 
 def parse_stage(raw: Any, index: int, source: str) -> StageParams:
     """Validate one `[[stages]]` table; `index` counts from 1 as people do."""
+    where = ErrorLoc(file=source, stage=index)
     if not isinstance(raw, dict):
-        raise InputError(f"{source}: stage {index} must be a table")
+        raise InputError(f"stage {index} must be a table", loc=ErrorLoc(file=source))
     stype = raw.get("type")
     if stype is None:
-        raise InputError(f"{source}: stage {index}: key 'type' is required")
+        raise InputError("is required", loc=replace(where, key="type"))
     if stype not in STAGES:
         if stype in PLANNED:
             raise InputError(
-                f"{source}: stage {index}: stage type '{stype}' is not available in this "
-                f"version yet (available: {', '.join(STAGES)})"
+                f"stage type '{stype}' is not available in this "
+                f"version yet (available: {', '.join(STAGES)})",
+                loc=where,
+                predicate=False,
             )
         raise InputError(
-            f"{source}: stage {index}: unknown stage type {stype!r} "
-            f"(known: {', '.join([*STAGES, *PLANNED])})"
+            f"unknown stage type {stype!r} (known: {', '.join([*STAGES, *PLANNED])})",
+            loc=where,
+            predicate=False,
         )
     try:
         return STAGES[stype].params.model_validate(raw)
     except ValidationError as exc:
-        raise _first_error(exc, f"{source}: stage {index} ({stype})") from None
+        raise _first_error(exc, replace(where, stage_type=stype)) from None
 
 
 def parse_pipeline(data: dict[str, Any], source: str, default_name: str = "pipeline") -> Pipeline:
     """Validate a pipeline given as plain data (a parsed TOML document)."""
+    file = ErrorLoc(file=source)
     for key in data:
         if key not in _TOP_KEYS:
-            raise InputError(f"{source}: unknown top-level key '{key}'")
+            raise InputError(f"unknown top-level key '{key}'", loc=file)
     raw_stages = data.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
-        raise InputError(f"{source}: at least one [[stages]] table is required")
+        raise InputError("at least one [[stages]] table is required", loc=file)
     stages = tuple(parse_stage(raw, i, source) for i, raw in enumerate(raw_stages, start=1))
     top = {k: v for k, v in data.items() if k != "stages"}
     top.setdefault("name", default_name)
     raw_inputs = top.get("inputs", {})
     if not isinstance(raw_inputs, dict):
-        raise InputError(f"{source}: key 'inputs' must be a table")
+        raise InputError("must be a table", loc=replace(file, key="inputs"))
     try:
         inputs = Inputs.model_validate(raw_inputs)
     except ValidationError as exc:
-        raise _first_error(exc, source, prefix=("inputs",)) from None
+        raise _first_error(exc, file, prefix=("inputs",)) from None
     try:
         pipeline = Pipeline.model_validate({**top, "inputs": inputs, "stages": stages})
     except ValidationError as exc:
-        raise _first_error(exc, source) from None
+        raise _first_error(exc, file) from None
     check_stage_chain(pipeline, source)
     return pipeline
 
@@ -178,19 +185,23 @@ def check_stage_chain(pipeline: Pipeline, source: str) -> None:
     """Each stage must take what the one before it gives (SPEC §4)."""
     first = STAGES[pipeline.stages[0].type]
     inputs = pipeline.inputs
+    stage_one = f"stage 1 ({first.type})"
     if first.takes == "prompt":
         if not [p for p in inputs.prompts if p.strip()]:
             raise InputError(
-                f"{source}: key 'inputs.prompts' must hold at least one prompt "
-                f"for stage 1 ({first.type})"
+                f"must hold at least one prompt for {stage_one}",
+                loc=ErrorLoc(file=source, stage=1, key="inputs.prompts"),
             )
         if inputs.images:
             raise InputError(
-                f"{source}: key 'inputs.images': stage 1 ({first.type}) takes prompts, not images"
+                f"{stage_one} takes prompts, not images",
+                loc=ErrorLoc(file=source, stage=1, key="inputs.images"),
+                predicate=False,
             )
     elif first.takes == "image" and not inputs.images:
         raise InputError(
-            f"{source}: key 'inputs.images' must list at least one image for stage 1 ({first.type})"
+            f"must list at least one image for {stage_one}",
+            loc=ErrorLoc(file=source, stage=1, key="inputs.images"),
         )
     pairs = zip(pipeline.stages, pipeline.stages[1:], strict=False)
     for i, (prev, cur) in enumerate(pairs, start=2):
@@ -198,8 +209,8 @@ def check_stage_chain(pipeline: Pipeline, source: str) -> None:
         takes = STAGES[cur.type].takes
         if gives != takes:
             raise InputError(
-                f"{source}: stage {i} ({cur.type}) takes {takes}s but stage {i - 1} "
-                f"({prev.type}) gives {gives}s"
+                f"takes {takes}s but stage {i - 1} ({prev.type}) gives {gives}s",
+                loc=ErrorLoc(file=source, stage=i, stage_type=cur.type),
             )
 
 
@@ -209,11 +220,13 @@ def load_pipeline_file(path: Path) -> Pipeline:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{source}: no such file") from None
+        raise InputError("no such file", loc=ErrorLoc(file=source)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: cannot be read ({exc.__class__.__name__})") from None
+        raise InputError(
+            f"cannot be read ({exc.__class__.__name__})", loc=ErrorLoc(file=source)
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: TOML syntax error: {exc}") from None
+        raise InputError(f"TOML syntax error: {exc}", loc=ErrorLoc(file=source)) from None
     return parse_pipeline(data, source, default_name=path.stem)

@@ -13,22 +13,18 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from medialab_tui.engine.families import family_of
 from medialab_tui.engine.pipeline import Pipeline
-from medialab_tui.engine.stages import STAGES, StageParams
+from medialab_tui.engine.stages import STAGES, StageParams, job_params
+from medialab_tui.engine.worker.protocol import ModelRef
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Job
 
-# Seconds per step at 512×512 when nothing was measured yet: (device, arch).
-GUESS_STEP_SECONDS = {
-    ("cuda", "sd15"): 0.05,
-    ("cuda", "sdxl"): 0.15,
-    ("cpu", "sd15"): 2.0,
-    ("cpu", "sdxl"): 6.0,
-}
+# Seconds per step at 512×512 when nothing was measured yet and the family does
+# not say (each family knows its own: `Family.step_seconds`).
+GUESS_STEP_SECONDS = 2.0
 DEMO_STEP_SECONDS = 0.02  # the tiny demo models, at 512×512
-GUESS_UPSCALE_SECONDS = 0.2
-GUESS_TEXT_SECONDS = 0.01
 HISTORY_JOBS = 20
 
 
@@ -167,27 +163,25 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
     for seconds, params in rows:
         if params.get("model") != model:
             continue
-        work = pixel_steps(
-            STAGES[stage.type].params.model_validate(
-                {k: v for k, v in params.items() if not k.startswith("_")}
-            )
-        )
+        work = pixel_steps(job_params(stage.type, params))
         rates.append(seconds / work)
         if len(rates) >= HISTORY_JOBS:
             break
     return sum(rates) / len(rates) if rates else None
 
 
-def guess_seconds(stage: StageParams, device: str, arch: str, demo: bool) -> float:
-    if stage.type == "upscale":
-        return GUESS_UPSCALE_SECONDS
-    if stage.type == "prompt_enhance":
-        return GUESS_TEXT_SECONDS
-    per_step = (
-        DEMO_STEP_SECONDS
-        if demo
-        else GUESS_STEP_SECONDS.get(("cuda" if device == "cuda" else "cpu", arch), 2.0)
-    )
+def guess_seconds(stage: StageParams, device: str, model: ModelRef | None) -> float:
+    """Seconds for one job of `stage` when nothing was measured: the stage's own guess,
+    else the model family's step time (the demo models: their own)."""
+    fixed = STAGES[stage.type].guess_job_seconds
+    if fixed is not None:
+        return fixed
+    family = family_of(model.arch) if model else None
+    if model is not None and model.demo:
+        per_step = DEMO_STEP_SECONDS
+    else:
+        kind = "cuda" if device == "cuda" else "cpu"
+        per_step = (family.step_seconds if family else {}).get(kind, GUESS_STEP_SECONDS)
     return per_step * pixel_steps(stage) / (512 * 512)
 
 
@@ -197,7 +191,7 @@ def plan(
     store: Store,
     *,
     device: str = "cpu",
-    models: list[dict[str, Any] | None] | None = None,
+    models: list[ModelRef | None] | None = None,
 ) -> list[StagePlan]:
     """Jobs, outputs and estimated seconds per stage for `items` first-stage inputs."""
     plans: list[StagePlan] = []
@@ -210,8 +204,8 @@ def plan(
         if rate is not None:
             seconds, basis = rate * pixel_steps(stage) * jobs, "history"
         else:
-            model = (models or [None] * len(pipeline.stages))[index] or {}
-            each = guess_seconds(stage, device, model.get("arch", "sd15"), model.get("demo", False))
+            model = (models or [None] * len(pipeline.stages))[index]
+            each = guess_seconds(stage, device, model)
             seconds, basis = each * jobs, "guess"
         plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis))
         jobs = outputs

@@ -21,7 +21,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from medialab_tui.config import Config, DataDir
-from medialab_tui.engine import control
+from medialab_tui.engine import queue
+from medialab_tui.engine.stages import job_params
+from medialab_tui.engine.worker.protocol import RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
 from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
@@ -105,7 +107,7 @@ class Engine:
         try:
             while not self._stop.is_set():
                 self.sweep_runs()
-                job = None if control.queue_state(self.store) == "paused" else self.claim_next()
+                job = None if queue.queue_state(self.store) == "paused" else self.claim_next()
                 if job is not None:
                     await self.execute(job)
                     continue
@@ -182,7 +184,7 @@ class Engine:
 
     def _publish_worker(self, info: dict[str, Any]) -> None:
         with self.store.write() as s:
-            row = s.get(Setting, control.WORKER_KEY) or Setting(key=control.WORKER_KEY, value="")
+            row = s.get(Setting, queue.WORKER_KEY) or Setting(key=queue.WORKER_KEY, value="")
             row.value = json.dumps(info)
             s.add(row)
 
@@ -216,7 +218,7 @@ class Engine:
         with self.store.write() as s:
             runs = s.exec(select(Run).where(col(Run.status).in_(("pending", "running")))).all()
             for run in runs:
-                control.finish_stage_if_done(s, self.store, run)
+                queue.finish_stage_if_done(s, self.store, run)
 
     def _finish_run_stage(self, s: Session, run_id: int) -> None:
         """Move the run on in the same transaction that ended its job, so that nobody
@@ -225,25 +227,31 @@ class Engine:
         s.flush()
         run = s.get(Run, run_id)
         if run is not None and run.status in ("pending", "running"):
-            control.finish_stage_if_done(s, self.store, run)
+            queue.finish_stage_if_done(s, self.store, run)
 
     # -- one job -------------------------------------------------------------------
 
-    def _command(self, job: Job) -> dict[str, Any]:
-        params = {k: v for k, v in job.params.items() if not k.startswith("_")}
-        return {
-            "cmd": "run",
-            "job_id": job.id,
-            "run_id": job.run_id,
-            "stage": job.stage,
-            "stage_index": job.stage_index,
-            "params": params,
-            "model": job.params.get("_model"),
-            "extras": job.params.get("_extras") or {},
-            "item": job.item,
-            "out_dir": str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
-            "preview": self.previews,
-        }
+    def _command(self, job: Job) -> RunCommand:
+        """The worker's command for `job`: its typed parameters and item, and the model
+        and extras its stage resolved to at submit (kept with the run)."""
+        with self.store.read() as s:
+            run = s.get(Run, job.run_id)
+        document = run.pipeline if run is not None else {}
+        index = job.stage_index
+        models = document.get("models") or []
+        extras = document.get("extras") or []
+        return RunCommand(
+            job_id=job.id or 0,
+            run_id=job.run_id,
+            stage=job.stage,
+            stage_index=index,
+            params=job_params(job.stage, job.params).model_dump(exclude_none=True),
+            model=models[index] if index < len(models) else None,
+            extras=extras[index] if index < len(extras) and extras[index] else {},
+            item=job.item,
+            out_dir=str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
+            preview=self.previews,
+        )
 
     async def execute(self, job: Job) -> None:
         """Run one claimed job to its end: succeeded, failed, cancelled or back in the queue."""

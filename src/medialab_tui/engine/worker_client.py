@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from medialab_tui.config import Config
-from medialab_tui.engine.protocol import decode, encode
+from medialab_tui.engine.worker.protocol import decode, encode
 
 READY_TIMEOUT_S = 300.0
 
@@ -97,7 +99,7 @@ class WorkerProcess:
                 self.info = message
         return self.info
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any] | BaseModel) -> None:
         if not self.alive or self.proc is None or self.proc.stdin is None:
             raise WorkerDied("the worker is not running")
         try:

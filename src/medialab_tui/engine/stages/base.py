@@ -1,15 +1,20 @@
 """What every stage declares: its typed parameters and what it takes and gives.
 
-The parameter models are shared by the pipeline-file parser, the CLI and the
-TUI's forms, so the three can never disagree about a range or a default.
-Stage modules import no torch: the worker imports the code that runs them.
+A stage is one package, `stages/<type>/`: `spec.py` holds its parameter model and
+its `SPEC` (no torch), `run.py` the worker side (`run(job, params)`), the only code
+of that stage that touches torch. The parameter models are shared by the
+pipeline-file parser, the CLI and the TUI's forms, so the three can never disagree
+about a range or a default.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +54,28 @@ class StageParams(BaseModel):
         return int(getattr(self, "per_input", 1))
 
 
+class ResolveContext(Protocol):
+    """What a stage's `resolve` hook may use at submit (the queue provides it)."""
+
+    # The prompts of the first stage's items ([""] for later stages).
+    prompts: list[str]
+    # Where relative paths of the pipeline file are resolved from.
+    base_dir: Path
+    wildcards_dir: Path
+
+    def lookup(self, ref: str, kinds: tuple[str, ...], key: str) -> dict[str, Any]:
+        """A registry entry of one of `kinds` as a job needs it, or an InputError at `key`."""
+        ...
+
+    def error(self, text: str, key: str | None = None) -> Exception:
+        """An InputError located at this stage (and `key`)."""
+        ...
+
+
+if TYPE_CHECKING:
+    Resolver = Callable[[Any, ResolveContext], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """A stage type: its name, its parameter model and its input/output kinds."""
@@ -67,10 +94,24 @@ class StageSpec:
     gathers: bool = False
     # True when the stage takes `loras` and `control` options.
     options: bool = False
+    # Where the stage comes in lists (the builder's, error messages): chain order.
+    order: int = 0
+    # Seconds one job takes when nothing was measured yet and the work does not
+    # depend on a model family (text, upscales); None: estimated per family.
+    guess_job_seconds: float | None = None
+    # Extras the stage reads at submit beside its model (a detector, wildcard lists),
+    # so that a mistake fails the submit, not a job an hour later.
+    resolve: Resolver | None = None
 
     def outputs_of(self, params: StageParams) -> int:
         """How many outputs one job of this stage makes."""
         return params.outputs_per_job()
+
+    def runner(self) -> Callable[[Any, Any], dict[str, Any]]:
+        """The worker side of the stage: `run(job, params)` of `stages/<type>/run.py`."""
+        module = importlib.import_module(f"{__package__}.{self.type}.run")
+        runner: Callable[[Any, Any], dict[str, Any]] = module.run
+        return runner
 
 
 Strength = Annotated[float, Field(ge=0.0, le=1.0)]

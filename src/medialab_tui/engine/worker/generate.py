@@ -16,30 +16,6 @@ from PIL import Image
 
 PREVIEW_MAX_SIDE = 64
 
-# Linear maps from the four latent channels to RGB in [-1, 1]: the widely used
-# approximations (ComfyUI's latent formats) that make step previews possible
-# without running the VAE.
-_LATENT_RGB_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
-    "sd15": (
-        [
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
-        [0.0, 0.0, 0.0],
-    ),
-    "sdxl": (
-        [
-            [0.3651, 0.4232, 0.4341],
-            [-0.2533, -0.0042, 0.1068],
-            [0.1076, 0.1111, -0.0362],
-            [-0.3165, -0.2492, -0.2188],
-        ],
-        [0.1084, -0.0175, -0.0011],
-    ),
-}
-
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
@@ -248,9 +224,13 @@ def control_image(path: Path, kind: str, low: int, high: int, size: tuple[int, i
 
 def latents_preview(latents: torch.Tensor, arch: str) -> Image.Image:
     """A rough RGB preview of the first latent in the batch, at most 64 px on its long side."""
-    # Refiners and other SDXL relatives share the SDXL latent space.
-    family = "sdxl" if arch.startswith("sdxl") else "sd15"
-    factors, bias = _LATENT_RGB_FACTORS[family]
+    from medialab_tui.engine.families import FAMILIES, family_of
+
+    family = family_of(arch)
+    # A family without its own colours previews in SD1.5's (most share that space).
+    colours = (family.latent_rgb if family else None) or FAMILIES["sd15"].latent_rgb
+    assert colours is not None
+    factors, bias = colours
     latent = latents[0].detach().to(device="cpu", dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latent, torch.tensor(factors)) + torch.tensor(bias)
     pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()

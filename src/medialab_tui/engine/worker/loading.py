@@ -1,4 +1,8 @@
-"""Loading pipelines, ControlNets and LoRAs, and choosing the sampler (worker process only)."""
+"""Loading pipelines, ControlNets and LoRAs, and choosing the sampler (worker process only).
+
+Which pipeline class a model loads with is its family's (`families/<name>/load.py`);
+what is the same for every diffusers family (single files, samplers, derived
+pipelines, LoRAs) is here."""
 
 from __future__ import annotations
 
@@ -21,19 +25,11 @@ from diffusers import (
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
     PNDMScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionXLImg2ImgPipeline,
-    StableDiffusionXLPipeline,
     UniPCMultistepScheduler,
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {
-    "sd15": StableDiffusionPipeline,
-    "sdxl": StableDiffusionXLPipeline,
-    # A refiner only refines: its base pipeline is already an image-to-image one.
-    "sdxl-refiner": StableDiffusionXLImg2ImgPipeline,
-}
+from medialab_tui.engine.families import FAMILIES, family_of
 
 # Sampler names as users type them (A1111/ComfyUI style) -> scheduler class and
 # the config overrides that make it that sampler. ``None`` keeps the scheduler
@@ -92,19 +88,15 @@ def load_image_pipeline(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Model {path} does not exist.")
-    pipeline_class = PIPELINE_CLASSES.get(arch)
-    if pipeline_class is None:
-        supported = ", ".join(sorted(PIPELINE_CLASSES))
+    family = family_of(arch)
+    if family is None or not family.archs[arch]:
+        supported = ", ".join(a for f in FAMILIES.values() for a, runs in f.archs.items() if runs)
         raise ValueError(
             f"Cannot load a {arch!r} model as an image pipeline (supported: {supported})."
         )
-
-    # SD1.5 folders often list a safety checker and its feature extractor; skip both.
-    extra: dict[str, Any] = (
-        {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-        if arch == "sd15"
-        else {}
-    )
+    loader = family.loader()
+    pipeline_class = loader.pipeline_class(arch)
+    extra: dict[str, Any] = loader.load_kwargs(arch)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ValueError(f"{path} is not a diffusers model folder: it has no model_index.json.")

@@ -20,19 +20,10 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
-from medialab_tui.engine.protocol import decode, encode
+from pydantic import ValidationError
 
-
-class JobCancelled(Exception):
-    """Raised from a step callback when the current job was cancelled."""
-
-
-class JobFailed(Exception):
-    """A failure with a kind from the protocol and a one-line message."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+from medialab_tui.engine.worker.context import JobCancelled, JobContext, JobFailed
+from medialab_tui.engine.worker.protocol import RunCommand, decode, encode
 
 
 class Channel:
@@ -108,7 +99,7 @@ class Worker:
                 print(f"worker: unknown command {name!r}", file=sys.stderr)
 
     def run_job(self, cmd: dict[str, Any]) -> None:
-        from medialab_tui.engine.worker.runners import runner_for
+        from medialab_tui.engine.stages import STAGES
 
         job_id = int(cmd["job_id"])
         self.current_job = job_id
@@ -119,10 +110,17 @@ class Worker:
         self.channel.emit("started", job_id=job_id)
         started = time.perf_counter()
         try:
-            runner = runner_for(cmd.get("stage", ""))
-            if runner is None:
-                raise JobFailed("validation", f"this worker cannot run stage {cmd.get('stage')!r}")
-            timings = runner(self, cmd)
+            try:
+                command = RunCommand.model_validate(cmd)
+                spec = STAGES.get(command.stage)
+                if spec is None:
+                    raise JobFailed("validation", f"this worker cannot run stage {command.stage!r}")
+                params = spec.params.model_validate(command.params)
+            except ValidationError as exc:
+                raise JobFailed(
+                    "validation", f"a malformed job: {exc.errors()[0]['msg']}"
+                ) from None
+            timings = spec.runner()(JobContext(self, command), params)
             self.channel.emit(
                 "done",
                 job_id=job_id,

@@ -1,0 +1,64 @@
+"""What a model family knows, as data: how to tell it from a file, what it runs, how fast.
+
+A family is one package, `families/<name>/`: `__init__.py` holds its `FAMILY`
+(detection signatures, the stages each of its architectures runs, speed guesses,
+latent preview colours; no torch) and, for families medialab can run, `load.py`
+the worker side (the diffusers pipeline classes it loads with).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+# One matrix row per latent channel (to RGB in [-1, 1]) and a bias: the widely used
+# approximations (ComfyUI's latent formats) that make step previews possible
+# without running the VAE.
+LatentRGB = tuple[tuple[tuple[float, float, float], ...], tuple[float, float, float]]
+
+# The diffusion stages a text-to-image family runs.
+IMAGE_STAGES = ("txt2img", "img2img", "refine", "detail", "blend")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family (SD1.5, SDXL, …) and every architecture (`arch`) it owns."""
+
+    name: str
+    title: str
+    # Registry `arch` → the stage types that can run a model of it.
+    archs: dict[str, tuple[str, ...]]
+    # model_index.json `_class_name` → arch, for diffusers folders; `index_variant`
+    # may then tell variants apart from the whole index: (index, arch) → arch.
+    index_classes: dict[str, str] = field(default_factory=dict)
+    index_variant: Callable[[dict, str], str] | None = None
+    # Single-file checkpoints: (key prefixes that must all be present, arch), first match.
+    checkpoint_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
+    # Key prefixes that only this family's LoRAs have (e.g. SDXL's two text encoders).
+    lora_prefixes: tuple[str, ...] = ()
+    # The tensor names of a textual-inversion embedding of this family.
+    embedding_keys: tuple[str, ...] = ()
+    # Width of the text embedding the UNet cross-attends to (LoRAs, ControlNets).
+    context_width: int | None = None
+    # SDXL-style size/crop micro-conditioning (`addition_embed_type = "text_time"`).
+    text_time: bool = False
+    # (safetensors metadata key, value prefix) other tools write for this family.
+    metadata_prefixes: tuple[tuple[str, str], ...] = ()
+    # Seconds per denoising step at 512×512 when nothing was measured, by device kind.
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    latent_rgb: LatentRGB | None = None
+
+    @property
+    def default_arch(self) -> str:
+        """The arch a file of this family gets when nothing tells its variants apart."""
+        return next(iter(self.archs))
+
+    def runs(self, arch: str, stage: str) -> bool:
+        """True when a model of `arch` can run stage `stage`."""
+        return stage in self.archs.get(arch, ())
+
+    def loader(self) -> ModuleType:
+        """The worker side of the family (`families/<name>/load.py`); imports torch."""
+        return importlib.import_module(f"{__package__}.{self.name}.load")

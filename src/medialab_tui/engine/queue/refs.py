@@ -1,0 +1,42 @@
+"""Ids as people type them: `r12` (run), `j40` (job), `a7` (artifact); bare numbers are runs."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from medialab_tui.errors import InputError, NotFound
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, Job, Run
+
+KINDS = {"r": "run", "j": "job", "a": "artifact"}
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """`r12` → ("run", 12), `j3` → ("job", 3), `a7` → ("artifact", 7); bare numbers are runs."""
+    text = ref.strip().lower()
+    kind = "run"
+    if text[:1] in KINDS:
+        kind, text = KINDS[text[0]], text[1:]
+    if not text.isdigit():
+        raise InputError(f"'{ref}' is not an id (ids look like r12, j40 or a7)")
+    return kind, int(text)
+
+
+def get_row(session: Session, ref: str) -> Run | Job | Artifact:
+    """The run, job or artifact `ref` names, or NotFound."""
+    kind, ident = parse_ref(ref)
+    row: Run | Job | Artifact | None
+    if kind == "run":
+        row = session.get(Run, ident)
+    elif kind == "job":
+        row = session.get(Job, ident)
+    else:
+        row = session.get(Artifact, ident)
+    if row is None:
+        raise NotFound(f"there is no {kind} {ref}")
+    return row
+
+
+def get(store: Store, ref: str) -> Run | Job | Artifact:
+    with store.read() as s:
+        return get_row(s, ref)

@@ -1,0 +1,274 @@
+"""Input resolution at submit: a validated pipeline's models, LoRAs, ControlNet,
+detector, wildcard lists and input images, looked up and checked now, so that a
+mistake fails the submit with a sentence naming the file, stage and key, not a job
+an hour later. Nothing here writes to the store except `store_input_file`, which
+copies an input into `<data>/inputs/` by content (the original is never touched).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import blake3
+from PIL import Image, UnidentifiedImageError
+from sqlmodel import select
+
+from medialab_tui.engine import registry
+from medialab_tui.engine.families import archs_running, family_of
+from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
+from medialab_tui.engine.planner import StagePlan, initial_items, plan
+from medialab_tui.engine.stages import STAGES, StageParams
+from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
+from medialab_tui.errors import ErrorLoc, InputError
+from medialab_tui.store.db import Store
+from medialab_tui.store.files import atomic_copy
+from medialab_tui.store.tables import Model, Setting
+
+# A run with more jobs than this is submitted only when the operator confirms it.
+LARGE_RUN_JOBS = 500
+# The setting where the engine records what its worker reported (device, torch).
+WORKER_KEY = "worker_info"
+
+
+@dataclass
+class Prepared:
+    """A validated pipeline with its models resolved and its first jobs planned."""
+
+    pipeline: Pipeline
+    source: str
+    models: list[ModelRef | None]
+    items: list[dict[str, Any]]
+    plan: list[StagePlan]
+    image_sources: list[Path] = field(default_factory=list)
+    # Per stage: resolved LoRAs, ControlNet (with its image), detector, wildcard lists.
+    extras: list[Extras] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> int:
+        """Outputs of the whole run, every stage counted."""
+        return sum(p.outputs for p in self.plan)
+
+    @property
+    def jobs(self) -> int:
+        return sum(p.jobs for p in self.plan)
+
+    @property
+    def large(self) -> bool:
+        """Big enough that submitting it should be confirmed."""
+        return self.jobs > LARGE_RUN_JOBS
+
+
+def model_ref(row: Model) -> ModelRef:
+    """A registry row as a job needs it."""
+    return ModelRef(
+        name=row.name,
+        path=row.path,
+        arch=row.arch,
+        format=row.format,
+        sha256=row.sha256,
+        demo=row.demo,
+    )
+
+
+def _lookup(store: Store, ref: str, kinds: tuple[str, ...], loc: ErrorLoc) -> Model:
+    try:
+        return registry.resolve(store, ref, kinds=kinds)
+    except InputError as exc:
+        raise InputError(exc.text, loc=loc, predicate=False) from None
+
+
+def _config_dir(store: Store, row: Model, loc: ErrorLoc) -> str | None:
+    """A single-file checkpoint loads offline only with a local diffusers folder of its
+    architecture as the config; prefer a real model's folder to a demo's."""
+    if row.format != "safetensors" or row.kind != "checkpoint":
+        return None
+    with store.read() as s:
+        folders = s.exec(
+            select(Model).where(
+                Model.arch == row.arch, Model.format == "diffusers", Model.kind == "checkpoint"
+            )
+        ).all()
+    if not folders:
+        raise InputError(
+            f"model '{row.name}' is a single file; loading it needs a diffusers folder "
+            f"of the same architecture ({row.arch}) in the registry as its config",
+            loc=loc,
+            predicate=False,
+        )
+    return sorted(folders, key=lambda m: (m.demo, m.name))[0].path
+
+
+def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | None:
+    spec = STAGES[stage.type]
+    ref = getattr(stage, "model", None)
+    if not spec.uses_model or ref is None or ref in spec.builtin_models:
+        return None
+    at = replace(loc, key="model")
+    row = _lookup(store, ref, spec.model_kinds, at)
+    family = family_of(row.arch)
+    runnable = archs_running(stage.type)
+    if runnable and not (family and family.runs(row.arch, stage.type)):
+        raise InputError(
+            f"'{ref}' is a {row.arch} model; {stage.type} runs {', '.join(runnable)}",
+            loc=at,
+            predicate=False,
+        )
+    refine_only = family is not None and not family.runs(row.arch, "txt2img")
+    if refine_only and getattr(stage, "method", None) != "refiner":
+        raise InputError(
+            f"'{ref}' is a refiner ({row.arch}); use method = \"refiner\"", loc=at, predicate=False
+        )
+    return model_ref(row).model_copy(update={"config_dir": _config_dir(store, row, at)})
+
+
+@dataclass
+class _StageContext:
+    """What a stage's `resolve` hook sees (`stages.base.ResolveContext`)."""
+
+    store: Store
+    loc: ErrorLoc
+    prompts: list[str]
+    base_dir: Path
+    wildcards_dir: Path
+
+    def lookup(self, ref: str, kinds: tuple[str, ...], key: str) -> dict[str, Any]:
+        row = _lookup(self.store, ref, kinds, replace(self.loc, key=key))
+        return model_ref(row).model_dump()
+
+    def error(self, text: str, key: str | None = None) -> InputError:
+        return InputError(text, loc=replace(self.loc, key=key), predicate=False)
+
+
+def _options(
+    store: Store, stage: StageParams, loc: ErrorLoc, model: ModelRef | None, base_dir: Path
+) -> dict[str, Any]:
+    """The LoRAs and the ControlNet of a stage that takes them, each of the model's family."""
+    found: dict[str, Any] = {}
+    arch = model.arch if model else None
+    loras = []
+    for i, lora in enumerate(getattr(stage, "loras", None) or []):
+        at = replace(loc, key=f"loras[{i}].model")
+        row = _lookup(store, lora.model, ("lora",), at)
+        if arch and row.arch != arch:
+            raise InputError(
+                f"LoRA '{lora.model}' is for {row.arch} models, but the stage's model is {arch}",
+                loc=at,
+                predicate=False,
+            )
+        loras.append(LoraUse(**model_ref(row).model_dump(), weight=lora.weight))
+    if loras:
+        found["loras"] = loras
+    control = getattr(stage, "control", None)
+    if control is not None:
+        at = replace(loc, key="control.model")
+        row = _lookup(store, control.model, ("controlnet",), at)
+        if arch and row.arch != arch:
+            raise InputError(
+                f"ControlNet '{control.model}' is for {row.arch} models, but the stage's "
+                f"model is {arch}",
+                loc=at,
+                predicate=False,
+            )
+        image = find_image(control.image, base_dir, replace(loc, key="control.image"))
+        settings = control.model_dump(exclude={"model", "image"})
+        found["control"] = ControlUse(**model_ref(row).model_dump(), image=str(image), **settings)
+    return found
+
+
+def find_image(raw: str, base: Path, loc: ErrorLoc) -> Path:
+    """The image file `raw` names (relative to `base`), checked to be an image."""
+    path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
+    if not path.is_file():
+        raise InputError(f"{raw} does not exist", loc=loc, predicate=False)
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise InputError(f"{raw} is not an image", loc=loc, predicate=False) from None
+    return path
+
+
+def queue_device(store: Store) -> str:
+    """The device the last worker reported, for estimates ("cpu" if none yet)."""
+    with store.read() as s:
+        row = s.get(Setting, WORKER_KEY)
+    return json.loads(row.value).get("device", "cpu") if row else "cpu"
+
+
+def _check_gathers(pipeline: Pipeline, stage_plan: list[StagePlan], source: str) -> None:
+    """A stage that takes every image at once (blend) needs two or more, one weight each."""
+    for step in stage_plan:
+        if not STAGES[step.type].gathers:
+            continue
+        loc = ErrorLoc(file=source, stage=step.index + 1, stage_type=step.type)
+        first = step.index == 0
+        given = len(pipeline.inputs.images) if first else stage_plan[step.index - 1].outputs
+        if given < 2:
+            raise InputError(
+                f"blends two or more images, but "
+                f"{'inputs.images lists' if first else 'the stage before makes'} {given}",
+                loc=loc,
+            )
+        weights = getattr(pipeline.stages[step.index], "weights", None)
+        if weights is not None and len(weights) != given:
+            raise InputError(
+                f"has {len(weights)} values for {given} images", loc=replace(loc, key="weights")
+            )
+
+
+def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Prepared:
+    """Everything `--dry-run` shows, and everything `submit` needs; writes nothing."""
+    stage_locs = [
+        ErrorLoc(file=source, stage=i + 1, stage_type=st.type)
+        for i, st in enumerate(pipeline.stages)
+    ]
+    models = [
+        _stage_model(store, st, loc) for st, loc in zip(pipeline.stages, stage_locs, strict=True)
+    ]
+    images_loc = ErrorLoc(file=source, key="inputs.images")
+    images = [find_image(raw, base_dir, images_loc) for raw in pipeline.inputs.images]
+    fallback_seed = random.randrange(SEED_MAX + 1)
+    if pipeline.inputs.seeds is None and pipeline.inputs.seed is None:
+        # Record the chosen seed so the run can be repeated exactly.
+        pipeline = pipeline.model_copy(
+            update={"inputs": pipeline.inputs.model_copy(update={"seed": fallback_seed})}
+        )
+    try:
+        items = initial_items(pipeline, fallback_seed)
+    except InputError as exc:
+        raise exc.at(file=source) from None
+    image_map = {raw: str(p) for raw, p in zip(pipeline.inputs.images, images, strict=True)}
+    for item in items:
+        item["images"] = [image_map.get(i, i) for i in item["images"]]
+    prompts = [i["prompt"] for i in items]
+    extras = []
+    for index, (stage, loc) in enumerate(zip(pipeline.stages, stage_locs, strict=True)):
+        spec = STAGES[stage.type]
+        found = _options(store, stage, loc, models[index], base_dir) if spec.options else {}
+        if spec.resolve is not None:
+            context = _StageContext(
+                store, loc, prompts if index == 0 else [""], base_dir, wildcards_dir(store)
+            )
+            found.update(spec.resolve(stage, context))
+        extras.append(Extras.model_validate(found))
+    stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
+    _check_gathers(pipeline, stage_plan, source)
+    return Prepared(pipeline, source, models, items, stage_plan, images, extras)
+
+
+def wildcards_dir(store: Store) -> Path:
+    """`<data>/wildcards/`, where `__name__` lists live."""
+    return store.path.parent / "wildcards"
+
+
+def store_input_file(inputs_dir: Path, path: Path) -> str:
+    """Copy an input file into `<data>/inputs/` by content; the original is never touched."""
+    digest = blake3.blake3(path.read_bytes()).hexdigest()[:24]
+    target = inputs_dir / f"{digest}{path.suffix.lower()}"
+    if not target.exists():
+        atomic_copy(path, target)
+    return str(target)

@@ -1,0 +1,31 @@
+"""`img2img`: image + prompt → images; also generation from reference images."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from medialab_tui.engine.stages.base import DiffusionOptions, PerInput, StageSpec, Strength
+
+
+class Img2ImgParams(DiffusionOptions):
+    """Parameters of an `img2img` stage. The output keeps the input's size (to a multiple of 8)."""
+
+    type: Literal["img2img"] = "img2img"
+    strength: Strength = Field(default=0.6, description="How far from the input (0 keeps it)")
+    per_input: PerInput = Field(default=1, description="Images per input image")
+    prompt: str | None = Field(default=None, description="Overrides the input's prompt")
+
+
+SPEC = StageSpec(
+    type="img2img",
+    order=30,
+    title="Image to image",
+    takes="image",
+    gives="image",
+    params=Img2ImgParams,
+    uses_model=True,
+    model_kinds=("checkpoint",),
+    options=True,
+)

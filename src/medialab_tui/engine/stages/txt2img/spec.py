@@ -1,0 +1,31 @@
+"""`txt2img`: prompt → images with a diffusers text-to-image pipeline."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from medialab_tui.engine.stages.base import DiffusionOptions, Dimension, PerInput, StageSpec
+
+
+class Txt2ImgParams(DiffusionOptions):
+    """Parameters of a `txt2img` stage (SPEC §4)."""
+
+    type: Literal["txt2img"] = "txt2img"
+    width: Dimension = Field(default=512, description="Width in pixels (multiple of 8)")
+    height: Dimension = Field(default=512, description="Height in pixels (multiple of 8)")
+    per_input: PerInput = Field(default=1, description="Images per prompt and seed")
+
+
+SPEC = StageSpec(
+    type="txt2img",
+    order=20,
+    title="Text to image",
+    takes="prompt",
+    gives="image",
+    params=Txt2ImgParams,
+    uses_model=True,
+    model_kinds=("checkpoint",),
+    options=True,
+)
