@@ -15,7 +15,6 @@ pytest.importorskip("diffusers")
 from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
 from medialab_tui.engine.demo.adapters import (  # noqa: E402
     DEMO_SD15_CONTROLNET,
     DEMO_SD15_LORA,
@@ -27,6 +26,7 @@ from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     write_demo_models,
 )
 from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
+from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
 from medialab_tui.engine.worker.generate import (  # noqa: E402
     lanczos_upscale,
     latents_preview,

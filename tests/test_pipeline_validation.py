@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from medialab_tui.cli import main
+from medialab_tui.engine import queue
+from medialab_tui.engine.pipeline import parse_pipeline
+from medialab_tui.errors import ErrorLoc, InputError
+from medialab_tui.store.db import Store
 
 GOOD = """
 name = "ok"
@@ -194,3 +199,21 @@ def test_good_pipeline_dry_run_prints_the_plan(home, capsys: pytest.CaptureFixtu
     assert plan["stages"][0]["outputs"] == 6
     assert plan["stages"][0]["seconds"] > 0
     assert _runs_in(home.root / "medialab.db") == 0
+
+
+def test_errors_carry_file_stage_and_key_as_data(home) -> None:
+    """The sentence is rendered from the location; the builder reads the location."""
+
+    with pytest.raises(InputError) as parsed:
+        parse_pipeline(tomllib.loads(GOOD.replace("steps = 4", "steps = 0")), "p.toml")
+    assert parsed.value.loc == ErrorLoc(file="p.toml", stage=1, stage_type="txt2img", key="steps")
+    assert parsed.value.text == "must be at least 1 (got 0)"
+    assert str(parsed.value) == "p.toml: stage 1 (txt2img): key 'steps' must be at least 1 (got 0)"
+
+    lora = GOOD + 'loras = [{model = "demo-sd15-lora"}, {model = "no-such-lora"}]\n'
+    pipeline = parse_pipeline(tomllib.loads(lora), "p.toml")
+    with pytest.raises(InputError) as prepared:
+        queue.prepare(Store(home.root / "medialab.db"), pipeline, "p.toml", home.root)
+    assert prepared.value.loc.stage == 1 and prepared.value.loc.key == "loras[1].model"
+    assert str(prepared.value).startswith("p.toml: stage 1 (txt2img): key 'loras[1].model': ")
+    assert "no-such-lora" in prepared.value.text

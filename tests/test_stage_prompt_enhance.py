@@ -14,7 +14,13 @@ from PIL import Image
 from conftest import Home, query, run_status, wait_for
 from medialab_tui.cli import main
 from medialab_tui.engine.pipeline import parse_stage
-from medialab_tui.engine.stages.prompt_enhance.prompts import BANKS, MAX_DEPTH, PromptError, enhance, variants
+from medialab_tui.engine.stages.prompt_enhance.prompts import (
+    BANKS,
+    MAX_DEPTH,
+    PromptError,
+    enhance,
+    variants,
+)
 from medialab_tui.engine.stages.prompt_enhance.spec import (
     PLACEHOLDERS,
     SETS,

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine import queue
 from medialab_tui.engine.stages import job_params
-from medialab_tui.engine.worker.protocol import RunCommand
+from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
 from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
@@ -240,15 +240,17 @@ class Engine:
         index = job.stage_index
         models = document.get("models") or []
         extras = document.get("extras") or []
+        model = models[index] if index < len(models) else None
+        extra = extras[index] if index < len(extras) else None
         return RunCommand(
             job_id=job.id or 0,
             run_id=job.run_id,
             stage=job.stage,
             stage_index=index,
             params=job_params(job.stage, job.params).model_dump(exclude_none=True),
-            model=models[index] if index < len(models) else None,
-            extras=extras[index] if index < len(extras) and extras[index] else {},
-            item=job.item,
+            model=ModelRef.model_validate(model) if model else None,
+            extras=Extras.model_validate(extra or {}),
+            item=Item.model_validate(job.item),
             out_dir=str(artifact_dir(self.data.artifacts, job.run_id, job.id or 0)),
             preview=self.previews,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from typing import Any
 
 from medialab_tui.engine.stages.base import StageParams, StageSpec
@@ -32,7 +33,7 @@ STAGES: dict[str, StageSpec] = _discover()
 _LEGACY_JOB_KEYS = ("_model", "_extras")
 
 
-def job_params(stage: str, raw: dict[str, Any]) -> StageParams:
+def job_params(stage: str, raw: Mapping[str, Any]) -> StageParams:
     """A job's stored parameters as the stage's typed model."""
     return STAGES[stage].params.model_validate(
         {k: v for k, v in raw.items() if k not in _LEGACY_JOB_KEYS}

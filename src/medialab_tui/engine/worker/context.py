@@ -50,12 +50,22 @@ class Emitter(Protocol):
 class WorkerState(Protocol):
     """The parts of the worker a job uses."""
 
-    channel: Emitter
-    device: str
-    dtype: Any
-    cache: Any
-    cancel_flag: threading.Event
     last_step: int
+
+    @property
+    def channel(self) -> Emitter: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+    @property
+    def cache(self) -> Any: ...
+
+    @property
+    def cancel_flag(self) -> threading.Event: ...
 
 
 class JobContext:
