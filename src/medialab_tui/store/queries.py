@@ -163,9 +163,3 @@ def gallery_facets(store: Store) -> tuple[list[str], list[str]]:
         models = s.exec(select(Artifact.model).distinct().order_by(Artifact.model)).all()
         stages = s.exec(select(Artifact.stage).distinct().order_by(Artifact.stage)).all()
     return [m for m in models if m], [st for st in stages if st]
-
-
-def count_jobs_by_status(store: Store) -> dict[str, int]:
-    with store.read() as s:
-        rows = s.exec(select(Job.status, func.count()).group_by(Job.status)).all()
-    return {status: n for status, n in rows}
