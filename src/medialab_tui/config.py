@@ -102,6 +102,10 @@ class Config:
     keys: dict[str, str] = field(default_factory=dict)
     theme: str = ""
     graphics: str = "auto"
+    # Links in a model root that point outside every root are skipped unless allowed.
+    allow_outside_links: bool = False
+    # Exact paths of pickle models (files or folders) the operator lets load.
+    allow_pickle: tuple[Path, ...] = ()
 
 
 _KEYS: dict[str, type | tuple[type, ...]] = {
@@ -115,6 +119,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "keys": dict,
     "theme": str,
     "graphics": str,
+    "allow_outside_links": bool,
+    "allow_pickle": list,
 }
 
 
@@ -131,7 +137,7 @@ def load_config(data: DataDir) -> Config:
         expected = _KEYS.get(key)
         if expected is None:
             raise InputError(f"{path}: unknown key '{key}'")
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise InputError(f"{path}: key '{key}' has the wrong type ({value!r})")
     if raw.get("device", "auto") not in DEVICES:
         raise InputError(f"{path}: key 'device' must be one of {', '.join(DEVICES)}")
@@ -140,6 +146,9 @@ def load_config(data: DataDir) -> Config:
     if raw.get("max_attempts", 3) < 1:
         raise InputError(f"{path}: key 'max_attempts' must be at least 1")
     roots = tuple(Path(str(p)).expanduser() for p in raw.get("model_roots", []))
+    allowed = raw.get("allow_pickle", [])
+    if not all(isinstance(p, str) and Path(p).expanduser().is_absolute() for p in allowed):
+        raise InputError(f"{path}: key 'allow_pickle' must list absolute paths of models")
     return Config(
         device=raw.get("device", "auto"),
         dtype=raw.get("dtype", "auto"),
@@ -151,4 +160,6 @@ def load_config(data: DataDir) -> Config:
         keys={str(k): str(v) for k, v in raw.get("keys", {}).items()},
         theme=str(raw.get("theme", "")),
         graphics=str(raw.get("graphics", "auto")),
+        allow_outside_links=bool(raw.get("allow_outside_links", False)),
+        allow_pickle=tuple(Path(p).expanduser() for p in allowed),
     )
