@@ -9,9 +9,13 @@ never opened, because unpickling can run arbitrary code.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import struct
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from medialab_tui.engine.families import ARCHS, FAMILIES
 
@@ -19,7 +23,8 @@ from medialab_tui.engine.families import ARCHS, FAMILIES
 # larger length prefix means the file is not safetensors or is corrupt.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
-PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
+# Formats torch (or Python) unpickles, which can run code when loaded.
+PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"})
 
 _UNKNOWN_SAFETENSORS = ("unknown", "unknown", "safetensors")
 
@@ -57,7 +62,7 @@ def detect_arch(path: Path) -> tuple[str, str, str]:
         return _detect_diffusers_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        header = read_safetensors_header(path)
+        header = check_safetensors(path)
         metadata = header.pop("__metadata__", None)
         kind, arch, fmt = _detect_from_tensors(header)
         if kind in ("lora", "controlnet") and arch == "unknown":
@@ -72,34 +77,91 @@ def detect_arch(path: Path) -> tuple[str, str, str]:
     return ("unknown", "unknown", suffix.lstrip(".") or "unknown")
 
 
-def read_safetensors_header(path: Path) -> dict:
+def open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file.
+
+    Opening never blocks (a FIFO or a device named like a model file is refused,
+    not read), and the check is made on the opened file, so a file swapped for
+    something else between a scan's `stat` and its read is still caught.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_safetensors_header(path: Path, name: str | None = None) -> dict:
     """The JSON header of a safetensors file: tensor name -> dtype, shape, offsets.
 
     Reads only the header (an 8-byte little-endian length, then that much JSON).
+    Raises ValueError naming the file (``name``, else its file name) when the
+    header is damaged.
     """
-    path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as f:
+    return _read_header(Path(path), name or Path(path).name)[0]
+
+
+def check_safetensors(path: Path, name: str | None = None) -> dict:
+    """The header of a safetensors file whose every tensor lies inside the file.
+
+    Still reads only the header: the data offsets are checked against the file
+    size, which catches a file cut short by a failed download or copy.
+    """
+    name = name or Path(path).name
+    header, data_bytes = _read_header(Path(path), name)
+    for tensor, info in header.items():
+        if tensor == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            raise ValueError(
+                f"{name} is not a valid safetensors file (tensor {tensor!r} has no data offsets)"
+            )
+        if offsets[1] > data_bytes:
+            raise ValueError(
+                f"{name} is not a valid safetensors file (it is cut short: tensor {tensor!r} "
+                f"ends at byte {offsets[1]} of {data_bytes})"
+            )
+    return header
+
+
+def _read_header(path: Path, name: str) -> tuple[dict, int]:
+    """The header and the size of the data that follows it."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
         prefix = f.read(8)
         if len(prefix) < 8:
-            raise ValueError(f"{path.name} is too short to be a safetensors file.")
+            raise ValueError(f"{name} is too short to be a safetensors file ({size} bytes)")
         (length,) = struct.unpack("<Q", prefix)
         if length > MAX_HEADER_BYTES or length > size - 8:
             raise ValueError(
-                f"{path.name} is not a valid safetensors file: its header claims {length} bytes."
+                f"{name} is not a valid safetensors file (its header claims {length} bytes; "
+                f"the file has {size})"
             )
         raw = f.read(length)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(
-            f"{path.name} is not a valid safetensors file: its header is not JSON."
+            f"{name} is not a valid safetensors file (its header is not JSON)"
         ) from exc
     if not isinstance(header, dict):
-        raise ValueError(
-            f"{path.name} is not a valid safetensors file: its header is not an object."
-        )
-    return header
+        raise ValueError(f"{name} is not a valid safetensors file (its header is not an object)")
+    return header, size - 8 - length
+
+
+def pickle_files(files: Iterable[Path]) -> list[Path]:
+    """The files among ``files`` whose format is a pickle (by suffix, as loaders choose)."""
+    return [f for f in files if f.suffix.lower() in PICKLE_SUFFIXES]
 
 
 # OpenCV writes cascades as <opencv_storage><cascade ...> (or, in the old Haar
@@ -113,7 +175,7 @@ _STORAGE_CHILD = re.compile(r"<opencv_storage>\s*<([\w.-]+)([^>]*)>")
 def is_opencv_cascade(path: Path) -> bool:
     """True when ``path`` is an OpenCV cascade classifier (Haar or LBP) .xml file."""
     try:
-        with Path(path).open("rb") as f:
+        with open_regular(Path(path)) as f:
             head = f.read(_CASCADE_HEAD_BYTES).decode("utf-8", "replace")
     except OSError:
         return False

@@ -2,12 +2,24 @@
 
 Architecture comes from a file's keys, never its name (`model_files.detect_arch`).
 Hashes are cached by (path, size, mtime), so rescanning unchanged folders costs a
-`stat` per entry. Pickle formats are listed but marked unsafe: they can run code.
+`stat` per entry. Pickle formats are listed but marked unsafe: they can run code,
+and so can a folder holding one.
+
+The walk is bounded whatever the roots hold: each real folder is entered once
+(by device and inode, so link loops and bind mounts end), at most `MAX_DEPTH`
+folders deep; links that leave the roots are followed only when the operator
+allows it (`allow_outside_links`); only regular, readable files are ever opened.
+What it passes over is reported (`ScanResult.skipped`), not silently dropped.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
+from collections import deque
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +28,12 @@ from sqlmodel import select
 
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine.model_files import (
+    check_safetensors,
     controlnet_folder_config,
     detect_arch,
     is_opencv_cascade,
+    open_regular,
+    pickle_files,
 )
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
@@ -27,8 +42,24 @@ from medialab_tui.store.tables import Model
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 # Detectors for the `detail` stage: OpenCV cascades, listed only when they are one.
 DETECTOR_SUFFIXES = (".xml",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+# Folders below a root the walk goes into; deeper ones are skipped and reported.
+MAX_DEPTH = 16
 _CHUNK = 8 * 1024 * 1024
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path the scan passed over (or listed as broken), and why."""
+
+    path: str
+    reason: str
 
 
 @dataclass
@@ -37,6 +68,27 @@ class ScanResult:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    # Entries not registered: links out of the roots, loops, FIFOs, unreadable files…
+    skipped: list[Skipped] = field(default_factory=list)
+    # Models registered with kind "broken" (a damaged file), with what is wrong.
+    broken: list[Skipped] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A model the walk found, with the regular files whose bytes make it."""
+
+    path: Path
+    files: tuple[tuple[Path, os.stat_result], ...]
+    folder: bool
+
+    @property
+    def size(self) -> int:
+        return sum(st.st_size for _, st in self.files)
+
+    @property
+    def mtime(self) -> float:
+        return max((st.st_mtime for _, st in self.files), default=0.0)
 
 
 def model_roots(data: DataDir, config: Config) -> list[Path]:
@@ -44,63 +96,228 @@ def model_roots(data: DataDir, config: Config) -> list[Path]:
     return [data.models, *config.model_roots]
 
 
-def find_model_paths(root: Path) -> list[Path]:
-    """Diffusers folders (with `model_index.json`), ControlNet folders, single weight
-    files and OpenCV cascades (detectors) under root."""
-    if not root.is_dir():
-        return []
-    found: list[Path] = []
-    stack = [root]
-    while stack:
-        folder = stack.pop()
+def _is_model_folder(path: Path) -> bool:
+    return (path / "model_index.json").is_file() or controlnet_folder_config(path) is not None
+
+
+def _not_regular(st: os.stat_result) -> str:
+    what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "not a file")
+    return f"{what}, not a regular file"
+
+
+class _Walk:
+    """One bounded walk over the roots; folders and files seen are shared by all roots."""
+
+    def __init__(self, roots: Sequence[Path], *, allow_outside: bool) -> None:
+        self.roots = [Path(os.path.realpath(r)) for r in roots]
+        self.allow_outside = allow_outside
+        self.dirs: set[tuple[int, int]] = set()
+        self.files: dict[tuple[int, int], Path] = {}
+        self.found: list[Found] = []
+        self.skipped: list[Skipped] = []
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped.append(Skipped(str(path), reason))
+
+    def root(self, root: Path) -> list[Found]:
+        """The models under one root, sorted by path."""
         try:
-            entries = sorted(folder.iterdir())
+            st = os.stat(root)
         except OSError:
-            continue
+            return []
+        key = (st.st_dev, st.st_ino)
+        if not stat.S_ISDIR(st.st_mode) or key in self.dirs:
+            return []  # not a folder, or inside a root already walked
+        self.dirs.add(key)
+        start = len(self.found)
+        folders: list[tuple[Path, int]] = [(root, 0)]
+        # Links wait until every real entry is seen, so a model is listed under
+        # its real path and a link to it is the duplicate.
+        links: deque[tuple[Path, int]] = deque()
+        while folders or links:
+            if folders:
+                folder, depth = folders.pop()
+                for path, entry_st in self._entries(folder, links, depth + 1):
+                    self._consider(path, entry_st, depth + 1, folders, via_link=False)
+            else:
+                link, depth = links.popleft()
+                target_st = self._follow(link, report_any=False)
+                if target_st is not None:
+                    self._consider(link, target_st, depth, folders, via_link=True)
+        return sorted(self.found[start:], key=lambda f: f.path)
+
+    def _entries(
+        self, folder: Path, links: deque[tuple[Path, int]] | None, depth: int
+    ) -> list[tuple[Path, os.stat_result]]:
+        """A folder's visible, non-link entries with their `lstat`; links go to `links`
+        (or, with `links` None, come back followed)."""
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            self.skip(folder, "cannot be read")
+            return []
+        out = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
-                if (entry / "model_index.json").is_file() or controlnet_folder_config(entry):
-                    found.append(entry)
+            path = Path(entry.path)
+            try:
+                if entry.is_symlink():
+                    if links is not None:
+                        links.append((path, depth))
+                        continue
+                    followed = self._follow(path, report_any=True)
+                    if followed is not None:
+                        out.append((path, followed))
+                    continue
+                out.append((path, entry.stat(follow_symlinks=False)))
+            except OSError:
+                self.skip(path, "cannot be read")
+        return out
+
+    def _follow(self, link: Path, *, report_any: bool) -> os.stat_result | None:
+        """The `stat` of what a link points to, or None (reported) when it loops,
+        dangles or leaves the roots without the operator's leave."""
+        try:
+            target = Path(os.path.realpath(link, strict=True))
+        except OSError as exc:
+            self.skip(link, "a link loop" if exc.errno == errno.ELOOP else "a broken link")
+            return None
+        try:
+            st = os.stat(target)
+        except OSError:
+            self.skip(link, "cannot be read")
+            return None
+        inside = any(target.is_relative_to(root) for root in self.roots)
+        if not inside and not self.allow_outside:
+            relevant = stat.S_ISDIR(st.st_mode) or _is_candidate(link)
+            if report_any or relevant:
+                self.skip(link, f"a link outside the model roots (to {target})")
+            return None
+        return st
+
+    def _consider(
+        self,
+        path: Path,
+        st: os.stat_result,
+        depth: int,
+        folders: list[tuple[Path, int]],
+        *,
+        via_link: bool,
+    ) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in self.dirs:
+                if via_link:
+                    self.skip(path, "a link to a folder already scanned")
+                return
+            if depth > MAX_DEPTH:
+                self.skip(path, f"more than {MAX_DEPTH} folders deep")
+                return
+            self.dirs.add(key)
+            if _is_model_folder(path):
+                self.found.append(Found(path, self.folder_files(path, depth), folder=True))
+            else:
+                folders.append((path, depth))
+            return
+        if not _is_candidate(path):
+            return
+        if not stat.S_ISREG(st.st_mode):
+            self.skip(path, _not_regular(st))
+            return
+        if not os.access(path, os.R_OK):
+            self.skip(path, "cannot be read")
+            return
+        key = (st.st_dev, st.st_ino)
+        if via_link and key in self.files:
+            self.skip(path, f"a link to {self.files[key]}, already listed")
+            return
+        if path.suffix.lower() in DETECTOR_SUFFIXES and not is_opencv_cascade(path):
+            return
+        self.files.setdefault(key, path)
+        self.found.append(Found(path, ((path, st),), folder=False))
+
+    def folder_files(self, folder: Path, depth: int = 0) -> tuple[tuple[Path, os.stat_result], ...]:
+        """The regular files a model folder is made of, in path order.
+
+        Two folders may share files (a Hugging Face cache links snapshots to the
+        same blobs), so only loops inside this folder are cut, not repeats.
+        """
+        inside: set[tuple[int, int]] = set()
+        try:
+            st = os.stat(folder)
+            inside.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+        files: list[tuple[Path, os.stat_result]] = []
+        stack = [(folder, depth)]
+        while stack:
+            current, level = stack.pop()
+            for path, entry_st in self._entries(current, None, level + 1):
+                if stat.S_ISDIR(entry_st.st_mode):
+                    key = (entry_st.st_dev, entry_st.st_ino)
+                    if key in inside:
+                        self.skip(path, "a link to a folder already scanned")
+                    elif level + 1 > MAX_DEPTH:
+                        self.skip(path, f"more than {MAX_DEPTH} folders deep")
+                    else:
+                        inside.add(key)
+                        self.dirs.add(key)
+                        stack.append((path, level + 1))
+                elif not stat.S_ISREG(entry_st.st_mode):
+                    self.skip(path, _not_regular(entry_st))
+                elif not os.access(path, os.R_OK):
+                    self.skip(path, "cannot be read")
                 else:
-                    stack.append(entry)
-            elif entry.suffix.lower() in WEIGHT_SUFFIXES:
-                found.append(entry)
-            elif entry.suffix.lower() in DETECTOR_SUFFIXES and is_opencv_cascade(entry):
-                found.append(entry)
-    return sorted(found)
+                    files.append((path, entry_st))
+        return tuple(sorted(files, key=lambda f: f[0]))
 
 
-def _files_of(path: Path) -> list[Path]:
-    """The files whose bytes make a model: one file, or a folder's files in order."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+def _is_candidate(path: Path) -> bool:
+    """Named like a model file (what a loose file must be to be looked at)."""
+    return path.suffix.lower() in WEIGHT_SUFFIXES + DETECTOR_SUFFIXES
 
 
-def _stat(path: Path) -> tuple[int, float]:
-    files = _files_of(path)
-    stats = [f.stat() for f in files]
-    return sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
+def find_model_paths(root: Path, *, allow_outside: bool = False) -> list[Path]:
+    """Diffusers folders (with `model_index.json`), ControlNet folders, single weight
+    files and OpenCV cascades (detectors) under root."""
+    return [f.path for f in _Walk([root], allow_outside=allow_outside).root(root)]
 
 
-def hash_model(path: Path) -> tuple[str, str]:
+def folder_files(folder: Path) -> list[Path]:
+    """The files of a model folder, walked as a scan walks it (links followed)."""
+    return [p for p, _ in _Walk([folder], allow_outside=True).folder_files(folder)]
+
+
+def hash_model(found: Found) -> tuple[str, str]:
     """(blake3 for identity, sha256) over the model's bytes; AutoV2 is sha256[:10]."""
     fast = blake3.blake3(max_threads=blake3.blake3.AUTO)
     slow = hashlib.sha256()
-    base = path if path.is_dir() else path.parent
-    for file in _files_of(path):
-        if path.is_dir():
+    for file, _ in found.files:
+        if found.folder:
             # A folder's hash covers names too, so moving a file inside it shows.
-            name = str(file.relative_to(base)).encode()
+            name = str(file.relative_to(found.path)).encode()
             fast.update(name)
             slow.update(name)
-        with file.open("rb") as fh:
+        with open_regular(file) as fh:
             while chunk := fh.read(_CHUNK):
                 fast.update(chunk)
                 slow.update(chunk)
     return fast.hexdigest(), slow.hexdigest()
+
+
+def _detect(found: Found) -> tuple[str, str, str]:
+    """`detect_arch`, plus every safetensors file of a folder checked to be whole.
+
+    Raises ValueError (or OSError) naming what is damaged.
+    """
+    kind, arch, fmt = detect_arch(found.path)
+    if found.folder:
+        for file, _ in found.files:
+            if file.suffix.lower() == ".safetensors":
+                check_safetensors(file, str(file.relative_to(found.path)))
+    return kind, arch, fmt
 
 
 def _unique_name(path: Path, root: Path, taken: set[str]) -> str:
@@ -112,6 +329,11 @@ def _unique_name(path: Path, root: Path, taken: set[str]) -> str:
     return candidate if candidate not in taken else str(path)
 
 
+def _is_safe(found: Found, fmt: str) -> bool:
+    """A file is safe unless it is a pickle; a folder only if none of its files is."""
+    return fmt != "pickle" and not pickle_files(p for p, _ in found.files)
+
+
 def scan(
     store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = frozenset()
 ) -> ScanResult:
@@ -121,21 +343,28 @@ def scan(
         known = {m.path: m for m in s.exec(select(Model)).all()}
     taken = {m.name for m in known.values()}
     seen: set[str] = set()
+    walk = _Walk(model_roots(data, config), allow_outside=config.allow_outside_links)
     for root in model_roots(data, config):
-        for path in find_model_paths(root):
-            key = str(path)
-            seen.add(key)
-            size, mtime = _stat(path)
+        for found in walk.root(root):
+            path, key = found.path, str(found.path)
+            size, mtime = found.size, found.mtime
             row = known.get(key)
             if row is not None and row.size == size and row.mtime == mtime:
+                seen.add(key)
                 result.unchanged += 1
                 continue
             try:
-                kind, arch, fmt = detect_arch(path)
-            except (ValueError, OSError):
+                kind, arch, fmt = _detect(found)
+            except (ValueError, OSError) as exc:
                 # A corrupt file is listed as broken, not a reason to stop the scan.
                 kind, arch, fmt = "broken", "unknown", path.suffix.lstrip(".") or "folder"
-            fast, sha = hash_model(path)
+                result.broken.append(Skipped(key, str(exc)))
+            try:
+                fast, sha = hash_model(found)
+            except OSError:
+                walk.skip(path, "cannot be read")
+                continue
+            seen.add(key)
             with store.write() as s:
                 if row is None:
                     name = _unique_name(path, root, taken)
@@ -148,10 +377,11 @@ def scan(
                     result.updated.append(row.name)
                 row.kind, row.arch, row.format = kind, arch, fmt
                 row.size, row.mtime, row.fast_hash, row.sha256 = size, mtime, fast, sha
-                row.safe = fmt != "pickle"
+                row.safe = _is_safe(found, fmt)
                 row.demo = row.demo or row.name in demo
                 s.add(row)
                 store.record(s, "model.scan", "model", row.id, name=row.name, path=key)
+    result.skipped = walk.skipped
     gone = [m for p, m in known.items() if p not in seen]
     if gone:
         with store.write() as s:
@@ -172,8 +402,66 @@ def list_models(store: Store, kind: str | None = None) -> list[Model]:
         return list(s.exec(query).all())
 
 
-def resolve(store: Store, ref: str, *, kinds: tuple[str, ...] = ()) -> Model:
-    """A model by registry name, path, or hash prefix; `InputError` when unknown."""
+def _problem(path: Path) -> str | None:
+    """What is wrong with a model on disk, as a clause, or None if it reads."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            walk = _Walk([path], allow_outside=True)
+            _detect(Found(path, walk.folder_files(path), folder=True))
+        elif stat.S_ISREG(st.st_mode):
+            detect_arch(path)
+        else:
+            return f"{path} is {_not_regular(st)}"
+    except ValueError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _path_row(path: Path) -> Model:
+    """An unregistered model given by its path, identified now (nothing is stored)."""
+    problem = _problem(path)
+    if problem is not None:
+        raise InputError(problem)
+    kind, arch, fmt = detect_arch(path)
+    row = Model(name=path.stem, kind=kind, arch=arch, format=fmt, path=str(path.resolve()))
+    files = folder_files(path) if path.is_dir() else [path]
+    row.safe = fmt != "pickle" and not pickle_files(files)
+    return row
+
+
+def _pickle_part(row: Model) -> str | None:
+    """The pickle in a model as its sentence names it (a file's suffix, a folder's
+    first pickle file), looked at now; None when it holds none."""
+    path = Path(row.path)
+    if path.is_dir():
+        found = pickle_files(folder_files(path))
+        if found:
+            return str(found[0].relative_to(path))
+    elif pickle_files([path]):
+        return path.suffix
+    return None if row.safe else "pickle weights"
+
+
+def _allowed(row: Model, allow_pickle: Collection[Path]) -> bool:
+    """The operator allowed this exact model (a file or a folder) to load."""
+    if row.allowed:
+        return True
+    target = os.path.realpath(row.path)
+    return any(os.path.realpath(p) == target for p in allow_pickle)
+
+
+def resolve(
+    store: Store,
+    ref: str,
+    *,
+    kinds: tuple[str, ...] = (),
+    allow_pickle: Collection[Path] = (),
+) -> Model:
+    """A model by registry name, path, or hash prefix; `InputError` when unknown,
+    damaged, of another kind, or holding pickle weights not in `allow_pickle`."""
     with store.read() as s:
         row = s.exec(select(Model).where(Model.name == ref)).first()
         if row is None and ("/" in ref or ref.endswith(WEIGHT_SUFFIXES + DETECTOR_SUFFIXES)):
@@ -182,15 +470,7 @@ def resolve(store: Store, ref: str, *, kinds: tuple[str, ...] = ()) -> Model:
                 raise InputError(f"model path {ref} does not exist")
             row = s.exec(select(Model).where(Model.path == str(path.resolve()))).first()
             if row is None:
-                kind, arch, fmt = detect_arch(path)
-                row = Model(
-                    name=path.stem,
-                    kind=kind,
-                    arch=arch,
-                    format=fmt,
-                    path=str(path.resolve()),
-                    safe=fmt != "pickle",
-                )
+                row = _path_row(path)
         if row is None and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
             low = ref.lower()
             matches = s.exec(
@@ -204,11 +484,18 @@ def resolve(store: Store, ref: str, *, kinds: tuple[str, ...] = ()) -> Model:
             f"unknown model '{ref}' (see `medialab models list`; `medialab models demo` "
             "writes the demo models)"
         )
+    if row.kind == "broken":
+        raise InputError(
+            _problem(Path(row.path))
+            or f"model '{ref}' was damaged when last scanned (run `medialab models scan`)"
+        )
     if kinds and row.kind not in kinds:
         raise InputError(f"model '{ref}' is a {row.kind}, not a {' or '.join(kinds)}")
-    if not row.safe and not row.allowed:
+    unsafe = _pickle_part(row)
+    if unsafe is not None and not _allowed(row, allow_pickle):
+        what = "holds a pickle file" if Path(row.path).is_dir() else "is a pickle file"
         raise InputError(
-            f"model '{ref}' is a pickle file ({Path(row.path).suffix}), which can run code; "
-            "convert it to .safetensors or allow it explicitly"
+            f"model '{ref}' {what} ({unsafe}), which can run code; convert it to "
+            f".safetensors or list its exact path ({row.path}) under allow_pickle in config.toml"
         )
     return row

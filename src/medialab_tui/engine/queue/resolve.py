@@ -17,6 +17,7 @@ import blake3
 from PIL import Image, UnidentifiedImageError
 from sqlmodel import select
 
+from medialab_tui.config import DataDir, load_config
 from medialab_tui.engine import registry
 from medialab_tui.engine.families import archs_running, family_of
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
@@ -75,8 +76,11 @@ def model_ref(row: Model) -> ModelRef:
 
 
 def _lookup(store: Store, ref: str, kinds: tuple[str, ...], loc: ErrorLoc) -> Model:
+    # Read now, not when the host started: an operator's allow-list edit applies
+    # to the next submit, and removing a path takes the permission back at once.
+    allow_pickle = load_config(DataDir(store.path.parent)).allow_pickle
     try:
-        return registry.resolve(store, ref, kinds=kinds)
+        return registry.resolve(store, ref, kinds=kinds, allow_pickle=allow_pickle)
     except InputError as exc:
         raise InputError(exc.text, loc=loc, predicate=False) from None
 
