@@ -9,7 +9,8 @@ from textual.widgets import DataTable
 
 from conftest import Home, process_gone, query, submit, txt2img_toml, until, wait_for
 from medialab_tui.engine.host import HostLock
-from medialab_tui.screens.common import BuilderRequest, StudioHeader
+from medialab_tui.screens.builder import BuilderScreen
+from medialab_tui.screens.common import StudioHeader
 from medialab_tui.screens.dialogs import QuitScreen
 from medialab_tui.screens.help import HelpScreen
 
@@ -33,8 +34,8 @@ async def test_number_keys_switch_screens_and_help_lists_their_keys(studio) -> N
 async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder(studio) -> None:
     app = studio()
     async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.pause(0.3)
         await pilot.press("3")
+        await until(pilot, lambda: app.current_mode == "models")
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count >= 3)
         names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
@@ -42,8 +43,8 @@ async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder
         row = next(i for i, n in enumerate(names) if n.startswith("demo-sdxl"))
         table.move_cursor(row=row)
         await pilot.press("u")
-        assert app.current_mode == "builder"
-        assert BuilderRequest(model="demo-sdxl") in app.builder_inbox or not app.builder_inbox
+        builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
+        await until(pilot, lambda: builder.document["stages"][0].get("model") == "demo-sdxl")
 
 
 async def test_a_second_tui_attaches_to_the_first_ones_engine(studio, home: Home) -> None:
@@ -53,9 +54,8 @@ async def test_a_second_tui_attaches_to_the_first_ones_engine(studio, home: Home
         assert first.engine_host.hosting
         async with second.run_test(size=(120, 36)) as pilot2:
             assert not second.engine_host.hosting
-            await pilot2.pause(0.6)
             header = second.screen.query_one(StudioHeader)
-            assert "attached to tui" in str(header.render())
+            await until(pilot2, lambda: "attached to tui" in str(header.render()))
             run_id = submit(home, txt2img_toml(prompts=["attached"], seeds=[1]))
             wait_for(
                 lambda: (
@@ -70,7 +70,7 @@ async def test_quitting_with_work_queued_asks_and_stop_leaves_it_queued(studio, 
     run_id = submit(home, txt2img_toml(prompts=["later"], seeds=[1]))
     app = studio(host_engine=True)
     async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.pause(0.8)  # the state poll sees the queued job
+        await until(pilot, lambda: app.summary.counts.get("queued") == 1)  # the state poll
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, QuitScreen)
         await pilot.press("s")
@@ -88,11 +88,14 @@ from medialab_tui.store.db import Store
 from pathlib import Path
 data = DataDir(Path({str(home.root)!r})).ensure()
 app = MedialabApp(data, load_config(data), Store(data.db_path), host_engine=True)
+from textual.worker import WorkerState
 async def main():
     async with app.run_test(size=(100, 30)) as pilot:
         for key in "23412":
             await pilot.press(key)
-            await pilot.pause(0.3)
+            # Until what the screen loads on show has been loaded.
+            while any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+                await pilot.pause(0.05)
         assert app.engine_host.hosting
 asyncio.run(main())
 heavy = [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]
@@ -101,6 +104,22 @@ print(",".join(heavy) or "clean")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "clean"
+
+
+def test_screens_never_import_the_app_and_presets_need_no_textual() -> None:
+    """One direction: the app imports the screens; presets are plain file code."""
+    code = """
+import importlib, pkgutil, sys
+import medialab_tui.presets
+print("textual" in sys.modules)
+import medialab_tui.screens as screens
+for module in pkgutil.iter_modules(screens.__path__):
+    importlib.import_module(f"medialab_tui.screens.{module.name}")
+print("medialab_tui.app" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
 
 
 def test_a_hang_up_hands_the_queue_to_a_background_server(home: Home) -> None:
@@ -163,5 +182,4 @@ async def test_a_user_keymap_in_config_toml_rebinds_an_action(studio, home: Home
         await pilot.press("escape", "3")
         assert app.current_mode == "models"
         await pilot.press("z")
-        await pilot.pause(0.5)
-        assert any("unchanged" in str(n.message) for n in app._notifications)
+        await until(pilot, lambda: any("unchanged" in str(n.message) for n in app._notifications))

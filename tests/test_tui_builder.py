@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static, TextArea
 
 from conftest import EXAMPLES, Home, query, until
+from medialab_tui.engine.pipeline import load_pipeline_file
 from medialab_tui.errors import InputError
+from medialab_tui.presets import Presets
 from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.builder_form import PickScreen, TextPrompt, parse_seeds
 from medialab_tui.screens.common import BuilderRequest
@@ -61,6 +64,11 @@ def runs(home: Home) -> int:
     return int(query(home, "SELECT COUNT(*) FROM run")[0][0])
 
 
+def blocked(app: Any, message: str) -> bool:
+    """A "Run blocked" notification with `message` is up: the run was refused at once."""
+    return any(n.title == "Run blocked" and message in n.message for n in app._notifications)
+
+
 async def test_demo_pipeline_shows_its_stages_and_estimate(studio: Any) -> None:
     app = studio(pipeline=EXAMPLES / "demo.toml")
     async with app.run_test(size=SIZE) as pilot:
@@ -88,7 +96,7 @@ async def test_invalid_fields_show_their_message_and_block_the_run(studio: Any, 
         assert error_under(screen, "steps") == "must be at least 1 (got 0)"
         assert "key 'steps' must be at least 1" in estimate(screen)
         await pilot.press("ctrl+r")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: blocked(app, "must be at least 1"))
         assert runs(home) == 0
         assert app.current_mode == "builder"
 
@@ -97,7 +105,7 @@ async def test_invalid_fields_show_their_message_and_block_the_run(studio: Any, 
         await type_into(pilot, field(screen, "width"), "65")
         assert error_under(screen, "width") == "must be a multiple of 8 (got 65)"
         await pilot.press("ctrl+r")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: blocked(app, "must be a multiple of 8"))
         assert runs(home) == 0
         await type_into(pilot, screen.query_one("#in-seeds", Input), "1, two")
         assert "write seeds as" in str(screen.query_one("#in-seeds-error", Static).content)
@@ -214,6 +222,36 @@ async def test_saving_a_preset_twice_makes_two_versions(studio: Any, home: Home)
         await until(pilot, lambda: screen.query_one("#pipe-name", Input).value == "demo")
 
 
+def test_presets_keep_every_version_newest_first(tmp_path: Path) -> None:
+    document = load_pipeline_file(EXAMPLES / "demo.toml").to_dict()
+    presets = Presets(tmp_path)
+    first = presets.save("my demo", document)
+    second = presets.save("my demo", document)
+    presets.save("another", document)
+    assert (first.path, second.path) == (tmp_path / "my-demo/v1.toml", tmp_path / "my-demo/v2.toml")
+    assert [v.label for v in presets.versions()] == ["another  v1", "my-demo  v2", "my-demo  v1"]
+    assert [v.number for v in presets.versions("my demo")] == [2, 1]
+    assert load_pipeline_file(first.path).to_dict() == document
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_two_builders_saving_one_preset_at_once_lose_no_version(tmp_path: Path) -> None:
+    document = load_pipeline_file(EXAMPLES / "demo.toml").to_dict()
+    saved: list[int] = []
+
+    def builder_saves() -> None:
+        presets = Presets(tmp_path)
+        saved.extend(presets.save("demo", document).number for _ in range(10))
+
+    builders = [threading.Thread(target=builder_saves) for _ in range(2)]
+    for thread in builders:
+        thread.start()
+    for thread in builders:
+        thread.join()
+    assert sorted(saved) == list(range(1, 21))
+    assert len(Presets(tmp_path).versions("demo")) == 20
+
+
 async def test_save_writes_toml_and_asks_before_overwriting(studio: Any, tmp_path: Path) -> None:
     target = tmp_path / "saved.toml"
     app = studio()
@@ -232,7 +270,7 @@ async def test_save_writes_toml_and_asks_before_overwriting(studio: Any, tmp_pat
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
             await pilot.press(answer)
             if answer == "n":
-                await pilot.pause(0.3)
+                await until(pilot, lambda: app.screen is screen)  # declined: nothing written
                 assert target.read_text() == "# edited elsewhere\n"
         await until(pilot, lambda: target.read_text().startswith('name = "untitled"'))
         assert 'type = "txt2img"' in target.read_text()
@@ -244,14 +282,24 @@ async def test_requests_from_other_screens_land_in_the_builder(studio: Any) -> N
     async with app.run_test(size=SIZE) as pilot:
         screen = await builder(pilot)
         await until(pilot, lambda: "Total" in estimate(screen))
-        app.switch_mode("models")
-        await pilot.pause(0.2)
-        app.send_to_builder(BuilderRequest(model="demo-sdxl", images=("a.png",)))
+        await app.switch_mode("models")
+        app.screen.post_message(BuilderRequest(model="demo-sdxl", images=("a.png",)))
         await until(pilot, lambda: screen.document["stages"][0]["model"] == "demo-sdxl")
+        assert app.screen is screen
         assert field(screen, "model").value == "demo-sdxl"
         assert screen.query_one("#in-images", TextArea).text == "a.png"
-        assert app.builder_inbox == []
         await until(pilot, lambda: "takes prompts, not images" in estimate(screen))
+
+
+async def test_a_request_sent_as_the_app_starts_waits_for_the_builder(studio: Any) -> None:
+    """The builder loads its first pipeline in a worker; a request that comes before
+    that is taken once the pipeline is shown, not lost under it."""
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        app.post_message(BuilderRequest(images=("early.png",)))
+        screen = await builder(pilot)
+        images = screen.query_one("#in-images", TextArea)
+        await until(pilot, lambda: screen.ready and images.text == "early.png")
 
 
 async def test_lora_and_controlnet_fields_edit_and_check_like_the_file(

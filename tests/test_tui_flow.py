@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import DataTable
 
 from conftest import EXAMPLES, Home, query, until
+from medialab_tui.screens.builder import BuilderScreen
 
 
 async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
@@ -12,7 +13,8 @@ async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
 ) -> None:
     app = studio(host_engine=True, pipeline=EXAMPLES / "demo.toml")
     async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.pause(0.5)
+        builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
+        await until(pilot, lambda: builder.ready)  # the demo pipeline is loaded
         await pilot.press("ctrl+r")
         await until(pilot, lambda: app.current_mode == "queue")
         runs = app.screen.query_one("#runs", DataTable)

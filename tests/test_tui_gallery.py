@@ -8,26 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Select, Static
+from textual.widgets import OptionList, Select, Static, TextArea
 
 from conftest import Home, query, txt2img_toml, until
-from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.compare import CompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery import PAGE_SIZE, GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
-
-
-class RecordingInbox(list[BuilderRequest]):
-    """`app.builder_inbox` that remembers every request, since the builder drains it on show."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: list[BuilderRequest] = []
-
-    def append(self, request: BuilderRequest) -> None:
-        self.received.append(request)
-        super().append(request)
 
 
 def make_artifacts(home: Home, prompts: list[str], seeds: list[int]) -> None:
@@ -112,7 +100,6 @@ async def test_star_copy_delete_rerun_and_send_to_builder(
     app = studio()
     copied: list[str] = []
     monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
-    app.builder_inbox = inbox = RecordingInbox()
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_gallery(app, pilot)
         top = screen.current
@@ -143,7 +130,7 @@ async def test_star_copy_delete_rerun_and_send_to_builder(
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: app.screen is screen)  # declined: nothing was started
         assert query(home, "SELECT count(*) FROM artifact WHERE id=?", top.id) == [(1,)]
         assert path.exists()
 
@@ -158,8 +145,9 @@ async def test_star_copy_delete_rerun_and_send_to_builder(
         remaining = screen.current
         assert remaining is not None and remaining.seed == 1
         await pilot.press("b")
-        assert inbox.received == [BuilderRequest(images=(remaining.path,))]
-        assert app.current_mode == "builder"
+        builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
+        images = builder.query_one("#in-images", TextArea)
+        await until(pilot, lambda: images.text == remaining.path)
 
 
 def copy_artifact(home: Home, artifact_id: int, count: int) -> None:

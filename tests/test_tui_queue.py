@@ -188,9 +188,13 @@ async def test_enter_on_a_run_not_in_review_says_so(home: Home, studio) -> None:
         screen = await open_queue(pilot)
         await until(pilot, lambda: cell(screen.runs_table, run_id, 0))
         await pilot.press("enter")
-        await pilot.pause()
+
+        def said() -> bool:
+            """the notice that only runs in review open"""
+            return any("only runs waiting in review" in n.message for n in app._notifications)
+
+        await until(pilot, said)
         assert app.screen is screen
-        assert any("only runs waiting in review" in n.message for n in app._notifications)
 
 
 @pytest.mark.slow

@@ -14,16 +14,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from medialab_tui.client import QueueSummary, StudioClient
 from medialab_tui.config import Config, DataDir
 from medialab_tui.hosting import EngineHost
+from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.common import BuilderRequest
+from medialab_tui.screens.dialogs import QuitScreen
+from medialab_tui.screens.gallery import GalleryScreen
+from medialab_tui.screens.help import HelpScreen
+from medialab_tui.screens.models import ModelsScreen
+from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.store.db import Store
 
 STATE_POLL_S = 0.5
@@ -61,6 +68,12 @@ class MedialabApp(App[None]):
     TITLE = "medialab"
     CSS_PATH = "screens/studio.tcss"
     COMMANDS = App.COMMANDS | {ScreenActions}
+    MODES = {
+        "builder": BuilderScreen,
+        "queue": QueueScreen,
+        "models": ModelsScreen,
+        "gallery": GalleryScreen,
+    }
     BINDINGS = [
         # The header shows 1–4 and the footer has no room for them at 100 columns.
         Binding("1", "switch_mode('builder')", "Builder", id="screen.builder", show=False),
@@ -89,8 +102,6 @@ class MedialabApp(App[None]):
         self.host_engine = host_engine
         self.summary = QueueSummary("active", {}, {})
         self._last_event: int | None = None  # None until the first summary
-        # Requests from the gallery and the models screen, taken by the builder on show.
-        self.builder_inbox: list[BuilderRequest] = []
         if config.theme in self.available_themes:
             self.theme = config.theme
 
@@ -99,15 +110,6 @@ class MedialabApp(App[None]):
         return Screen()
 
     def on_mount(self) -> None:
-        from medialab_tui.screens.builder import BuilderScreen
-        from medialab_tui.screens.gallery import GalleryScreen
-        from medialab_tui.screens.models import ModelsScreen
-        from medialab_tui.screens.queue import QueueScreen
-
-        self.add_mode("builder", BuilderScreen)
-        self.add_mode("queue", QueueScreen)
-        self.add_mode("models", ModelsScreen)
-        self.add_mode("gallery", GalleryScreen)
         self.switch_mode("builder")
         # The other screens are built once the builder is on screen, one per idle
         # moment, so that their first show is a switch and not a build.
@@ -136,7 +138,8 @@ class MedialabApp(App[None]):
         first show as before.
         """
         init_mode = getattr(self, "_init_mode", None)
-        if init_mode is None or self._exit:
+        # A screen built while the app shuts down changes the stacks Textual is closing.
+        if init_mode is None or self._exit or not self.is_running:
             return
         if not modes:
             # Each build re-applied the stylesheet to every screen (they are all the
@@ -170,10 +173,11 @@ class MedialabApp(App[None]):
     def _apply_summary(self, summary: QueueSummary) -> None:
         self.summary = summary
         self._last_event = summary.last_event
-        for count, label, severity in (
+        endings: tuple[tuple[int, str, SeverityLevel], ...] = (
             (summary.finished, "finished", "information"),
             (summary.failed, "failed", "error"),
-        ):
+        )
+        for count, label, severity in endings:
             if count:
                 self.notify(f"{count} job{'s' if count > 1 else ''} {label}", severity=severity)
 
@@ -189,14 +193,14 @@ class MedialabApp(App[None]):
 
     # -- actions -----------------------------------------------------------------
 
-    def send_to_builder(self, request: BuilderRequest) -> None:
-        """Hand images or a model to the builder and show it."""
-        self.builder_inbox.append(request)
+    @on(BuilderRequest)
+    def _show_builder(self, request: BuilderRequest) -> None:
+        """Show the builder and hand it what another screen sent it."""
         self.switch_mode("builder")
+        # The bottom of the mode's stack is the builder itself, under any dialog.
+        self.get_screen_stack("builder")[0].post_message(request)
 
     def action_help(self) -> None:
-        from medialab_tui.screens.help import HelpScreen
-
         self.push_screen(HelpScreen(self.screen))
 
     def action_quit_studio(self) -> None:
@@ -204,7 +208,6 @@ class MedialabApp(App[None]):
         if not self.engine_host.hosting or not busy:
             self._leave(hand_over=False)
             return
-        from medialab_tui.screens.dialogs import QuitScreen
 
         def decided(choice: str | None) -> None:
             if choice in ("stop", "background"):

@@ -9,13 +9,9 @@ the store, is recomputed in a thread worker 0.4 s after the last edit.
 from __future__ import annotations
 
 import copy
-import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,11 +20,12 @@ from textual.timer import Timer
 from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
 
-from medialab_tui.engine.control import Prepared
 from medialab_tui.engine.pipeline import Pipeline, load_pipeline_file, parse_pipeline, parse_stage
 from medialab_tui.engine.planner import StagePlan
+from medialab_tui.engine.queue import Prepared
 from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import InputError
+from medialab_tui.presets import Presets, slug, write_pipeline
 from medialab_tui.screens.builder_form import (
     SEEDS_HINT,
     PickScreen,
@@ -38,7 +35,7 @@ from medialab_tui.screens.builder_form import (
     locate_error,
     parse_seeds,
 )
-from medialab_tui.screens.common import StudioScreen
+from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 
 ESTIMATE_DELAY_S = 0.4
@@ -92,57 +89,6 @@ def render_dry_run(prepared: Prepared, price_per_hour: float) -> str:
     if len(prepared.items) > DRY_RUN_ITEMS:
         lines.append(f"  … and {len(prepared.items) - DRY_RUN_ITEMS} more")
     return "\n".join([*lines, "", render_plan(prepared.plan, price_per_hour)])
-
-
-def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> None:
-    """Write via a temp file in the same folder; `exclusive` never replaces an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if exclusive:
-            os.link(tmp, path)  # fails with FileExistsError instead of overwriting
-        else:
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def preset_slug(name: str) -> str:
-    """A pipeline name as a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "pipeline"
-
-
-def save_preset(root: Path, name: str, text: str) -> Path:
-    """Write `<root>/<name>/v<N>.toml` with the next free N; existing versions stay."""
-    folder = root / preset_slug(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    taken = [
-        int(m.group(1))
-        for p in folder.glob("v*.toml")
-        if (m := re.fullmatch(r"v(\d+)\.toml", p.name))
-    ]
-    number = max(taken, default=0) + 1
-    while True:
-        target = folder / f"v{number}.toml"
-        try:
-            write_atomic(target, text, exclusive=True)
-            return target
-        except FileExistsError:  # another builder saved this version meanwhile
-            number += 1
-
-
-def list_presets(root: Path) -> list[tuple[str, str]]:
-    """(path, label) of every preset version, by name, newest version first."""
-    found = []
-    for path in root.glob("*/v*.toml"):
-        match = re.fullmatch(r"v(\d+)\.toml", path.name)
-        if match:
-            found.append((path.parent.name, int(match.group(1)), path))
-    found.sort(key=lambda f: (f[0], -f[1]))
-    return [(str(path), f"{name}  v{number}") for name, number, path in found]
 
 
 class BuilderScreen(StudioScreen):
@@ -270,6 +216,8 @@ class BuilderScreen(StudioScreen):
         self._generation = 0
         self._estimate_timer: Timer | None = None
         self._submitting = False
+        # Requests that came before the first document was shown, taken once it is.
+        self._early_requests: list[BuilderRequest] = []
 
     # -- layout ------------------------------------------------------------------
 
@@ -344,12 +292,12 @@ class BuilderScreen(StudioScreen):
     def _error_line(field_id: str) -> Static:
         return Static("", id=f"{field_id}-error", classes="field-error -empty")
 
-    def on_mount(self) -> None:
-        self._load_initial(self.app.pipeline_path)  # type: ignore[attr-defined]
+    def set_up(self) -> None:
+        self._load_initial(self.studio.pipeline_path)
 
-    def on_screen_resume(self) -> None:
-        if self.ready:
-            self._take_inbox()
+    @property
+    def presets(self) -> Presets:
+        return Presets(self.studio.data.root / "presets")
 
     # -- loading -------------------------------------------------------------------
 
@@ -413,35 +361,42 @@ class BuilderScreen(StudioScreen):
         first = not self.ready
         self.ready = True
         if first:
-            self._take_inbox()
+            for request in self._early_requests:
+                self._take(request)
+            self._early_requests.clear()
         self.changed()
 
-    def _take_inbox(self) -> None:
-        """Images and models other screens sent here (`app.send_to_builder`)."""
-        inbox = self.app.builder_inbox  # type: ignore[attr-defined]
-        requests, inbox[:] = list(inbox), []
-        for request in requests:
-            if request.images:
-                area = self.query_one("#in-images", TextArea)
-                lines = [line for line in area.text.splitlines() if line.strip()]
-                lines += [i for i in request.images if i not in lines]
-                area.text = "\n".join(lines)
-                first = STAGES[self.document["stages"][0]["type"]]
-                count = f"{len(request.images)} image{'s' if len(request.images) != 1 else ''}"
-                if first.takes == "prompt":
-                    self.notify(
-                        f"{count} added to inputs, but stage 1 ({first.type}) takes prompts: "
-                        "add a stage that takes images first",
-                        severity="warning",
-                    )
-                else:
-                    self.notify(f"{count} added to inputs")
-            if request.model:
-                if self.form is not None and "model" in self.form.fields:
-                    self.form.set_value("model", request.model)
-                    self.notify(f"Stage {self.selected + 1} now uses {request.model}")
-                else:
-                    self.notify("The selected stage takes no model", severity="warning")
+    @on(BuilderRequest)
+    def _requested(self, request: BuilderRequest) -> None:
+        """Images or a model from another screen, delivered here by the app."""
+        request.stop()  # the app posted it here: it must not bubble back up to the app
+        if self.ready:
+            self._take(request)
+        else:
+            self._early_requests.append(request)
+
+    def _take(self, request: BuilderRequest) -> None:
+        if request.images:
+            area = self.query_one("#in-images", TextArea)
+            lines = [line for line in area.text.splitlines() if line.strip()]
+            lines += [i for i in request.images if i not in lines]
+            area.text = "\n".join(lines)
+            first = STAGES[self.document["stages"][0]["type"]]
+            count = f"{len(request.images)} image{'s' if len(request.images) != 1 else ''}"
+            if first.takes == "prompt":
+                self.notify(
+                    f"{count} added to inputs, but stage 1 ({first.type}) takes prompts: "
+                    "add a stage that takes images first",
+                    severity="warning",
+                )
+            else:
+                self.notify(f"{count} added to inputs")
+        if request.model:
+            if self.form is not None and "model" in self.form.fields:
+                self.form.set_value("model", request.model)
+                self.notify(f"Stage {self.selected + 1} now uses {request.model}")
+            else:
+                self.notify("The selected stage takes no model", severity="warning")
 
     # -- the stage list and the form -------------------------------------------------
 
@@ -611,7 +566,7 @@ class BuilderScreen(StudioScreen):
             self.show_error(message)
             self._show_estimate(message, invalid=True)
             return
-        price = self.app.config.price_per_gpu_hour  # type: ignore[attr-defined]
+        price = self.studio.config.price_per_gpu_hour
         if dry_run:
             self._show_estimate(render_dry_run(prepared, price), invalid=False)
         else:
@@ -767,11 +722,8 @@ class BuilderScreen(StudioScreen):
         self.app.call_from_thread(self.set_document, document, path, path if keep_path else None)
         self.app.call_from_thread(self.notify, f"Loaded {path}")
 
-    def _toml(self) -> str:
-        return tomli_w.dumps(copy.deepcopy(self.document))
-
     def action_save(self) -> None:
-        name = preset_slug(str(self.document.get("name", "")))
+        name = slug(str(self.document.get("name", "")))
         initial = str(self.path) if self.path else f"{name}.toml"
         self.app.push_screen(TextPrompt("Save the pipeline to:", initial), self._save_to)
 
@@ -779,23 +731,24 @@ class BuilderScreen(StudioScreen):
         if not text:
             return
         path = Path(text).expanduser()
-        body = self._toml()
+        # The document as it is now: editing goes on while the worker writes.
+        document = copy.deepcopy(self.document)
         if not path.exists():
-            self._write(path, body)
+            self._write(path, document)
             return
 
         def confirmed(overwrite: bool | None) -> None:
             if overwrite:
-                self._write(path, body)
+                self._write(path, document)
 
         self.app.push_screen(
             ConfirmScreen(f"{path} exists. Overwrite it?", yes="Overwrite"), confirmed
         )
 
     @work(thread=True, group="builder-save", exit_on_error=False)
-    def _write(self, path: Path, body: str) -> None:
+    def _write(self, path: Path, document: dict[str, Any]) -> None:
         try:
-            write_atomic(path, body)
+            write_pipeline(path, document)
         except OSError as exc:
             self.app.call_from_thread(
                 self.notify, f"{path}: cannot be written ({exc.strerror})", severity="error"
@@ -813,27 +766,24 @@ class BuilderScreen(StudioScreen):
         else:
             self.notify(f"Saved {path}")
 
-    def _presets_root(self) -> Path:
-        return self.app.data.root / "presets"  # type: ignore[attr-defined]
-
     def action_save_preset(self) -> None:
         pipeline, message = self.validate()
         if pipeline is None:
             self._blocked(message, "Saving the preset")
             return
-        self._write_preset(pipeline.name, self._toml())
+        self._write_preset(pipeline.name, copy.deepcopy(self.document))
 
     @work(thread=True, group="builder-save", exit_on_error=False)
-    def _write_preset(self, name: str, body: str) -> None:
+    def _write_preset(self, name: str, document: dict[str, Any]) -> None:
         try:
-            path = save_preset(self._presets_root(), name, body)
+            version = self.presets.save(name, document)
         except OSError as exc:
             self.app.call_from_thread(
                 self.notify, f"The preset cannot be written ({exc.strerror})", severity="error"
             )
             return
         self.app.call_from_thread(
-            self.notify, f"Saved preset {path.parent.name} {path.stem} ({path})"
+            self.notify, f"Saved preset {version.name} v{version.number} ({version.path})"
         )
 
     def action_load_preset(self) -> None:
@@ -841,7 +791,7 @@ class BuilderScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="builder-presets", exit_on_error=False)
     def _pick_preset(self) -> None:
-        options = list_presets(self._presets_root())
+        options = [(str(v.path), v.label) for v in self.presets.versions()]
         if not options:
             self.app.call_from_thread(
                 self.notify, "No presets yet: press P to save one", severity="warning"

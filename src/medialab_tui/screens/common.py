@@ -1,13 +1,18 @@
-"""Pieces every screen shares: the status header and the screen frame."""
+"""Pieces every screen shares: the status header, the screen frame, their messages.
+
+Screens reach the app through `studio_app` (typed) and never import `medialab_tui.app`
+at run time: the app imports the screens, not the other way round.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Static, TextArea
 
@@ -16,12 +21,22 @@ if TYPE_CHECKING:
     from medialab_tui.client import StudioClient
 
 
-@dataclass(frozen=True)
-class BuilderRequest:
-    """Something another screen sends to the builder: input images, or a model to use."""
+def studio_app(node: DOMNode) -> MedialabApp:
+    """The app `node` runs in, typed: every screen here runs inside `MedialabApp`."""
+    return cast("MedialabApp", node.app)
 
-    images: tuple[str, ...] = ()
-    model: str = ""
+
+class BuilderRequest(Message):
+    """Input images or a model to use, sent to the builder from another screen.
+
+    The sending screen posts it and it bubbles up to the app, which shows the
+    builder and posts it on to the builder screen (built or not yet).
+    """
+
+    def __init__(self, *, images: tuple[str, ...] = (), model: str = "") -> None:
+        super().__init__()
+        self.images = images
+        self.model = model
 
 
 def plain_cells(*cells: object) -> tuple[object, ...]:
@@ -50,12 +65,11 @@ class StudioHeader(Static):
         self.set_interval(0.5, self.refresh_state)
 
     def refresh_state(self) -> None:
-        app: MedialabApp = self.app  # type: ignore[assignment]
         tabs = "  ".join(
             f"[b reverse] {key} {name} [/]" if name == self.title else f"[dim]{key}[/] {name}"
             for key, name in SCREEN_KEYS
         )
-        self.update(f"{tabs}   [dim]│[/] {app.status_line()}  [dim]? help[/]")
+        self.update(f"{tabs}   [dim]│[/] {studio_app(self).status_line()}  [dim]? help[/]")
 
 
 class KeysFooter(Static):
@@ -123,13 +137,27 @@ class StudioScreen(Screen[None]):
         ),
     ]
 
+    def on_mount(self) -> None:
+        # Textual closes a screen still being built when the app shuts down (one built
+        # ahead, a quick quit) and then mounts it anyway, without its widgets.
+        if self.app.is_running:
+            self.set_up()
+
+    def set_up(self) -> None:
+        """Start what the screen shows, once its widgets are mounted."""
+
     def action_leave_field(self) -> None:
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
 
     @property
+    def studio(self) -> MedialabApp:
+        """The app, typed (its config, data dir, client and state)."""
+        return studio_app(self)
+
+    @property
     def client(self) -> StudioClient:
-        return self.app.client  # type: ignore[attr-defined, no-any-return]
+        return self.studio.client
 
     def compose(self) -> ComposeResult:
         yield StudioHeader(self.TITLE_TEXT)

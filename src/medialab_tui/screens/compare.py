@@ -31,14 +31,16 @@ class CompareScreen(ModalScreen[None]):
         before: tuple[str, PILImage.Image | None],
         after: tuple[str, PILImage.Image | None],
         title: str,
+        graphics: str,
     ) -> None:
-        """`before` and `after` are (caption, image); `title` names the pair."""
+        """`before` and `after` are (caption, image); `title` names the pair; `graphics`
+        is the configured image protocol."""
         super().__init__()
         self.sides = ((*before, "before"), (*after, "after"))
         self.title_text = title
+        self.graphics = graphics
 
     def compose(self) -> ComposeResult:
-        graphics = self.app.config.graphics  # type: ignore[attr-defined]
         with Vertical():
             yield Static(f"[b]Compare[/b] {self.title_text}   [dim]escape or c closes[/]")
             with Horizontal(id="compare-sides"):
@@ -48,7 +50,7 @@ class CompareScreen(ModalScreen[None]):
                         if image is None:
                             yield Static("the image file is missing", classes="side-image")
                         else:
-                            yield image_widget(graphics, image, classes="side-image")
+                            yield image_widget(self.graphics, image, classes="side-image")
 
     def action_close(self) -> None:
         self.dismiss()

@@ -225,7 +225,7 @@ class GalleryScreen(StudioScreen):
 
     @property
     def graphics(self) -> str:
-        return str(self.app.config.graphics)  # type: ignore[attr-defined]
+        return self.studio.config.graphics
 
     @property
     def current(self) -> ArtifactView | None:
@@ -246,7 +246,7 @@ class GalleryScreen(StudioScreen):
                     yield Static(id="gallery-chips", classes="hint")
             yield Inspector(self.graphics, id="gallery-inspector")
 
-    def on_mount(self) -> None:
+    def set_up(self) -> None:
         self._show_chips()
         self.query_one(GalleryTable).focus()
         self.reload()
@@ -576,6 +576,7 @@ class GalleryScreen(StudioScreen):
             first,
             (caption(after), load_image(after.path, 1024)),
             f"{view.ref} and what it started from",
+            self.graphics,
         )
         self.app.call_from_thread(self.app.push_screen, screen)
 
@@ -674,4 +675,4 @@ class GalleryScreen(StudioScreen):
         if view.kind != "image":
             self.notify(f"{view.ref} is a {view.kind}, not an image.", severity="error")
             return
-        self.app.send_to_builder(BuilderRequest(images=(view.path,)))  # type: ignore[attr-defined]
+        self.post_message(BuilderRequest(images=(view.path,)))

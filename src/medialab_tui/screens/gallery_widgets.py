@@ -16,12 +16,11 @@ from textual.containers import Container, ScrollableContainer, Vertical, Vertica
 from textual.events import Resize
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ArtifactView
 from medialab_tui.screens.common import plain_cells
-from medialab_tui.screens.thumbs import image_widget
+from medialab_tui.screens.thumbs import ImageWidget, image_widget
 
 THUMB_WIDTH = 22  # cells per grid column, border included
 PLACEHOLDERS = {"video": "▶ video", "text": "¶ text"}
@@ -309,9 +308,9 @@ class Inspector(Container):
     def show(self, view: ArtifactView | None, image: PILImage.Image | None) -> None:
         """Describe `view` (None: nothing highlighted) with its decoded picture."""
         self.view = view
-        picture: Widget = self.query_one("#inspector-picture")
+        picture = self.query_one("#inspector-picture", ImageWidget)
         placeholder = self.query_one("#inspector-placeholder", Static)
-        picture.image = image  # type: ignore[attr-defined]
+        picture.image = image
         picture.display = image is not None
         placeholder.display = image is None
         if view is None:

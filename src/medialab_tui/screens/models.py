@@ -62,7 +62,7 @@ class ModelsScreen(StudioScreen):
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="model-details")
 
-    def on_mount(self) -> None:
+    def set_up(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("name", "kind", "arch", "format", "size", "hash", "safe")
         self.load()
@@ -158,4 +158,4 @@ class ModelsScreen(StudioScreen):
                 severity="warning",
             )
             return
-        self.app.send_to_builder(BuilderRequest(model=m.name))  # type: ignore[attr-defined]
+        self.post_message(BuilderRequest(model=m.name))

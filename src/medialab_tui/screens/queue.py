@@ -25,7 +25,7 @@ from medialab_tui.client import JobView, RunView
 from medialab_tui.errors import MedialabError
 from medialab_tui.screens.common import StudioScreen, plain_cells
 from medialab_tui.screens.review import ReviewScreen
-from medialab_tui.screens.thumbs import cell_width, image_widget, load_image
+from medialab_tui.screens.thumbs import ImageWidget, cell_width, image_widget, load_image
 
 POLL_S = 0.5
 RUNS_PAGE = 100
@@ -270,8 +270,7 @@ class QueueScreen(StudioScreen):
             with Vertical(id="queue-detail"):
                 yield Static("Running", classes="panel-title")
                 yield Static("", id="running-info")
-                graphics = self.app.config.graphics  # type: ignore[attr-defined]
-                yield image_widget(graphics, id="running-preview")
+                yield image_widget(self.studio.config.graphics, id="running-preview")
                 yield Static("Worker log", classes="panel-title")
                 yield Static("", id="worker-log")
 
@@ -283,7 +282,7 @@ class QueueScreen(StudioScreen):
     def jobs_table(self) -> DataTable[object]:
         return self.query_one("#jobs", DataTable)
 
-    def on_mount(self) -> None:
+    def set_up(self) -> None:
         self.runs_table.add_columns("id", "name", "status", "stage", "done", "prio", "created")
         self.jobs_table.add_columns("id", "stage", "status", "progress", "ETA", "tries", "error")
         self.query_one("#job-error").display = False
@@ -299,9 +298,9 @@ class QueueScreen(StudioScreen):
 
     def size_preview(self) -> None:
         """Give the preview the cells its aspect needs; taller on tall terminals."""
-        preview = self.query_one("#running-preview")
-        image = preview.image  # type: ignore[attr-defined]
-        if image is None:
+        preview = self.query_one("#running-preview", ImageWidget)
+        image = preview.image
+        if not isinstance(image, PILImage.Image):
             return
         rows = PREVIEW_TALL if self.size.height >= 45 else PREVIEW_ROWS
         preview.styles.height = rows
@@ -395,7 +394,7 @@ class QueueScreen(StudioScreen):
 
     def _show_running(self, snap: QueueSnapshot, now: datetime) -> None:
         info = self.query_one("#running-info", Static)
-        preview = self.query_one("#running-preview")
+        preview = self.query_one("#running-preview", ImageWidget)
         job = snap.running
         if job is None:
             paused = "\n[b]The queue is paused[/]: p resumes it." if snap.paused else ""
@@ -417,7 +416,7 @@ class QueueScreen(StudioScreen):
         info.update(Text("\n").join(lines))
         if snap.preview_stamp != self.preview_stamp:
             self.preview_stamp = snap.preview_stamp
-            preview.image = snap.preview  # type: ignore[attr-defined]
+            preview.image = snap.preview
             preview.display = snap.preview is not None
             self.size_preview()
 
@@ -498,7 +497,7 @@ class QueueScreen(StudioScreen):
         def toggle() -> str:
             paused = self.client.summary().state != "paused"
             self.client.set_paused(paused)
-            self.app.call_from_thread(self.app.poll_state)  # type: ignore[attr-defined]
+            self.app.call_from_thread(self.studio.poll_state)
             if paused:
                 return "Queue paused: the running job finishes, nothing new starts."
             return "Queue resumed."

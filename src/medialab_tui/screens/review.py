@@ -42,10 +42,11 @@ class OutputCard(Vertical):
                           text-overflow: ellipsis; }}
     """
 
-    def __init__(self, artifact: ArtifactView, image: PILImage.Image | None) -> None:
+    def __init__(self, artifact: ArtifactView, image: PILImage.Image | None, graphics: str) -> None:
         super().__init__()
         self.artifact = artifact
         self.image = image
+        self.graphics = graphics
         self.edited: str | None = None  # the prompt typed in review, if any
 
     @property
@@ -58,8 +59,7 @@ class OutputCard(Vertical):
         elif self.image is None:
             yield Static("no image", classes="no-image")
         else:
-            graphics = self.app.config.graphics  # type: ignore[attr-defined]
-            yield image_widget(graphics, self.image, classes="thumb")
+            yield image_widget(self.graphics, self.image, classes="thumb")
         yield Static("", classes="caption")
         yield Static(self.artifact.prompt or " ", classes="prompt", markup=False)
 
@@ -175,7 +175,7 @@ class ReviewScreen(StudioScreen):
         with VerticalScroll(id="review-scroll", can_focus=False):
             yield Grid(id="review-grid")
 
-    def on_mount(self) -> None:
+    def set_up(self) -> None:
         self.load()
 
     @property
@@ -190,7 +190,8 @@ class ReviewScreen(StudioScreen):
 
     def show(self, outputs: list[ArtifactView], images: list[PILImage.Image | None]) -> None:
         grid = self.query_one("#review-grid", Grid)
-        grid.mount_all(OutputCard(a, im) for a, im in zip(outputs, images, strict=True))
+        graphics = self.studio.config.graphics
+        grid.mount_all(OutputCard(a, im, graphics) for a, im in zip(outputs, images, strict=True))
         self.fit_columns()
         # The cards are laid out on the next refresh; only then can the cursor scroll to one.
         self.call_after_refresh(self.move_cursor, 0)

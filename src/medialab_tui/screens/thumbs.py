@@ -2,6 +2,7 @@
 
 Files are decoded in thread workers (`load_image`) and the widgets are handed a
 PIL image, so the event loop never reads a file the engine may be rewriting.
+`ImageWidget` is the base of every textual-image widget, with its `image` property.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
-from textual.widget import Widget
+from textual_image.widget import BaseImage as ImageWidget
 from textual_image.widget import HalfcellImage, SixelImage, TGPImage
 from textual_image.widget import Image as AutoImage
 
@@ -28,7 +29,7 @@ def image_widget(
     *,
     id: str | None = None,
     classes: str | None = None,
-) -> Widget:
+) -> ImageWidget:
     """A textual-image widget for the configured graphics protocol."""
     return IMAGE_WIDGETS.get(graphics, AutoImage)(image, id=id, classes=classes)
 
