@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medialab_tui import __version__
-from medialab_tui.config import Config, DataDir, default_data_dir, load_config
+from medialab_tui.config import Config, DataDir, default_data_dir, keep_private, load_config
 from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
 from medialab_tui.text import human_size
 
@@ -101,6 +101,7 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
     from medialab_tui.engine.host import HostLock, describe_holder
     from medialab_tui.engine.scheduler import Engine
+    from medialab_tui.store import backup
 
     lock = HostLock(ctx.data.lock_path)
     if not lock.try_acquire("serve"):
@@ -119,6 +120,9 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         await engine.run()
 
     try:
+        # The host is the one process that checks the whole file and keeps backups.
+        store.verify()
+        backup.host_started(store.path)
         asyncio.run(main())
     finally:
         lock.release()
@@ -716,15 +720,66 @@ def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.doctor import gather
+    """The machine report; with a damaged store it still reports, then exits 4."""
+    from medialab_tui.doctor import gather, open_store
 
-    report = gather(ctx.data, ctx.config, ctx.store)
+    if args.restore:
+        return _restore(ctx, args)
+    store, damage = open_store(ctx.data)
+    report = gather(ctx.data, ctx.config, store, damage)
     if ctx.as_json:
         _print_json(report)
-        return EXIT_OK
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    else:
+        width = max(len(k) for k in report)
+        for key, value in report.items():
+            print(f"{key:<{width}}  {value}")
+    if damage is not None:
+        print(f"medialab: {damage}", file=sys.stderr)
+        return damage.exit_code
+    return EXIT_OK
+
+
+def _restore(ctx: Context, args: argparse.Namespace) -> int:
+    """`doctor --restore`: say what will be lost, ask (or take `--yes`), then restore."""
+    from medialab_tui.engine.host import HostLock, describe_holder
+    from medialab_tui.store import backup
+    from medialab_tui.store.db import Store
+
+    lock = HostLock(ctx.data.lock_path)
+    if not lock.try_acquire("restore"):
+        holder = describe_holder(lock.holder() or {})
+        raise EngineUnavailable(
+            f"the engine is hosted by {holder}: stop it (`medialab stop`) before restoring"
+        )
+    try:
+        plan = backup.plan_restore(ctx.data.db_path)
+        for line in plan.lines():
+            print(line, file=sys.stderr)
+        if not args.yes:
+            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+                raise InputError(
+                    f"pass --yes to restore the backup from {plan.backup.label}; "
+                    "nothing was changed"
+                )
+            print("Restore it? [y/N] ", end="", file=sys.stderr, flush=True)
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                raise InputError("not restored; nothing was changed")
+        aside = backup.restore(plan)
+        Store(ctx.data.db_path).dispose()  # opens (and migrates) the restored file
+    finally:
+        lock.release()
+    if ctx.as_json:
+        _print_json(
+            {
+                "restored": str(plan.backup.path),
+                "backup_time": plan.backup.taken_at.isoformat(),
+                "counts": plan.backup_counts,
+                "kept_aside": str(aside) if aside else None,
+            }
+        )
+    else:
+        kept = f"; the file it replaced is kept as {aside}" if aside else ""
+        print(f"Restored the backup from {plan.backup.label} into {ctx.data.db_path}{kept}.")
     return EXIT_OK
 
 
@@ -831,20 +886,35 @@ def build_parser() -> argparse.ArgumentParser:
         "or a date or time like 2026-11-30 or 2026-11-30T14:00 (local time)",
     )
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
+    p = add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
+    # doctor opens the store itself: it reports on a damaged one instead of refusing.
+    p.set_defaults(opens_store=False)
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="bring back the newest good backup of the database (says first what is lost; "
+        "the file it replaces is kept aside)",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="restore without asking (needed with no terminal)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_private()
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
         func = cmd_serve if args.headless else cmd_tui
+    data: DataDir | None = None
     try:
         root = Path(getattr(args, "data_dir", None) or default_data_dir()).expanduser()
         data = DataDir(root).ensure()
         ctx = Context(data, load_config(data), getattr(args, "json", False))
+        if getattr(args, "opens_store", True):
+            ctx.store  # noqa: B018 - a damaged store is refused before anything starts
         return func(ctx, args)
     except MedialabError as exc:
         print(f"medialab: {exc}", file=sys.stderr)
@@ -856,3 +926,12 @@ def main(argv: list[str] | None = None) -> int:
             f"medialab: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
         )
         return EXIT_FAILED
+    except Exception as exc:
+        # Damage found after the open-time check (a page read later): one sentence.
+        from medialab_tui.store.db import damage_of
+
+        damage = damage_of(exc, data.db_path) if data is not None else None
+        if damage is None:
+            raise
+        print(f"medialab: {damage}", file=sys.stderr)
+        return damage.exit_code

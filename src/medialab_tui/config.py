@@ -1,14 +1,16 @@
 """Where medialab keeps its data, and the operator's `config.toml`.
 
 The data directory holds everything: the database, the engine lock, models,
-artifacts, logs and wildcards. It is created owner-only because prompts and
-images are the operator's own work.
+artifacts, logs and wildcards. It is owner-only because prompts and images are
+the operator's own work: medialab's processes run with a umask of 077 (see
+`keep_private`), and a data directory found open to others is tightened.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,33 @@ from medialab_tui.errors import InputError
 ENV_HOME = "MEDIALAB_HOME"
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+PRIVATE_UMASK = 0o077
+
+# The umask the user had before `keep_private`; files exported outside the data
+# directory are given the mode it would have given them.
+_user_umask: int | None = None
+
+
+def keep_private() -> None:
+    """Make everything this process (and the processes it starts) creates owner-only.
+
+    Called once at the start of every medialab process: all it writes goes into the
+    data directory (database, WAL, logs, input copies, artifacts, previews, backups,
+    and the demo models in `<data>/models`).
+    """
+    global _user_umask
+    previous = os.umask(PRIVATE_UMASK)
+    if _user_umask is None:
+        _user_umask = previous
+
+
+def user_umask() -> int:
+    """The user's own umask, for files exported outside the data directory."""
+    if _user_umask is not None:
+        return _user_umask
+    current = os.umask(PRIVATE_UMASK)  # the only portable way to read it
+    os.umask(current)
+    return current
 
 
 def current_user() -> str:
@@ -76,16 +105,45 @@ class DataDir:
     def config_path(self) -> Path:
         return self.root / "config.toml"
 
+    @property
+    def backups(self) -> Path:
+        return self.root / "backups"
+
     def ensure(self) -> DataDir:
-        """Create the directory tree (owner-only) if it is missing."""
-        old = os.umask(0o077)
+        """Create the directory tree (owner-only) if it is missing.
+
+        A data directory that exists with group or other permissions is made 0700,
+        with a one-line notice on stderr.
+        """
+        old = os.umask(PRIVATE_UMASK)
         try:
+            if self.root.is_dir():
+                self._tighten()
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             for sub in (self.models, self.artifacts, self.inputs, self.logs, self.wildcards):
                 sub.mkdir(exist_ok=True, mode=0o700)
         finally:
             os.umask(old)
         return self
+
+    def _tighten(self) -> None:
+        mode = self.root.stat().st_mode & 0o777
+        if not mode & 0o077:
+            return
+        try:
+            self.root.chmod(0o700)
+        except OSError:  # not ours: say so, and carry on
+            print(
+                f"medialab: {self.root} is open to other users ({mode:04o}) "
+                "and could not be made owner-only.",
+                file=sys.stderr,
+            )
+            return
+        print(
+            f"medialab: {self.root} was open to other users ({mode:04o}); "
+            "it is now owner-only (0700).",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""`medialab doctor`: what this machine has, asked of a real worker process."""
+"""`medialab doctor`: what this machine has, asked of a real worker process.
+
+It also checks the whole database (SQLite's quick_check) and lists its backups;
+a damaged store is reported, not refused, so the report is there when it is needed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from medialab_tui import __version__
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine.host import HostLock, describe_holder
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
-from medialab_tui.store.db import Store
+from medialab_tui.store import backup
+from medialab_tui.store.db import Store, StoreDamaged, damage_of
 
 
 def terminal_graphics() -> str:
@@ -35,7 +40,30 @@ async def _ask_worker(data: DataDir, config: Config) -> dict[str, Any]:
         await worker.shutdown()
 
 
-def gather(data: DataDir, config: Config, store: Store) -> dict[str, Any]:
+def open_store(data: DataDir) -> tuple[Store | None, StoreDamaged | None]:
+    """The store after the full check, or why it cannot be used."""
+    try:
+        store = Store(data.db_path)
+        store.verify()
+    except Exception as exc:
+        damage = damage_of(exc, data.db_path)
+        if damage is None:
+            raise
+        return None, damage
+    return store, None
+
+
+def describe_backups(data: DataDir) -> str:
+    """`3 in <data>/backups, newest 2026-12-01 20:38:12 UTC`."""
+    found = backup.list_backups(data.db_path)
+    if not found:
+        return "none yet (the engine host takes one when it starts)"
+    return f"{len(found)} in {data.backups}, newest {found[0].label}"
+
+
+def gather(
+    data: DataDir, config: Config, store: Store | None, damage: StoreDamaged | None = None
+) -> dict[str, Any]:
     """A flat report, for people and for `--json`."""
     try:
         info = asyncio.run(_ask_worker(data, config))
@@ -52,7 +80,12 @@ def gather(data: DataDir, config: Config, store: Store) -> dict[str, Any]:
         "cuda": info.get("cuda"),
         "threads": info.get("threads"),
         "data_dir": str(data.root),
-        "database": f"{data.db_path} (schema {store.schema_version()})",
+        "database": (
+            f"{data.db_path} (schema {store.schema_version()}, checked)"
+            if store is not None
+            else f"DAMAGED: {data.db_path} {damage.problem if damage else 'cannot be opened'}"
+        ),
+        "backups": describe_backups(data),
         "disk_free": f"{disk.free / 1024**3:.1f} GB",
         "engine": describe_holder(holder) if holder else "not running",
         "terminal": os.environ.get("TERM", "unknown"),

@@ -25,6 +25,7 @@ from medialab_tui.engine import queue
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
+from medialab_tui.store import backup
 from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, Setting, utcnow
@@ -328,6 +329,7 @@ class Engine:
             state.artifacts.append(message)
         elif event == "done":
             self._succeed(state, message)
+            backup.job_completed(self.store.path)
             return True
         elif event == "failed":
             self._end_job(

@@ -4,6 +4,11 @@ Several processes share one database file (the engine host, CLI clients, other
 TUIs), so it runs in WAL mode and every writing transaction starts with
 `BEGIN IMMEDIATE`: a writer waits for the lock up front instead of failing half
 way through when another process got there first.
+
+Opening checks the file first and refuses, with `StoreDamaged`, a database that
+is damaged, or missing or empty while its data directory shows it had history:
+SQLite would otherwise start a new, empty one over it and the history would be
+silently gone. Nothing is written to a file that fails the check.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlmodel import Session, SQLModel
 
 from medialab_tui.config import current_user
 from medialab_tui.errors import MedialabError
+from medialab_tui.store import backup
 from medialab_tui.store.tables import Event
 
 SCHEMA_VERSION = 1
@@ -55,13 +61,98 @@ class SchemaTooNew(MedialabError):
     """The database was written by a newer medialab."""
 
 
+class StoreDamaged(MedialabError):
+    """The database cannot be trusted: damaged, or gone while the data dir has history.
+
+    `problem` ends the sentence about the file ("is damaged (…)"); the advice comes
+    from the newest backup, when there is one.
+    """
+
+    exit_code = 4
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.newest_backup = next(iter(backup.list_backups(path)), None)
+        super().__init__(self.sentence)
+
+    @property
+    def sentence(self) -> str:
+        if self.newest_backup is not None:
+            advice = (
+                "`medialab doctor --restore` brings back the backup from "
+                f"{self.newest_backup.label}"
+            )
+        else:
+            advice = f"there is no backup of it in {backup.backups_dir(self.path)}"
+        return f"the database {self.path} {self.problem}; nothing was changed, and {advice}."
+
+
+def _history(path: Path) -> str:
+    """What in the database's data directory shows it had rows ('' when nothing does)."""
+    root, seen = path.parent, []
+    runs = sum(1 for _ in (root / "artifacts").glob("r*")) if (root / "artifacts").is_dir() else 0
+    if runs:
+        seen.append(f"{runs} run folder{'s' if runs != 1 else ''} in artifacts/")
+    inputs = sum(1 for _ in (root / "inputs").iterdir()) if (root / "inputs").is_dir() else 0
+    if inputs:
+        seen.append(f"{inputs} input file{'s' if inputs != 1 else ''} in inputs/")
+    backups = len(backup.list_backups(path))
+    if backups:
+        seen.append(f"{backups} backup{'s' if backups != 1 else ''}")
+    return ", ".join(seen)
+
+
+def check_database(path: Path, *, deep: bool = False) -> None:
+    """Raise `StoreDamaged` unless the database at `path` can be opened safely.
+
+    Cheap by default (the header, the schema, and SQLite's quick_check on small
+    files); `deep` runs the quick_check at any size, as the engine host does at start.
+    """
+    found = backup.problem(path, deep=deep)
+    if found is None and (not path.exists() or path.stat().st_size == 0):
+        history = _history(path)
+        if history:
+            state = "empty (0 bytes)" if path.exists() else "missing"
+            found = f"is {state} although this data directory has history ({history})"
+    if found is not None:
+        raise StoreDamaged(path, found)
+
+
+def damage_of(exc: BaseException, path: Path) -> StoreDamaged | None:
+    """The `StoreDamaged` that a database error met later on stands for, if it is one."""
+    if isinstance(exc, StoreDamaged):
+        return exc
+    if backup.is_damage(exc):
+        return StoreDamaged(path, f"is damaged ({_sqlite_words(exc)})")
+    return None
+
+
+def _sqlite_words(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if isinstance(orig, BaseException) else exc).splitlines()[0]
+
+
+def _owner_only(path: Path) -> None:
+    """The database and its WAL/SHM are owner-only (SQLite gives the WAL and SHM the
+    database file's mode), also when an older medialab made them readable."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except OSError:  # gone meanwhile, or not ours to change
+            pass
+
+
 class Store:
-    """One data directory's database, opened (and migrated) once per process."""
+    """One data directory's database, checked, opened (and migrated) once per process."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.user = current_user()
+        check_database(path)
         self._migrate()
+        _owner_only(path)
         self._reader = _make_engine(path, immediate=False)
         self._writer = _make_engine(path, immediate=True)
 
@@ -113,6 +204,10 @@ class Store:
             src.backup(dst)
             dst.close()
             src.close()
+
+    def verify(self) -> None:
+        """The full check (`PRAGMA quick_check`, whatever the size): `StoreDamaged` if it fails."""
+        check_database(self.path, deep=True)
 
     def schema_version(self) -> int:
         with self.read() as s:
