@@ -105,6 +105,11 @@ def _not_regular(st: os.stat_result) -> str:
     return f"{what}, not a regular file"
 
 
+def _again(path: Path) -> str:
+    """Why a folder met a second time is skipped (a link loop, or two ways in)."""
+    return "a link to a folder already scanned" if path.is_symlink() else "a folder already scanned"
+
+
 class _Walk:
     """One bounded walk over the roots; folders and files seen are shared by all roots."""
 
@@ -130,15 +135,16 @@ class _Walk:
             return []  # not a folder, or inside a root already walked
         self.dirs.add(key)
         start = len(self.found)
-        folders: list[tuple[Path, int]] = [(root, 0)]
+        # (folder, depth, reached through a link)
+        folders: list[tuple[Path, int, bool]] = [(root, 0, False)]
         # Links wait until every real entry is seen, so a model is listed under
         # its real path and a link to it is the duplicate.
         links: deque[tuple[Path, int]] = deque()
         while folders or links:
             if folders:
-                folder, depth = folders.pop()
+                folder, depth, linked = folders.pop()
                 for path, entry_st in self._entries(folder, links, depth + 1):
-                    self._consider(path, entry_st, depth + 1, folders, via_link=False)
+                    self._consider(path, entry_st, depth + 1, folders, via_link=linked)
             else:
                 link, depth = links.popleft()
                 target_st = self._follow(link, report_any=False)
@@ -202,7 +208,7 @@ class _Walk:
         path: Path,
         st: os.stat_result,
         depth: int,
-        folders: list[tuple[Path, int]],
+        folders: list[tuple[Path, int, bool]],
         *,
         via_link: bool,
     ) -> None:
@@ -210,7 +216,7 @@ class _Walk:
             key = (st.st_dev, st.st_ino)
             if key in self.dirs:
                 if via_link:
-                    self.skip(path, "a link to a folder already scanned")
+                    self.skip(path, _again(path))
                 return
             if depth > MAX_DEPTH:
                 self.skip(path, f"more than {MAX_DEPTH} folders deep")
@@ -219,7 +225,7 @@ class _Walk:
             if _is_model_folder(path):
                 self.found.append(Found(path, self.folder_files(path, depth), folder=True))
             else:
-                folders.append((path, depth))
+                folders.append((path, depth, via_link))
             return
         if not _is_candidate(path):
             return
@@ -230,8 +236,10 @@ class _Walk:
             self.skip(path, "cannot be read")
             return
         key = (st.st_dev, st.st_ino)
+        # Real files are all listed (hard links are deliberate copies); one reached
+        # through a link is a duplicate of the same file listed before.
         if via_link and key in self.files:
-            self.skip(path, f"a link to {self.files[key]}, already listed")
+            self.skip(path, f"the same file as {self.files[key]}, already listed")
             return
         if path.suffix.lower() in DETECTOR_SUFFIXES and not is_opencv_cascade(path):
             return
@@ -258,7 +266,7 @@ class _Walk:
                 if stat.S_ISDIR(entry_st.st_mode):
                     key = (entry_st.st_dev, entry_st.st_ino)
                     if key in inside:
-                        self.skip(path, "a link to a folder already scanned")
+                        self.skip(path, _again(path))
                     elif level + 1 > MAX_DEPTH:
                         self.skip(path, f"more than {MAX_DEPTH} folders deep")
                     else:
