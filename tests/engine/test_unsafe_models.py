@@ -378,3 +378,13 @@ def test_a_fifo_given_as_a_model_path_is_refused_without_blocking(
     os.mkfifo(fifo)
     sentence = refused(empty_home, txt2img(empty_home, str(fifo)))
     assert sentence.endswith(f"{fifo} is a FIFO, not a regular file")
+
+
+def test_a_folder_with_a_damaged_model_index_given_by_path_is_one_sentence(
+    empty_home: Home, models: Path, tmp_path: Path
+) -> None:
+    empty_home.cli("models", "scan", check=True)
+    folder = sd15_folder(tmp_path / "elsewhere" / "sd15")
+    (folder / "model_index.json").write_text("{not json")
+    sentence = refused(empty_home, txt2img(empty_home, str(folder)))
+    assert sentence.endswith(f"{folder / 'model_index.json'} is not a valid diffusers model index")

@@ -196,7 +196,7 @@ def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:
         index = json.loads(index_file.read_text(encoding="utf-8"))
         class_name = str(index["_class_name"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{index_file} is not a valid diffusers model index.") from exc
+        raise ValueError(f"{index_file} is not a valid diffusers model index") from exc
     for family in FAMILIES.values():
         arch = family.index_classes.get(class_name)
         if arch is not None:
