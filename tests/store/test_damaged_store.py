@@ -24,7 +24,7 @@ from conftest import EXAMPLES, Home, wait_for
 from medialab_tui.engine.host import HostLock
 from medialab_tui.store import backup
 from medialab_tui.store.db import Store, StoreDamaged, damage_of
-from medialab_tui.store.tables import Run
+from medialab_tui.store.tables import Run, Setting
 
 pytestmark = pytest.mark.slow
 
@@ -131,6 +131,29 @@ def test_a_damaged_store_is_refused_with_one_sentence_and_left_as_it_was(
         assert "DAMAGED" in proc.stdout and "backups" in proc.stdout
     if damage == "zero-bytes-with-history":
         assert "is empty (0 bytes) although this data directory has history" in sentence
+
+
+def test_the_host_checks_the_whole_of_a_large_store_before_serving(
+    copy_of: Callable[[], Home],
+) -> None:
+    """Past `FULL_CHECK_BYTES` opening reads only the header, schema and table roots;
+    `serve` still runs the full quick_check and refuses a bad page anywhere."""
+    home = copy_of()
+    store = Store(_db(home))
+    with store.write() as s:
+        s.add(Setting(key="filler", value="x" * (backup.FULL_CHECK_BYTES + 1024 * 1024)))
+    store.dispose()
+    size = _db(home).stat().st_size
+    assert size > backup.FULL_CHECK_BYTES
+    with _db(home).open("r+b") as fh:  # noise over ten pages of the filler's overflow chain
+        fh.seek(size // 2 // 4096 * 4096)
+        fh.write(random.Random(5).randbytes(10 * 4096))
+    before = _db(home).read_bytes()
+    proc = home.cli("serve", timeout=120)
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    assert "is damaged (SQLite's quick_check: " in _one_sentence(proc.stderr)
+    assert _db(home).read_bytes() == before
+    assert not (home.root / "engine.lock").read_text()  # the lock was let go
 
 
 def test_a_deleted_database_with_history_is_refused_and_not_recreated(
