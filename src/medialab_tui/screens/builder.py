@@ -24,15 +24,15 @@ from medialab_tui.engine.pipeline import Pipeline, load_pipeline_file, parse_pip
 from medialab_tui.engine.planner import StagePlan
 from medialab_tui.engine.queue import Prepared
 from medialab_tui.engine.stages import STAGES
-from medialab_tui.errors import InputError
+from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.presets import Presets, slug, write_pipeline
 from medialab_tui.screens.builder_form import (
     SEEDS_HINT,
     PickScreen,
     StageForm,
     TextPrompt,
+    error_spot,
     format_seeds,
-    locate_error,
     parse_seeds,
 )
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
@@ -483,35 +483,36 @@ class BuilderScreen(StudioScreen):
 
     # -- validation and the estimate ---------------------------------------------------
 
-    def validate(self) -> tuple[Pipeline | None, str]:
-        """The pipeline as the CLI would parse it, or the parser's first message."""
+    def validate(self) -> tuple[Pipeline | None, InputError | None]:
+        """The pipeline as the CLI would parse it, or the parser's first error."""
         if self.seeds_error:
-            return None, f"{self.source}: key 'inputs.seeds': {self.seeds_error}"
+            loc = ErrorLoc(file=self.source, key="inputs.seeds")
+            return None, InputError(self.seeds_error, loc=loc, predicate=False)
         try:
-            return parse_pipeline(copy.deepcopy(self.document), self.source), ""
+            return parse_pipeline(copy.deepcopy(self.document), self.source), None
         except InputError as exc:
-            return None, str(exc)
+            return None, exc
 
     def changed(self) -> None:
         """Something was edited: show errors now, estimate after a pause in typing."""
         if not self.ready:
             return
         self._generation += 1
-        pipeline, message = self.validate()
-        self.show_error(message)
+        pipeline, error = self.validate()
+        self.show_error(error)
         if self._estimate_timer is not None:
             self._estimate_timer.stop()
         if pipeline is None:
-            self._show_estimate(message, invalid=True)
+            self._show_estimate(str(error), invalid=True)
             return
         generation = self._generation
         self._estimate_timer = self.set_timer(
             ESTIMATE_DELAY_S, lambda: self._estimate(pipeline, generation, dry_run=False)
         )
 
-    def show_error(self, message: str) -> None:
-        """Put a pipeline message under its field, and the selected stage's own errors."""
-        spot = locate_error(message) if message else None
+    def show_error(self, error: InputError | None) -> None:
+        """Put a pipeline error under its field, and the selected stage's own errors."""
+        spot = error_spot(error) if error is not None else None
         field_errors: dict[str, str] = {}
         stage_error = ""
         stages = self.document.get("stages", [])
@@ -519,7 +520,7 @@ class BuilderScreen(StudioScreen):
             try:
                 parse_stage(stages[self.selected], self.selected + 1, self.source)
             except InputError as exc:
-                own = locate_error(str(exc))
+                own = error_spot(exc)
                 if own.key:
                     field_errors[own.key] = own.text
                 else:
@@ -553,18 +554,22 @@ class BuilderScreen(StudioScreen):
         try:
             prepared = self.client.prepare(pipeline, self.source, self.base_dir)
         except InputError as exc:
-            self.app.call_from_thread(self._estimated, generation, None, str(exc), dry_run)
+            self.app.call_from_thread(self._estimated, generation, None, exc, dry_run)
         else:
-            self.app.call_from_thread(self._estimated, generation, prepared, "", dry_run)
+            self.app.call_from_thread(self._estimated, generation, prepared, None, dry_run)
 
     def _estimated(
-        self, generation: int, prepared: Prepared | None, message: str, dry_run: bool
+        self,
+        generation: int,
+        prepared: Prepared | None,
+        error: InputError | None,
+        dry_run: bool,
     ) -> None:
         if generation != self._generation:  # edited meanwhile: a newer estimate is coming
             return
         if prepared is None:
-            self.show_error(message)
-            self._show_estimate(message, invalid=True)
+            self.show_error(error)
+            self._show_estimate(str(error), invalid=True)
             return
         price = self.studio.config.price_per_gpu_hour
         if dry_run:
@@ -580,18 +585,19 @@ class BuilderScreen(StudioScreen):
 
     # -- actions -----------------------------------------------------------------------
 
-    def _blocked(self, message: str, what: str) -> None:
-        self.show_error(message)
-        self._show_estimate(message, invalid=True)
-        self.notify(message, title=f"{what} blocked", severity="error")
+    def _blocked(self, error: InputError, what: str) -> None:
+        self.show_error(error)
+        self._show_estimate(str(error), invalid=True)
+        self.notify(str(error), title=f"{what} blocked", severity="error")
 
     def action_run(self) -> None:
         """Validate, prepare and submit; then show the queue."""
         if not self.ready or self._submitting:
             return
-        pipeline, message = self.validate()
+        pipeline, error = self.validate()
         if pipeline is None:
-            self._blocked(message, "Run")
+            assert error is not None
+            self._blocked(error, "Run")
             return
         self._submitting = True
         self._submit(pipeline, self.source, self.base_dir)
@@ -601,7 +607,7 @@ class BuilderScreen(StudioScreen):
         try:
             prepared = self.client.prepare(pipeline, source, base_dir)
         except InputError as exc:
-            self.app.call_from_thread(self._submitted, "", str(exc))
+            self.app.call_from_thread(self._submitted, "", exc)
             return
         if prepared.large:
             self.app.call_from_thread(self._confirm_large, prepared)
@@ -613,7 +619,7 @@ class BuilderScreen(StudioScreen):
             if yes:
                 self.run_worker(lambda: self._send(prepared), thread=True, group="builder-submit")
             else:
-                self._submitted("", "not submitted")
+                self._submitted("", InputError("not submitted"))
 
         question = f"This run makes {prepared.jobs} jobs and {prepared.outputs} outputs. Submit it?"
         self.app.push_screen(ConfirmScreen(question, yes="Submit"), answered)
@@ -623,14 +629,14 @@ class BuilderScreen(StudioScreen):
         try:
             ref = self.client.submit(prepared)
         except InputError as exc:
-            self.app.call_from_thread(self._submitted, "", str(exc))
+            self.app.call_from_thread(self._submitted, "", exc)
         else:
-            self.app.call_from_thread(self._submitted, ref, "")
+            self.app.call_from_thread(self._submitted, ref, None)
 
-    def _submitted(self, ref: str, message: str) -> None:
+    def _submitted(self, ref: str, error: InputError | None) -> None:
         self._submitting = False
-        if not ref:
-            self._blocked(message, "Run")
+        if error is not None:
+            self._blocked(error, "Run")
             return
         self.notify(f"Run {ref} queued")
         self.app.switch_mode("queue")
@@ -639,9 +645,10 @@ class BuilderScreen(StudioScreen):
         """The plan and the first jobs, with nothing queued."""
         if not self.ready:
             return
-        pipeline, message = self.validate()
+        pipeline, error = self.validate()
         if pipeline is None:
-            self._blocked(message, "Dry run")
+            assert error is not None
+            self._blocked(error, "Dry run")
             return
         if self._estimate_timer is not None:
             self._estimate_timer.stop()
@@ -758,18 +765,17 @@ class BuilderScreen(StudioScreen):
 
     def _saved(self, path: Path) -> None:
         self.path = path
-        _, message = self.validate()
-        if message:
-            self.notify(
-                f"Saved {path}, but it does not validate yet: {message}", severity="warning"
-            )
+        _, error = self.validate()
+        if error is not None:
+            self.notify(f"Saved {path}, but it does not validate yet: {error}", severity="warning")
         else:
             self.notify(f"Saved {path}")
 
     def action_save_preset(self) -> None:
-        pipeline, message = self.validate()
+        pipeline, error = self.validate()
         if pipeline is None:
-            self._blocked(message, "Saving the preset")
+            assert error is not None
+            self._blocked(error, "Saving the preset")
             return
         self._write_preset(pipeline.name, copy.deepcopy(self.document))
 

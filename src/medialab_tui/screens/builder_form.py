@@ -225,30 +225,19 @@ class ErrorSpot:
     text: str
 
 
-_STAGE = re.compile(r"\bstage (\d+) \(")
-_KEY = re.compile(r"key '([^']+)':? (.*)$", re.DOTALL)
-_INPUTS_RULE = re.compile(r": inputs(?:\.\w+)?: (.*)$", re.DOTALL)
-
-
-def locate_error(message: str) -> ErrorSpot:
-    """Find the stage and key a parser message names, and the words for under the field."""
-    stage_match = _STAGE.search(message)
-    stage = int(stage_match.group(1)) if stage_match else None
-    key_match = _KEY.search(message)
-    if key_match:
-        key = re.sub(r"\[\d+\]", "", key_match.group(1))
-        text = key_match.group(2)
-        if stage is not None and "." in key_match.group(1):
-            # `loras[0].model` belongs under the `loras` field, naming the part.
-            field, _, part = key_match.group(1).partition(".")
-            key = re.sub(r"\[\d+\]", "", field)
-            text = text.lstrip(": ")
-            text = f"{part} {text}" if text.startswith(("is ", "must ")) else f"{part}: {text}"
-        return ErrorSpot(stage, key, text)
-    rule = _INPUTS_RULE.search(message)
-    if rule and stage is None:  # the only rule across `[inputs]` keys is about seeds
-        return ErrorSpot(None, "inputs.seeds", rule.group(1))
-    return ErrorSpot(stage, None, message.split(": ", 1)[-1] if stage is None else message)
+def error_spot(error: InputError) -> ErrorSpot:
+    """Where an input error belongs in the form, from its location, and the words for
+    under the field."""
+    loc, text = error.loc, error.text
+    if loc.key is None:
+        return ErrorSpot(loc.stage, None, text)
+    key = loc.key
+    if loc.stage is not None and "." in key:
+        # `loras[0].model` belongs under the `loras` field, naming the part.
+        field, _, part = key.partition(".")
+        joined = f"{part} {text}" if error.predicate else f"{part}: {text}"
+        return ErrorSpot(loc.stage, re.sub(r"\[\d+\]", "", field), joined)
+    return ErrorSpot(loc.stage, re.sub(r"\[\d+\]", "", key), text)
 
 
 class StageForm(Vertical):
