@@ -11,8 +11,10 @@ the box.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,9 @@ from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
 from medialab_tui.store import backup
 from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
+from medialab_tui.store.files import free_bytes, is_disk_full
 from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, Setting, utcnow
+from medialab_tui.text import human_size
 
 log = logging.getLogger("medialab.engine")
 
@@ -37,6 +41,10 @@ PROGRESS_WRITE_S = 0.5  # the most often a job's progress is written to the stor
 CANCEL_GRACE_S = 5.0  # a worker that does not acknowledge a cancel by then is killed
 STALL_S = 600.0  # a worker silent this long during a job is taken for hung
 RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
+# Below this much free space in the data directory no new job starts; the queue
+# waits (and says so in the log) until space is back.
+MIN_FREE_BYTES = 16 * 1024 * 1024
+SPACE_CHECK_S = 2.0
 
 
 @dataclass
@@ -83,6 +91,11 @@ class Engine:
         # Set whenever a job ends, so an in-process follower need not poll for it.
         self.changed = asyncio.Event()
         self._worker_failures = 0
+        # Disk full: jobs whose end could not be written yet (retried when space is
+        # back), and when free space was last checked.
+        self._unwritten: list[Job] = []
+        self._space_checked = 0.0
+        self._space_ok = True
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -107,8 +120,16 @@ class Engine:
         announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
         try:
             while not self._stop.is_set():
-                self.sweep_runs()
-                job = None if queue.queue_state(self.store) == "paused" else self.claim_next()
+                job = None
+                try:
+                    if self._space_to_work():
+                        self.sweep_runs()
+                        paused = queue.queue_state(self.store) == "paused"
+                        job = None if paused else self.claim_next()
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._out_of_space(exc)
                 if job is not None:
                     await self.execute(job)
                     continue
@@ -347,18 +368,90 @@ class Engine:
         return False
 
     def _note(self, job: Job, action: str, **details: Any) -> None:
-        with self.store.write() as s:
-            self.store.record(s, action, "job", job.id, **details)
+        """An audit note; dropped (and logged) when the disk is full."""
+        try:
+            with self.store.write() as s:
+                self.store.record(s, action, "job", job.id, **details)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("disk full: the note %s of j%s was not written", action, job.id)
 
     def _write_progress(self, state: Running) -> None:
+        """Progress is advisory: when the disk is full it is dropped, never fatal."""
         state.last_write = time.monotonic()
+        try:
+            with self.store.write() as s:
+                row = s.get(Job, state.job.id)
+                if row is None:
+                    return
+                row.step, row.total_steps = state.step, state.total
+                row.progress = state.step / state.total if state.total else 0.0
+                s.add(row)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("disk full: progress of j%s not written", state.job.id)
+
+    # -- a full disk -------------------------------------------------------------------
+
+    def _space_sentence(self) -> str:
+        return f"{human_size(free_bytes(self.data.root))} free in {self.data.root}"
+
+    def _space_to_work(self) -> bool:
+        """False while the data directory is (nearly) full: nothing new starts. When
+        space is back, the job ends that could not be written are written first."""
+        now = time.monotonic()
+        if now - self._space_checked < SPACE_CHECK_S and (self._space_ok or not self._unwritten):
+            return self._space_ok
+        self._space_checked = now
+        free = free_bytes(self.data.root)
+        was_ok, self._space_ok = self._space_ok, free >= MIN_FREE_BYTES
+        if not self._space_ok:
+            if was_ok:
+                log.warning("waiting for disk space: %s", self._space_sentence())
+            return False
+        while self._unwritten:
+            self._requeue_for_space(self._unwritten[0])
+            self._unwritten.pop(0)
+        if not was_ok:
+            log.info("disk space is back (%s): the queue goes on", self._space_sentence())
+        return True
+
+    def _out_of_space(self, exc: BaseException, job: Job | None = None) -> None:
+        """The store or a file could not be written for lack of space: the job (if any)
+        goes back to the queue with its files removed, and nothing new starts until
+        there is space again. The host stays up."""
+        log.warning("disk full (%s): %s", self._space_sentence(), exc)
+        self._space_ok = False
+        self._space_checked = time.monotonic()
+        if job is not None:
+            self._discard_outputs(job)
+            try:
+                self._requeue_for_space(job)
+            except Exception as again:
+                if not is_disk_full(again):
+                    raise
+                self._unwritten.append(job)
+
+    def _requeue_for_space(self, job: Job) -> None:
+        """Back to `queued`, the attempt not counted: the job did nothing wrong."""
         with self.store.write() as s:
-            row = s.get(Job, state.job.id)
-            if row is None:
+            row = s.get(Job, job.id)
+            if row is None or row.status in ("succeeded", "failed", "cancelled"):
                 return
-            row.step, row.total_steps = state.step, state.total
-            row.progress = state.step / state.total if state.total else 0.0
+            row.status, row.progress, row.step = "queued", 0.0, 0
+            row.attempts = max(0, row.attempts - 1)
+            row.cancel_requested = False
+            row.error = f"waited for disk space ({self._space_sentence()})"
             s.add(row)
+            self.store.record(s, "job.requeue", "job", row.id, reason="disk full")
+
+    def _discard_outputs(self, job: Job) -> None:
+        """Remove what a job that did not succeed wrote: nothing there is indexed (a
+        job's files are indexed only when it succeeds), so nothing is left unindexed."""
+        folder = artifact_dir(self.data.artifacts, job.run_id, job.id or 0)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _write_preview(self, job: Job, b64: str) -> None:
         import base64
@@ -372,6 +465,14 @@ class Engine:
             log.debug("could not write the preview of j%s", job.id)
 
     def _succeed(self, state: Running, message: dict[str, Any]) -> None:
+        try:
+            self._index_outputs(state, message)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._out_of_space(exc, state.job)
+
+    def _index_outputs(self, state: Running, message: dict[str, Any]) -> None:
         job = state.job
         with self.store.write() as s:
             row = s.get(Job, job.id)
@@ -412,6 +513,20 @@ class Engine:
             self._finish_run_stage(s, job.run_id)
 
     def _end_job(self, job: Job, status: str, *, error: str = "", kind: str = "") -> None:
+        if status != "succeeded":
+            self._discard_outputs(job)
+        if kind == "disk_full":
+            error = f"no space left on the disk: {self._space_sentence()}"
+            self._space_ok = False
+            self._space_checked = time.monotonic()
+        try:
+            self._write_end(job, status, error=error, kind=kind)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._out_of_space(exc, job)
+
+    def _write_end(self, job: Job, status: str, *, error: str, kind: str) -> None:
         with self.store.write() as s:
             row = s.get(Job, job.id)
             assert row is not None
@@ -433,7 +548,21 @@ class Engine:
                 self._finish_run_stage(s, job.run_id)
 
     def _crashed(self, job: Job, reason: str) -> None:
-        """The worker died under this job: retry it, unless it keeps doing that."""
+        """The worker died under this job: retry it, unless it keeps doing that. A
+        worker that died on a full disk (it cannot even write its log) is no fault of
+        the job's: it waits for space without an attempt counted."""
+        self._discard_outputs(job)
+        if free_bytes(self.data.root) < MIN_FREE_BYTES:
+            self._out_of_space(OSError(errno.ENOSPC, f"the worker died ({reason})"), job)
+            return
+        try:
+            self._write_crash(job, reason)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._out_of_space(exc, job)
+
+    def _write_crash(self, job: Job, reason: str) -> None:
         with self.store.write() as s:
             row = s.get(Job, job.id)
             assert row is not None

@@ -9,6 +9,7 @@ removed. `mkstemp` makes the file owner-only (SPEC §7).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -54,3 +55,26 @@ def atomic_copy(src: Path, dst: Path) -> None:
     """Copy the contents of `src` to `dst` atomically; `src` is only read."""
     with src.open("rb") as source:
         _atomic(dst, lambda fh: shutil.copyfileobj(source, fh))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says the disk is full: ENOSPC/EDQUOT from the
+    filesystem, or SQLite's SQLITE_FULL ("database or disk is full")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free to an ordinary user on the filesystem of `path` (0 when unknown)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from medialab_tui.engine.worker.context import JobCancelled, JobContext, JobFailed
 from medialab_tui.engine.worker.protocol import RunCommand, decode, encode
+from medialab_tui.store.files import is_disk_full
 
 
 class Channel:
@@ -156,6 +157,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         text = text[:297] + "..."
     if "OutOfMemory" in name or "out of memory" in text.lower():
         return "oom", f"out of memory: {text}"
+    if is_disk_full(exc):
+        return "disk_full", f"no space left on the disk: {text}"
     if isinstance(exc, (FileNotFoundError, IsADirectoryError)) or "no such file" in text.lower():
         return "missing_model", f"model files not found: {text}"
     if isinstance(exc, (ValueError, TypeError)) and "must be" in text.lower():

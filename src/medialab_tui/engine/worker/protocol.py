@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FailureKind = Literal["validation", "oom", "missing_model", "internal"]
-FAILURE_KINDS: tuple[str, ...] = ("validation", "oom", "missing_model", "internal")
+FailureKind = Literal["validation", "oom", "missing_model", "disk_full", "internal"]
+FAILURE_KINDS: tuple[str, ...] = ("validation", "oom", "missing_model", "disk_full", "internal")
 
 COMMANDS = ("run", "cancel", "unload", "shutdown")
 EVENTS = (
