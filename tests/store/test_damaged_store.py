@@ -235,6 +235,13 @@ def test_every_nth_completed_job_takes_a_backup(
     assert counted() == [6, 3, 0]
 
 
+def test_a_backup_that_cannot_be_written_does_not_stop_the_host(tmp_path: Path) -> None:
+    db = tmp_path / "medialab.db"
+    Store(db).dispose()
+    (tmp_path / "backups").write_text("a file where the folder should be")
+    assert backup.host_started(db) is None
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_restore_brings_the_rows_back_and_keeps_the_damaged_file_aside(
     copy_of: Callable[[], Home], damage: str

@@ -245,12 +245,14 @@ _backed_up: set[Path] = set()
 
 
 def host_started(db_path: Path) -> Backup | None:
-    """The engine host's backup at start, after its store passed the full check."""
-    with _lock:
-        taken = take_backup(db_path)
-        _backed_up.add(db_path)
-        _completed[db_path] = 0
-    return taken
+    """The engine host's backup at start, after its store passed the full check.
+
+    A backup that cannot be written (a full disk, say) is logged, never fatal: the
+    host serves on with the backups it has.
+    """
+    _backed_up.add(db_path)
+    _completed[db_path] = 0
+    return _backup_quietly(db_path)
 
 
 def job_completed(db_path: Path) -> None:
@@ -266,12 +268,13 @@ def job_completed(db_path: Path) -> None:
     threading.Thread(target=_backup_quietly, args=(db_path,), name="backup").start()
 
 
-def _backup_quietly(db_path: Path) -> None:
+def _backup_quietly(db_path: Path) -> Backup | None:
     with _lock:
         try:
-            take_backup(db_path)
+            return take_backup(db_path)
         except (OSError, sqlite3.Error) as exc:
             log.warning("could not back up %s: %s", db_path, exc)
+            return None
 
 
 # -- restoring -----------------------------------------------------------------------
