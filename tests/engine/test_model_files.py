@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 from medialab_tui.engine.model_files import detect_arch, read_safetensors_header
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def write_tensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:

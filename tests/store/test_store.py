@@ -15,7 +15,7 @@ from medialab_tui.store import db as store_db
 from medialab_tui.store.db import SCHEMA_VERSION, SchemaTooNew, Store
 from medialab_tui.store.tables import Event, Run
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_data_dir_is_created_owner_only(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Snapshot tests: each screen at 100×30, compared with the SVG kept in tests/__snapshots__.
+"""Snapshot tests: each screen at 100×30, compared with the SVG kept in tests/tui/__snapshots__.
 
 The data directory sits at a fixed path so paths shown on screen do not change
 between runs. Update after an intended change with `pytest --snapshot-update`.
@@ -6,11 +6,13 @@ between runs. Update after an intended change with `pytest --snapshot-update`.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.worker import WorkerState
@@ -23,6 +25,7 @@ from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.common import StudioHeader, StudioScreen
 from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Model
 
 SNAPSHOT_HOME = Path("/tmp/medialab-snapshot-home")
 SIZE = (100, 30)
@@ -37,6 +40,14 @@ def snapshot_app(demo_models_dir: Path) -> Iterator[MedialabApp]:
     store = Store(data.db_path)
     config = load_config(data)
     scan(store, data, config)
+    # The demo files' bytes (so their hashes and sizes) follow the torch, diffusers and
+    # transformers versions that wrote them; the picture of the screen should not.
+    with store.write() as s:
+        for model in s.exec(select(Model)).all():
+            model.sha256 = hashlib.sha256(model.name.encode()).hexdigest()
+            model.fast_hash = model.sha256[:32]
+            model.size = 6_815_744
+            s.add(model)
     app = MedialabApp(data, config, store, pipeline=EXAMPLES / "demo.toml", host_engine=False)
     yield app
     shutil.rmtree(SNAPSHOT_HOME, ignore_errors=True)
