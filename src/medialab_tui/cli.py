@@ -749,7 +749,7 @@ def _restore(ctx: Context, args: argparse.Namespace) -> int:
     if not lock.try_acquire("restore"):
         holder = describe_holder(lock.holder() or {})
         raise EngineUnavailable(
-            f"the engine is hosted by {holder}: stop it (`medialab stop`) before restoring"
+            f"the engine is hosted by {holder}: stop it before restoring; nothing was changed"
         )
     try:
         plan = backup.plan_restore(ctx.data.db_path)
