@@ -619,13 +619,20 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
                 "updated": result.updated,
                 "removed": result.removed,
                 "unchanged": result.unchanged,
+                "skipped": [{"path": str(e.path), "reason": e.reason} for e in result.skipped],
+                "broken": [{"path": str(e.path), "reason": e.reason} for e in result.broken],
             }
         )
     else:
-        print(
+        line = (
             f"{len(result.added)} added, {len(result.updated)} updated, "
             f"{len(result.removed)} removed, {result.unchanged} unchanged"
         )
+        extra = [f"{len(result.skipped)} skipped"] if result.skipped else []
+        extra += [f"{len(result.broken)} broken"] if result.broken else []
+        print(", ".join([line, *extra]))
+        for entry in [*result.broken, *result.skipped]:
+            print(f"  {entry.path}: {entry.reason}")
     return EXIT_OK
 
 
