@@ -152,6 +152,23 @@ BAD = [
         GOOD + '\n[[stages]]\ntype = "txt2img"\nmodel = "demo-sd15"\n',
         ["stage 2 (txt2img) takes prompts", "stage 1 (txt2img) gives images"],
     ),
+    (
+        "refiner-pass-with-sd15",
+        IMG2IMG.replace('type = "img2img"', 'type = "refine"\nmethod = "refiner"').replace(
+            "strength = 0.5", "strength = 0.3"
+        ),
+        ["stage 1 (refine)", "'model'", "sd15", 'method = "refiner"'],
+    ),
+    (
+        "prompt-too-long",
+        GOOD.replace('prompts = ["a red fox"]', f'prompts = ["{"fox " * 3000}"]'),
+        ["'inputs.prompts[0]'", "at most 10000 characters (got 12000)"],
+    ),
+    (
+        "stage-prompt-too-long",
+        IMG2IMG + f'prompt = "{"x" * 10001}"\n',
+        ["stage 1 (img2img)", "'prompt'", "at most 10000 characters"],
+    ),
 ]
 
 
@@ -217,3 +234,16 @@ def test_errors_carry_file_stage_and_key_as_data(home) -> None:
     assert prepared.value.loc.stage == 1 and prepared.value.loc.key == "loras[1].model"
     assert str(prepared.value).startswith("p.toml: stage 1 (txt2img): key 'loras[1].model': ")
     assert "no-such-lora" in prepared.value.text
+
+
+def test_dry_run_says_when_the_text_encoder_will_cut_a_prompt_short(
+    home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_prompt = ", ".join(f"detail number {i}" for i in range(40))
+    path = home.pipeline("long", GOOD.replace('"a red fox"', f'"{long_prompt}"'))
+    assert main(["--data-dir", str(home.root), "run", str(path), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "stage 1 (txt2img)" in err and "tokens" in err and "reads 75" in err
+    short = home.pipeline("short", GOOD)
+    assert main(["--data-dir", str(home.root), "run", str(short), "--dry-run"]) == 0
+    assert "tokens" not in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
+from medialab_tui.engine.stages.base import PromptText
 from medialab_tui.errors import ErrorLoc, InputError
 
 SEED_MAX = 2**32 - 1
@@ -24,8 +25,8 @@ class Inputs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    prompts: list[str] = Field(default_factory=list)
-    negative: str = ""
+    prompts: list[PromptText] = Field(default_factory=list)
+    negative: PromptText = ""
     images: list[str] = Field(default_factory=list)
     seeds: list[int] | None = None
     seed: int | None = None
@@ -95,6 +96,8 @@ def _describe(err: Any) -> str:
         return f"must be a multiple of {ctx.get('multiple_of')}{tail}"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}{tail}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters (got {len(str(got))})"
     if kind in ("too_short", "string_too_short"):
         return f"must not be empty{tail}"
     if kind.endswith("_type") or kind.endswith("_parsing"):

@@ -39,7 +39,9 @@ log = logging.getLogger("medialab.engine")
 POLL_S = 0.2  # how often the store is checked for requests from other processes
 PROGRESS_WRITE_S = 0.5  # the most often a job's progress is written to the store
 CANCEL_GRACE_S = 5.0  # a worker that does not acknowledge a cancel by then is killed
-STALL_S = 600.0  # a worker silent this long during a job is taken for hung
+# A worker silent this long during a job (no event, no heartbeat: stopped, hung) is
+# killed and restarted, and its job retried.
+STALL_S = 30.0
 RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
 # Below this much free space in the data directory no new job starts; the queue
 # waits (and says so in the log) until space is back.
@@ -324,7 +326,7 @@ class Engine:
                     await worker.kill()
                     self._end_job(job, state.outcome_if_stopped)
                     return
-                if now - state.last_heard > STALL_S:
+                if now - max(state.last_heard, worker.last_heard) > STALL_S:
                     raise WorkerDied(f"the worker was silent for {STALL_S:.0f} s")
                 if state.step and now - state.last_write >= PROGRESS_WRITE_S:
                     self._write_progress(state)

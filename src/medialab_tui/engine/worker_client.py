@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ class WorkerProcess:
         self._pump_task: asyncio.Task[None] | None = None
         self._ready_task: asyncio.Task[dict[str, Any]] | None = None
         self._log: Any = None
+        # When the worker last said anything (heartbeats included): a stopped or hung
+        # worker falls silent, a busy one keeps beating between and during steps.
+        self.last_heard = time.monotonic()
 
     @property
     def pid(self) -> int | None:
@@ -133,9 +137,15 @@ class WorkerProcess:
                     WorkerDied(f"the worker exited with code {self.proc.returncode}")
                 )
                 return
+            self.last_heard = time.monotonic()
             try:
-                self._events.put_nowait(decode(line))
+                message = decode(line)
             except ValueError:
+                message = None
+            if message is not None:
+                if message.get("event") != "heartbeat":
+                    self._events.put_nowait(message)
+            else:
                 if self._log:
                     self._log.write(b"[stdout, not protocol] " + line)
 

@@ -39,4 +39,17 @@ def archs_running(stage: str) -> tuple[str, ...]:
     return tuple(a for f in FAMILIES.values() for a, stages in f.archs.items() if stage in stages)
 
 
-__all__ = ["ARCHS", "FAMILIES", "IMAGE_STAGES", "Family", "archs_running", "family_of"]
+def refiner_archs() -> tuple[str, ...]:
+    """Every arch that can do a refiner pass."""
+    return tuple(a for f in FAMILIES.values() for a in f.refiners)
+
+
+__all__ = [
+    "ARCHS",
+    "FAMILIES",
+    "IMAGE_STAGES",
+    "Family",
+    "archs_running",
+    "family_of",
+    "refiner_archs",
+]

@@ -9,6 +9,7 @@ the worker side (the diffusers pipeline classes it loads with).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -20,6 +21,16 @@ LatentRGB = tuple[tuple[tuple[float, float, float], ...], tuple[float, float, fl
 
 # The diffusion stages a text-to-image family runs.
 IMAGE_STAGES = ("txt2img", "img2img", "refine", "detail", "blend")
+
+
+# CLIP's tokenizer splits words, digits and punctuation apart; most common words are
+# one token, rarer ones several. A count of those pieces is a fair lower bound.
+_TOKEN_PIECES = re.compile(r"[^\W\d_]+|\d|[^\w\s]")
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many CLIP tokens `text` is (without the start and end tokens)."""
+    return len(_TOKEN_PIECES.findall(text))
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,12 @@ class Family:
     text_time: bool = False
     # (safetensors metadata key, value prefix) other tools write for this family.
     metadata_prefixes: tuple[tuple[str, str], ...] = ()
+    # The archs a `refine` stage with `method = "refiner"` can run (a second pass at
+    # the same size by a model trained for it).
+    refiners: tuple[str, ...] = ()
+    # Tokens the family's text encoder reads (CLIP: 77, start and end included);
+    # the rest of a longer prompt is dropped. None: no such limit.
+    text_tokens: int | None = None
     # Seconds per denoising step at 512×512 when nothing was measured, by device kind.
     step_seconds: dict[str, float] = field(default_factory=dict)
     latent_rgb: LatentRGB | None = None

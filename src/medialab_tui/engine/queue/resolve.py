@@ -20,6 +20,7 @@ from sqlmodel import select
 from medialab_tui.config import DataDir, load_config
 from medialab_tui.engine import registry
 from medialab_tui.engine.families import archs_running, family_of
+from medialab_tui.engine.families.base import estimate_tokens
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
 from medialab_tui.engine.planner import StagePlan, initial_items, plan
 from medialab_tui.engine.stages import STAGES, StageParams
@@ -47,6 +48,8 @@ class Prepared:
     image_sources: list[Path] = field(default_factory=list)
     # Per stage: resolved LoRAs, ControlNet (with its image), detector, wildcard lists.
     extras: list[Extras] = field(default_factory=list)
+    # Things worth knowing before it runs (a prompt the text encoder will cut short).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def outputs(self) -> int:
@@ -121,11 +124,9 @@ def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | 
             loc=at,
             predicate=False,
         )
-    refine_only = family is not None and not family.runs(row.arch, "txt2img")
-    if refine_only and getattr(stage, "method", None) != "refiner":
-        raise InputError(
-            f"'{ref}' is a refiner ({row.arch}); use method = \"refiner\"", loc=at, predicate=False
-        )
+    problem = spec.check_model(stage, row.arch) if spec.check_model else None
+    if problem:
+        raise InputError(f"'{ref}' {problem}", loc=at, predicate=False)
     return model_ref(row).model_copy(update={"config_dir": _config_dir(store, row, at)})
 
 
@@ -261,7 +262,31 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
         extras.append(Extras.model_validate(found))
     stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
     _check_gathers(pipeline, stage_plan, source)
-    return Prepared(pipeline, source, models, items, stage_plan, images, extras)
+    notices = _token_notices(pipeline, models, prompts)
+    return Prepared(pipeline, source, models, items, stage_plan, images, extras, notices)
+
+
+def _token_notices(
+    pipeline: Pipeline, models: list[ModelRef | None], prompts: list[str]
+) -> list[str]:
+    """Prompts longer than the text encoder of the stage that reads them, said once each."""
+    notices: list[str] = []
+    for index, (stage, model) in enumerate(zip(pipeline.stages, models, strict=True)):
+        family = family_of(model.arch) if model else None
+        if family is None or family.text_tokens is None:
+            continue
+        own = [t for t in (getattr(stage, "prompt", None), getattr(stage, "negative", None)) if t]
+        texts = [*own, *(prompts if index == 0 else [])]
+        for text in dict.fromkeys(texts):
+            tokens = estimate_tokens(text)
+            if tokens > family.text_tokens - 2:
+                short = text if len(text) <= 40 else text[:37] + "…"
+                notices.append(
+                    f"stage {index + 1} ({stage.type}): the prompt \"{short}\" is about "
+                    f"{tokens} tokens; {family.title}'s text encoder reads "
+                    f"{family.text_tokens - 2}, the rest is dropped"
+                )
+    return notices
 
 
 def wildcards_dir(store: Store) -> Path:

@@ -38,6 +38,10 @@ SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
 # Sizes the diffusion models accept: positive multiples of 8 up to 4096.
 Dimension = Annotated[int, Field(ge=8, le=4096, multiple_of=8)]
 Steps = Annotated[int, Field(ge=1, le=500)]
+# Longer prompts are refused: nothing reads that much (CLIP reads 77 tokens), and a
+# prompt is stored with every job and artifact it reaches.
+MAX_PROMPT_CHARS = 10_000
+PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 PerInput = Annotated[int, Field(ge=1, le=64)]
 
 
@@ -102,6 +106,9 @@ class StageSpec:
     # Extras the stage reads at submit beside its model (a detector, wildcard lists),
     # so that a mistake fails the submit, not a job an hour later.
     resolve: Resolver | None = None
+    # A rule on the stage's model beyond its kind and family: (params, arch) → what is
+    # wrong with that model for these parameters, or None.
+    check_model: Callable[[Any, str], str | None] | None = None
 
     def outputs_of(self, params: StageParams) -> int:
         """How many outputs one job of this stage makes."""
@@ -149,7 +156,7 @@ class DiffusionParams(StageParams):
     steps: Steps = Field(default=20, description="Denoising steps")
     cfg: Cfg = Field(default=7.0, description="Guidance scale")
     sampler: Sampler = Field(default="default", description="Scheduler")
-    negative: str | None = Field(default=None, description="Overrides inputs.negative")
+    negative: PromptText | None = Field(default=None, description="Overrides inputs.negative")
 
 
 class DiffusionOptions(DiffusionParams):

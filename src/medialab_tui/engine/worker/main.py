@@ -166,6 +166,17 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return "internal", f"{name}: {text}"
 
 
+HEARTBEAT_S = 2.0
+
+
+def _beat(channel: Channel) -> None:
+    """Say "alive" every HEARTBEAT_S, also while a step or a load takes long, so the
+    engine tells a busy worker from a stopped or hung one."""
+    while True:
+        time.sleep(HEARTBEAT_S)
+        channel.emit("heartbeat")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medialab-worker")
     parser.add_argument("--device", default="auto")
@@ -196,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         target=worker.read_commands, args=(sys.stdin.buffer,), name="commands", daemon=True
     )
     reader.start()
+    threading.Thread(target=_beat, args=(channel,), name="heartbeat", daemon=True).start()
     channel.emit(
         "ready",
         pid=os.getpid(),

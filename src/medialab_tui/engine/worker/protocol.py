@@ -2,7 +2,8 @@
 
 Commands (engine → worker): `run`, `cancel`, `unload`, `shutdown`.
 Events (worker → engine): `ready`, `started`, `progress`, `artifact`, `done`,
-`failed` (with a `kind`), `cancelled`, `unloaded`.
+`failed` (with a `kind`), `cancelled`, `unloaded`, and `heartbeat` every two
+seconds from a thread of its own.
 
 A `run` command is a `RunCommand`: the engine builds it from the store and the
 worker validates it back into the same model, and the stage's parameters into the
@@ -30,6 +31,7 @@ EVENTS = (
     "failed",
     "cancelled",
     "unloaded",
+    "heartbeat",
 )
 
 

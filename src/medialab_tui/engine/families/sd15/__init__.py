@@ -14,6 +14,7 @@ FAMILY = Family(
         ("ss_base_model_version", "sd_v1"),
         ("modelspec.architecture", "stable-diffusion-v1"),
     ),
+    text_tokens=77,
     step_seconds={"cuda": 0.05, "cpu": 2.0},
     latent_rgb=(
         (

@@ -27,6 +27,7 @@ FAMILY = Family(
         # layout (a base's first embedder is CLIP-L, under ".transformer.").
         (("conditioner.embedders.0.model.",), "sdxl-refiner"),
     ),
+    refiners=("sdxl-refiner", "sdxl"),
     lora_prefixes=("lora_te1_", "lora_te2_", "text_encoder_2."),
     embedding_keys=("clip_l", "clip_g"),
     context_width=2048,
@@ -35,6 +36,7 @@ FAMILY = Family(
         ("ss_base_model_version", "sdxl"),
         ("modelspec.architecture", "stable-diffusion-xl"),
     ),
+    text_tokens=77,
     step_seconds={"cuda": 0.15, "cpu": 6.0},
     latent_rgb=(
         (

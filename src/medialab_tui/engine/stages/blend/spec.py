@@ -15,6 +15,7 @@ from medialab_tui.engine.stages.base import (
     DiffusionParams,
     Dimension,
     PerInput,
+    PromptText,
     StageSpec,
     Strength,
 )
@@ -31,7 +32,7 @@ class BlendParams(DiffusionParams):
     )
     width: Dimension = Field(default=512, description="References are resized to this width")
     height: Dimension = Field(default=512, description="References are resized to this height")
-    prompt: str | None = Field(default=None, description="Overrides the input's prompt")
+    prompt: PromptText | None = Field(default=None, description="Overrides the input's prompt")
 
     @model_validator(mode="after")
     def _check_weights(self) -> BlendParams:

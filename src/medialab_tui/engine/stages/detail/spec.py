@@ -14,6 +14,7 @@ from pydantic import Field
 from medialab_tui.engine.stages.base import (
     DiffusionParams,
     Dimension,
+    PromptText,
     ResolveContext,
     StageSpec,
     Strength,
@@ -26,7 +27,9 @@ class DetailParams(DiffusionParams):
     type: Literal["detail"] = "detail"
     target: Literal["face", "eyes", "body"] = Field(default="face", description="What to find")
     detector: str = Field(default="opencv", min_length=1, description="opencv, or a detector")
-    prompt: str | None = Field(default=None, description="Prompt for the regions (else input's)")
+    prompt: PromptText | None = Field(
+        default=None, description="Prompt for the regions (else input's)"
+    )
     strength: Strength = Field(default=0.4, description="How far each region may change")
     size: Dimension = Field(default=512, description="Each region is inpainted at this size")
     padding: float = Field(default=0.3, ge=0.0, le=2.0, description="Context around a region")

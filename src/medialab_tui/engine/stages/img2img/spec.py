@@ -6,7 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from medialab_tui.engine.stages.base import DiffusionOptions, PerInput, StageSpec, Strength
+from medialab_tui.engine.stages.base import (
+    DiffusionOptions,
+    PerInput,
+    PromptText,
+    StageSpec,
+    Strength,
+)
 
 
 class Img2ImgParams(DiffusionOptions):
@@ -15,7 +21,7 @@ class Img2ImgParams(DiffusionOptions):
     type: Literal["img2img"] = "img2img"
     strength: Strength = Field(default=0.6, description="How far from the input (0 keeps it)")
     per_input: PerInput = Field(default=1, description="Images per input image")
-    prompt: str | None = Field(default=None, description="Overrides the input's prompt")
+    prompt: PromptText | None = Field(default=None, description="Overrides the input's prompt")
 
 
 SPEC = StageSpec(

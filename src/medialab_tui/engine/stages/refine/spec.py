@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from medialab_tui.engine.stages.base import DiffusionOptions, StageSpec, Strength
+from medialab_tui.engine.families import family_of, refiner_archs
+from medialab_tui.engine.stages.base import DiffusionOptions, PromptText, StageSpec, Strength
 
 
 class RefineParams(DiffusionOptions):
@@ -22,7 +23,22 @@ class RefineParams(DiffusionOptions):
     )
     scale: float = Field(default=1.5, ge=1.0, le=4.0, description="hires: size multiplier")
     strength: Strength = Field(default=0.3, description="How far from the input")
-    prompt: str | None = Field(default=None, description="Overrides the input's prompt")
+    prompt: PromptText | None = Field(default=None, description="Overrides the input's prompt")
+
+
+def check_method(stage: RefineParams, arch: str) -> str | None:
+    """A refiner pass needs a model made for it; a refiner-only model does nothing else."""
+    family = family_of(arch)
+    if family is None:
+        return None
+    if stage.method == "refiner" and arch not in family.refiners:
+        return (
+            f'is a {arch} model; method = "refiner" takes a refiner or an SDXL base '
+            f'({", ".join(refiner_archs())}); use method = "hires" with it'
+        )
+    if stage.method != "refiner" and not family.runs(arch, "txt2img"):
+        return f'is a refiner ({arch}); use method = "refiner"'
+    return None
 
 
 SPEC = StageSpec(
@@ -35,4 +51,5 @@ SPEC = StageSpec(
     uses_model=True,
     model_kinds=("checkpoint",),
     options=True,
+    check_model=check_method,
 )
