@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from medialab_tui import __version__
 from medialab_tui.config import Config, DataDir, default_data_dir, keep_private, load_config
 from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
-from medialab_tui.text import human_size
+from medialab_tui.text import human_size, visible, visible_lines
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -56,16 +56,19 @@ def _print_json(value: Any) -> None:
 
 
 def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
+    """Aligned rows; each cell plain text with its control characters shown (names,
+    prompts and paths are user text: not markup, not terminal sequences)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not rows:
-        console.print(empty)
+        console.print(Text(visible(empty)))
         return
     table = Table(*columns, box=None, header_style="bold", pad_edge=False)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(Text("" if v is None else visible(str(v))) for v in row))
     console.print(table)
 
 
@@ -116,7 +119,7 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, engine.request_stop)
         # A dropped SSH session must not stop a server started without nohup.
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
-        print(f"medialab engine serving {ctx.data.root} (Ctrl+C to stop)", file=sys.stderr)
+        print(visible(f"medialab engine serving {ctx.data.root} (Ctrl+C to stop)"), file=sys.stderr)
         await engine.run()
 
     try:
@@ -191,7 +194,7 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
             }
         )
         return
-    print(f"{prepared.pipeline.name}: {_expansion_tree(prepared)}")
+    print(visible(f"{prepared.pipeline.name}: {_expansion_tree(prepared)}"))
     _table(
         ["stage", "type", "jobs", "outputs", "estimate", "from"],
         [
@@ -259,7 +262,7 @@ def _submit_and_follow(
         if ctx.as_json:
             _print_json({"run_id": run.ref, "status": "pending"})
         else:
-            print(f"Run {run.ref} queued ({run.name}). {_engine_note(ctx)}")
+            print(visible(f"Run {run.ref} queued ({run.name}). {_engine_note(ctx)}"))
         return EXIT_OK
 
     lock = HostLock(ctx.data.lock_path)
@@ -284,7 +287,7 @@ def _submit_and_follow(
             raise
         display = Display(ctx.as_json)
         if not ctx.as_json:
-            print(f"Run {run.ref}: {run.name}")
+            print(visible(f"Run {run.ref}: {run.name}"))
         with display:
             summary = await follow_run(
                 ctx.data,
@@ -322,11 +325,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     paths = summary["artifacts"]
     print(f"Run {summary['run_id']} {status}: {len(paths)} output{'s' if len(paths) != 1 else ''}")
     for path in paths:
-        print(f"  {path}")
+        print(f"  {visible(path)}")
     if status == "review":
         print(f"It waits for review: `medialab approve {summary['run_id']}` continues it.")
     if summary.get("error"):
-        print(f"error: {summary['error']}", file=sys.stderr)
+        print(f"error: {visible_lines(summary['error'])}", file=sys.stderr)
 
 
 def _when(ts: datetime | None) -> str:
@@ -399,11 +402,16 @@ SHOW_JOBS = 50
 
 
 def _print_fields(title: str, fields: list[tuple[str, Any]]) -> None:
-    """A heading line, then `key  value` lines with the values aligned (— for nothing)."""
-    print(title)
+    """A heading line, then `key  value` lines with the values aligned (— for nothing).
+
+    Control characters are shown, not obeyed; a multi-line value (a prompt) keeps its
+    lines, the later ones indented under the first."""
+    print(visible(title))
     width = max(len(key) for key, _ in fields)
+    indent = "\n" + " " * (width + 4)
     for key, value in fields:
-        print(f"  {key:<{width}}  {'—' if value in (None, '') else value}")
+        shown = "—" if value in (None, "") else visible_lines(str(value))
+        print(f"  {key:<{width}}  {shown.replace(chr(10), indent)}")
 
 
 def _show_run(ctx: Context, row: Run) -> int:
@@ -519,7 +527,7 @@ def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
         if ctx.as_json:
             _print_json({"id": args.id, "result": message})
         else:
-            print(message)
+            print(visible_lines(message))
         return EXIT_OK
 
     return command
@@ -557,7 +565,7 @@ def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.as_json:
         _print_json({"run_id": args.run, "result": message})
     else:
-        print(f"{message}. {_engine_note(ctx)}")
+        print(visible_lines(f"{message}. {_engine_note(ctx)}"))
     return EXIT_OK
 
 
@@ -583,7 +591,7 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
         "print(json.dumps([str(p) for p in write_demo_models(Path(sys.argv[1]))]))"
     )
     if not ctx.as_json:
-        print(f"Writing the demo models into {ctx.data.models} …", file=sys.stderr)
+        print(visible(f"Writing the demo models into {ctx.data.models} …"), file=sys.stderr)
     proc = subprocess.run(
         [sys.executable, "-c", code, str(ctx.data.models)], capture_output=True, text=True
     )
@@ -603,7 +611,7 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
         _print_json([str(p) for p in written])
     else:
         for p in written:
-            print(f"  {p.name}  {p}")
+            print(visible(f"  {p.name}  {p}"))
         print("Demo models have random weights: they make abstract noise, not pictures.")
     return EXIT_OK
 
@@ -632,7 +640,7 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
         extra += [f"{len(result.broken)} broken"] if result.broken else []
         print(", ".join([line, *extra]))
         for entry in [*result.broken, *result.skipped]:
-            print(f"  {entry.path}: {entry.reason}")
+            print(visible(f"  {entry.path}: {entry.reason}"))
     return EXIT_OK
 
 
@@ -739,9 +747,9 @@ def cmd_doctor(ctx: Context, args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in report)
         for key, value in report.items():
-            print(f"{key:<{width}}  {value}")
+            print(f"{key:<{width}}  {visible_lines(str(value))}")
     if damage is not None:
-        print(f"medialab: {damage}", file=sys.stderr)
+        print(f"medialab: {visible_lines(str(damage))}", file=sys.stderr)
         return damage.exit_code
     return EXIT_OK
 
@@ -761,7 +769,7 @@ def _restore(ctx: Context, args: argparse.Namespace) -> int:
     try:
         plan = backup.plan_restore(ctx.data.db_path)
         for line in plan.lines():
-            print(line, file=sys.stderr)
+            print(visible_lines(line), file=sys.stderr)
         if not args.yes:
             if not (sys.stdin.isatty() and sys.stderr.isatty()):
                 raise InputError(
@@ -786,7 +794,9 @@ def _restore(ctx: Context, args: argparse.Namespace) -> int:
         )
     else:
         kept = f"; the file it replaced is kept as {aside}" if aside else ""
-        print(f"Restored the backup from {plan.backup.label} into {ctx.data.db_path}{kept}.")
+        print(
+            visible(f"Restored the backup from {plan.backup.label} into {ctx.data.db_path}{kept}.")
+        )
     return EXIT_OK
 
 
@@ -924,14 +934,14 @@ def main(argv: list[str] | None = None) -> int:
             ctx.store  # noqa: B018 - a damaged store is refused before anything starts
         return func(ctx, args)
     except MedialabError as exc:
-        print(f"medialab: {exc}", file=sys.stderr)
+        # Sentences quote what was typed or read (ids, names, paths): shown, not obeyed.
+        print(f"medialab: {visible_lines(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        print(
-            f"medialab: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
-        )
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(f"medialab: {visible_lines(message)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:
         # Damage found after the open-time check (a page read later): one sentence.
@@ -940,5 +950,5 @@ def main(argv: list[str] | None = None) -> int:
         damage = damage_of(exc, data.db_path) if data is not None else None
         if damage is None:
             raise
-        print(f"medialab: {damage}", file=sys.stderr)
+        print(f"medialab: {visible_lines(str(damage))}", file=sys.stderr)
         return damage.exit_code

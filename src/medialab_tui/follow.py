@@ -15,11 +15,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from rich.markup import escape
+from rich.text import Text
+
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine.host import HostLock
 from medialab_tui.engine.worker_client import WorkerProcess
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
+from medialab_tui.text import visible, visible_lines
 
 FOLLOW_POLL_S = 0.5
 TAKEOVER_CHECK_S = 1.0
@@ -81,12 +85,13 @@ class Display:
         )
         if self._progress is None:
             return
+        # The prompt and the error are user text: shown, not obeyed, and never markup.
         prompt = str(job.item.get("prompt", ""))
-        label = f"{job.ref} {job.stage:<8} {prompt[:24]}"
+        label = escape(visible(f"{job.ref} {job.stage:<8} {prompt[:24]}"))
         task = self._tasks.get(job.id or 0)
         total = job.total_steps or 1
         done = job.total_steps if job.status == "succeeded" else job.step
-        status = job.status if not job.error else f"{job.status}: {job.error[:60]}"
+        status = escape(visible(job.status if not job.error else f"{job.status}: {job.error[:60]}"))
         if task is None:
             task = self._progress.add_task(label, total=total, completed=done, status=status)
             self._tasks[job.id or 0] = task
@@ -97,9 +102,9 @@ class Display:
         if self.as_json:
             return
         if self._progress is not None:
-            self._progress.console.print(text)
+            self._progress.console.print(Text(visible_lines(text)))
         else:
-            print(text, file=sys.stderr)
+            print(visible_lines(text), file=sys.stderr)
 
 
 def _snapshot(store: Store, run_id: int) -> tuple[Run, list[Job], list[Artifact]]:
