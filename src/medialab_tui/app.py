@@ -32,6 +32,7 @@ from medialab_tui.screens.help import HelpScreen
 from medialab_tui.screens.models import ModelsScreen
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.store.db import Store
+from medialab_tui.text import visible, visible_lines
 
 STATE_POLL_S = 0.5
 
@@ -180,6 +181,25 @@ class MedialabApp(App[None]):
         for count, label, severity in endings:
             if count:
                 self.notify(f"{count} job{'s' if count > 1 else ''} {label}", severity=severity)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification (screens' included) with its control characters shown:
+        they quote ids, names, prompts and error sentences."""
+        super().notify(
+            visible_lines(message),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def status_line(self) -> str:
         s = self.summary

@@ -12,10 +12,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.timer import Timer
 from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
@@ -37,6 +39,7 @@ from medialab_tui.screens.builder_form import (
 )
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
+from medialab_tui.text import visible, visible_lines
 
 ESTIMATE_DELAY_S = 0.4
 SAMPLE_PROMPT = "a lighthouse on a cliff at dusk, oil painting"
@@ -85,7 +88,7 @@ def render_dry_run(prepared: Prepared, price_per_hour: float) -> str:
     lines = ["[b reverse] Dry run [/] nothing was submitted", "", "[b]First jobs[/b]"]
     for item in prepared.items[:DRY_RUN_ITEMS]:
         what = item["images"][0] if item["images"] else item["prompt"]
-        lines.append(f"  seed {item['seed']} · {what}")
+        lines.append(f"  seed {item['seed']} · {escape(visible(what))}")
     if len(prepared.items) > DRY_RUN_ITEMS:
         lines.append(f"  … and {len(prepared.items) - DRY_RUN_ITEMS} more")
     return "\n".join([*lines, "", render_plan(prepared.plan, price_per_hour)])
@@ -401,9 +404,11 @@ class BuilderScreen(StudioScreen):
     # -- the stage list and the form -------------------------------------------------
 
     def _stage_label(self, index: int, stage: dict[str, Any]) -> str:
-        model = stage.get("model", "")
+        # The type and model come from the file as written: shown, neither markup nor sequences.
+        kind = escape(visible(str(stage.get("type"))))
+        model = escape(visible(str(stage.get("model", ""))))
         mark = " [red]✗[/]" if self.error_stage == index + 1 else ""
-        return f"{index + 1} {stage.get('type')}  [dim]{model}[/]{mark}"
+        return f"{index + 1} {kind}  [dim]{model}[/]{mark}"
 
     def _refresh_stage_list(self) -> None:
         stages = self.query_one("#stages", OptionList)
@@ -537,7 +542,7 @@ class BuilderScreen(StudioScreen):
         for field_id in {*INPUT_FIELDS.values(), *TOP_FIELDS.values()}:
             line = self.query_one(f"#{field_id}-error", Static)
             text = spot.text if spot is not None and field_id == shown else ""
-            line.update(text)
+            line.update(Text(visible(text)))
             line.set_class(not text, "-empty")
         error_stage = spot.stage if spot is not None else None
         if error_stage != self.error_stage:
@@ -545,8 +550,9 @@ class BuilderScreen(StudioScreen):
             self._refresh_stage_list()
 
     def _show_estimate(self, text: str, *, invalid: bool) -> None:
+        """A plan (markup), or why the pipeline is invalid (plain text: it quotes values)."""
         estimate = self.query_one("#estimate", Static)
-        estimate.update(text)
+        estimate.update(Text(visible_lines(text)) if invalid else text)
         estimate.set_class(invalid, "-invalid")
 
     @work(thread=True, exclusive=True, group="builder-estimate", exit_on_error=False)

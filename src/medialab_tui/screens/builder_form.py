@@ -15,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,6 +29,7 @@ from textual.widgets.option_list import Option
 
 from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import InputError
+from medialab_tui.text import visible
 
 # list: comma-separated values; refs: `name:weight, name` (LoRAs); table: an inline
 # TOML table as in a pipeline file, e.g. {model = "x", image = "edges.png"}.
@@ -382,7 +384,7 @@ class StageForm(Vertical):
             text = self._errors.get(name, "")
             target = self.query_one("#form-stage-error" if name == "stage" else f"#error-{name}")
             assert isinstance(target, Static)
-            target.update(text)
+            target.update(Text(visible(text)))
             target.set_class(not text, "-empty")
 
 

@@ -12,9 +12,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Static, TextArea
+
+from medialab_tui.text import visible
 
 if TYPE_CHECKING:
     from medialab_tui.app import MedialabApp
@@ -41,8 +44,9 @@ class BuilderRequest(Message):
 
 def plain_cells(*cells: object) -> tuple[object, ...]:
     """Table cells as rich Text: a plain string is parsed as markup by the DataTable,
-    which costs most of a page's layout and would style a prompt that holds `[red]`."""
-    return tuple(Text(cell) if isinstance(cell, str) else cell for cell in cells)
+    which costs most of a page's layout and would style a prompt that holds `[red]`.
+    Control characters in a string are shown (`^[`), never sent to the terminal."""
+    return tuple(Text(visible(cell)) if isinstance(cell, str) else cell for cell in cells)
 
 
 SCREEN_KEYS = (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery"))
@@ -69,7 +73,9 @@ class StudioHeader(Static):
             f"[b reverse] {key} {name} [/]" if name == self.title else f"[dim]{key}[/] {name}"
             for key, name in SCREEN_KEYS
         )
-        self.update(f"{tabs}   [dim]│[/] {studio_app(self).status_line()}  [dim]? help[/]")
+        # The status names the host (user, machine) from the lock file: shown, not markup.
+        status = escape(visible(studio_app(self).status_line()))
+        self.update(f"{tabs}   [dim]│[/] {status}  [dim]? help[/]")
 
 
 class KeysFooter(Static):

@@ -6,10 +6,12 @@ from PIL import Image as PILImage
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from medialab_tui.screens.thumbs import image_widget
+from medialab_tui.text import visible
 
 
 class CompareScreen(ModalScreen[None]):
@@ -42,11 +44,15 @@ class CompareScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"[b]Compare[/b] {self.title_text}   [dim]escape or c closes[/]")
+            # Captions name files and artifacts: shown as text, never markup or sequences.
+            title = escape(visible(self.title_text))
+            yield Static(f"[b]Compare[/b] {title}   [dim]escape or c closes[/]")
             with Horizontal(id="compare-sides"):
                 for caption, image, label in self.sides:
                     with Vertical(classes="side"):
-                        yield Static(f"[b]{label}[/b] {caption}", classes="side-caption")
+                        yield Static(
+                            f"[b]{label}[/b] {escape(visible(caption))}", classes="side-caption"
+                        )
                         if image is None:
                             yield Static("the image file is missing", classes="side-image")
                         else:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image as PILImage
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,6 +37,7 @@ from medialab_tui.screens.gallery_widgets import (
     ThumbGrid,
 )
 from medialab_tui.screens.thumbs import load_image
+from medialab_tui.text import visible
 
 PAGE_SIZE = 100
 POLL_S = 1.5
@@ -396,7 +398,9 @@ class GalleryScreen(StudioScreen):
         select = self.query_one("#gallery-model", Select)
         chosen = self.gallery_query.model
         with select.prevent(Select.Changed):
-            select.set_options((m, m) for m in sorted({*models, *([chosen] if chosen else [])}))
+            # Model names come from files on disk: plain text, control characters shown.
+            names = sorted({*models, *([chosen] if chosen else [])})
+            select.set_options((Text(visible(m)), m) for m in names)
             if chosen:
                 select.value = chosen
 

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Static
 from medialab_tui.client import ArtifactView
 from medialab_tui.screens.common import plain_cells
 from medialab_tui.screens.thumbs import ImageWidget, image_widget
+from medialab_tui.text import visible, visible_lines
 
 THUMB_WIDTH = 22  # cells per grid column, border included
 PLACEHOLDERS = {"video": "▶ video", "text": "¶ text"}
@@ -116,8 +117,9 @@ class GalleryTable(DataTable[Any]):
             view.stage,
             size_text(view),
             "—" if view.seed is None else str(view.seed),
-            clip(view.model, 14),
-            clip(view.prompt.replace("\n", " "), self.prompt_width),
+            # Shown before clipping: `^[` takes two cells where ESC took none.
+            clip(visible(view.model), 14),
+            clip(visible(view.prompt.replace("\n", " ")), self.prompt_width),
             short_date(view),
             Text("★", style="bold yellow") if view.starred else "",
         )
@@ -354,5 +356,5 @@ def describe(view: ArtifactView) -> Text:
         if i:
             text.append("\n")
         text.append(f"{label:<9}", style="bold")
-        text.append(value)
+        text.append(visible_lines(value))
     return text

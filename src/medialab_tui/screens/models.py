@@ -6,12 +6,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ModelView
 from medialab_tui.errors import MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen, plain_cells
-from medialab_tui.text import human_size
+from medialab_tui.text import human_size, visible
 
 KINDS = ("", "checkpoint", "lora", "vae", "controlnet", "upscaler", "embedding", "unknown")
 
@@ -112,14 +113,20 @@ class ModelsScreen(StudioScreen):
     @on(DataTable.RowHighlighted)
     def _details(self) -> None:
         m = self._current()
+
+        def shown(value: str) -> str:
+            # Names and paths come from files on disk: shown, neither markup nor sequences.
+            return escape(visible(value))
+
         text = (
             ""
             if m is None
             else (
-                f"[b]{m.name}[/b]\n\nkind  {m.kind}\narch  {m.arch}\nformat  {m.format}\n"
+                f"[b]{shown(m.name)}[/b]\n\nkind  {shown(m.kind)}\narch  {shown(m.arch)}\n"
+                f"format  {shown(m.format)}\n"
                 f"size  {human_size(m.size)}\n"
                 f"safe  {'yes' if m.safe else 'no (pickle: can run code)'}\n"
-                f"AutoV2  {m.short_hash}\nsha256  {m.sha256}\n\n{m.path}"
+                f"AutoV2  {m.short_hash}\nsha256  {m.sha256}\n\n{shown(m.path)}"
                 + ("\n\n[dim]random weights: makes abstract noise[/]" if m.demo else "")
             )
         )

@@ -26,6 +26,7 @@ from medialab_tui.errors import MedialabError
 from medialab_tui.screens.common import StudioScreen, plain_cells
 from medialab_tui.screens.review import ReviewScreen
 from medialab_tui.screens.thumbs import ImageWidget, cell_width, image_widget, load_image
+from medialab_tui.text import visible, visible_lines
 
 POLL_S = 0.5
 RUNS_PAGE = 100
@@ -370,7 +371,7 @@ class QueueScreen(StudioScreen):
             self._show_jobs_title()
             self._show_job_error()
         self._show_running(snap, now)
-        self.query_one("#worker-log", Static).update(Text("\n".join(snap.log)))
+        self.query_one("#worker-log", Static).update(Text(visible_lines("\n".join(snap.log))))
 
     def _show_jobs_title(self) -> None:
         run = self.runs.get(self.run_id or 0)
@@ -381,7 +382,12 @@ class QueueScreen(StudioScreen):
         shown = self.jobs_table.row_count
         span = f"{self.jobs_offset + 1}–{self.jobs_offset + shown} of " if shown else ""
         title.update(
-            f"Jobs of {run.ref} {run.name}: {span}{run.jobs_total}, stage {run.stage}/{run.stages}"
+            Text(
+                visible(
+                    f"Jobs of {run.ref} {run.name}: {span}{run.jobs_total}, "
+                    f"stage {run.stage}/{run.stages}"
+                )
+            )
         )
 
     def _show_job_error(self) -> None:
@@ -390,7 +396,7 @@ class QueueScreen(StudioScreen):
         job = self.jobs.get(int(key)) if key is not None else None
         error = job.error.strip() if job is not None else ""
         label.display = bool(error)
-        label.update(Text(error))
+        label.update(Text(visible_lines(error)))
 
     def _show_running(self, snap: QueueSnapshot, now: datetime) -> None:
         info = self.query_one("#running-info", Static)
@@ -410,7 +416,7 @@ class QueueScreen(StudioScreen):
             progress_bar(job.progress),
         ]
         if job.prompt:
-            lines.append(Text(first_line(job.prompt, 120), style="italic"))
+            lines.append(Text(visible(first_line(job.prompt, 120)), style="italic"))
         if snap.paused:
             lines.append(Text("Queue paused; p resumes.", style="bold"))
         info.update(Text("\n").join(lines))

@@ -20,6 +20,7 @@ from medialab_tui.errors import MedialabError
 from medialab_tui.screens.builder_form import TextPrompt
 from medialab_tui.screens.common import StudioScreen
 from medialab_tui.screens.thumbs import image_widget, load_image
+from medialab_tui.text import visible, visible_lines
 
 CARD_WIDTH = 26  # cells, border included; the grid fits as many columns as the width allows
 THUMB_SIDE = 192  # pixels kept in memory per thumbnail
@@ -55,13 +56,13 @@ class OutputCard(Vertical):
 
     def compose(self) -> ComposeResult:
         if self.artifact.kind == "text":
-            yield Static(self.artifact.prompt, classes="text-body", markup=False)
+            yield Static(visible_lines(self.artifact.prompt), classes="text-body", markup=False)
         elif self.image is None:
             yield Static("no image", classes="no-image")
         else:
             yield image_widget(self.graphics, self.image, classes="thumb")
         yield Static("", classes="caption")
-        yield Static(self.artifact.prompt or " ", classes="prompt", markup=False)
+        yield Static(visible(self.artifact.prompt) or " ", classes="prompt", markup=False)
 
     def on_mount(self) -> None:
         self.show_caption()
@@ -84,9 +85,9 @@ class OutputCard(Vertical):
     def edit(self, prompt: str) -> None:
         """Pass `prompt` on instead of the output's own."""
         self.edited = None if prompt == self.artifact.prompt else prompt
-        self.query_one(".prompt", Static).update(self.prompt or " ")
+        self.query_one(".prompt", Static).update(visible(self.prompt) or " ")
         if self.artifact.kind == "text":
-            self.query_one(".text-body", Static).update(self.prompt)
+            self.query_one(".text-body", Static).update(visible_lines(self.prompt))
         self.show_caption()
 
 
@@ -170,7 +171,9 @@ class ReviewScreen(StudioScreen):
         self.cursor = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Static(f"Review r{self.run_id} {self.run_name}", classes="panel-title")
+        yield Static(
+            visible(f"Review r{self.run_id} {self.run_name}"), classes="panel-title", markup=False
+        )
         yield Static("Loading the outputs…", id="review-hint", classes="hint")
         with VerticalScroll(id="review-scroll", can_focus=False):
             yield Grid(id="review-grid")

@@ -1,0 +1,141 @@
+"""The studio shows control characters in user text (`^[`) instead of sending them to the
+terminal: run names, prompts, errors, model names and notifications."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import select
+from textual.widgets import DataTable, Static
+
+from conftest import Home, submit, txt2img_toml, until
+from medialab_tui.config import DataDir
+from medialab_tui.screens.gallery import GalleryScreen
+from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector
+from medialab_tui.screens.queue import QueueScreen
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, Job, Model
+
+SIZE = (120, 36)
+OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # would write "hello" into the user's clipboard
+SHOWN = "^[]52;c;aGVsbG8=^G"
+RAW = ("\x1b", "\x07", "\x9b")
+
+
+def plant_run(home: Home) -> tuple[int, int]:
+    """A queued run whose name and prompt hold OSC 52; its one job runs with an error
+    that holds it too (set through the store: no worker is needed)."""
+    text = txt2img_toml(prompts=[f"fox{OSC52}snow"], seeds=[1]).replace(
+        'name = "test"', f"name = {json.dumps(f'evil{OSC52}run')}"
+    )
+    run_id = submit(home, text)
+    store = Store(DataDir(home.root).db_path)
+    with store.write() as s:
+        job = s.exec(select(Job).where(Job.run_id == run_id)).one()
+        job.status, job.error = "running", f"broke{OSC52}here"
+        s.add(job)
+        s.flush()
+        job_id = job.id or 0
+    store.dispose()
+    return run_id, job_id
+
+
+def screen_text(app: Any) -> str:
+    """Everything the screen would draw, as the SVG export sees it."""
+    return app.export_screenshot()
+
+
+def cell(table: DataTable[Any], key: int, column: int) -> str:
+    if str(key) not in {row.key.value for row in table.ordered_rows}:
+        return ""
+    return str(table.get_row(str(key))[column])
+
+
+async def test_queue_shows_an_osc52_run_name_and_prompt_as_text(home: Home, studio: Any) -> None:
+    run_id, job_id = plant_run(home)
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.switch_mode("queue")
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        runs, jobs = screen.runs_table, screen.jobs_table
+        await until(pilot, lambda: cell(runs, run_id, 1) and cell(jobs, job_id, 6))
+        assert cell(runs, run_id, 1) == f"evil{SHOWN}run"
+        assert cell(jobs, job_id, 6) == f"broke{SHOWN}here"
+        title = str(screen.query_one("#jobs-title", Static).render())
+        assert f"evil{SHOWN}run" in title
+        running = screen.query_one("#running-info", Static)
+        await until(pilot, lambda: "fox" in str(running.render()))
+        assert f"fox{SHOWN}snow" in str(running.render())
+        screen.jobs_table.focus()
+        await until(pilot, lambda: SHOWN in str(screen.query_one("#job-error", Static).render()))
+        app.notify(f"{SHOWN} and {OSC52}")  # what a failed request's sentence may quote
+        await pilot.pause()
+        drawn = screen_text(app)
+        assert SHOWN in drawn
+        for raw in RAW:
+            assert raw not in drawn
+
+
+async def test_gallery_and_models_show_control_characters_in_prompts_and_names(
+    home: Home, studio: Any
+) -> None:
+    run_id, job_id = plant_run(home)
+    store = Store(DataDir(home.root).db_path)
+    with store.write() as s:
+        s.add(
+            Artifact(
+                run_id=run_id,
+                job_id=job_id,
+                stage="txt2img",
+                path=str(home.root / "missing.png"),
+                name="missing.png",
+                prompt=f"fox{OSC52}snow",
+                seed=1,
+                model=f"m{OSC52}",
+                params={"negative": f"neg{OSC52}"},
+            )
+        )
+        s.add(
+            Model(
+                name=f"evil{OSC52}model",
+                kind="checkpoint",
+                arch="sd15",
+                format="safetensors",
+                path=str(home.root / f"evil{OSC52}model.safetensors"),
+            )
+        )
+    store.dispose()
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.switch_mode("gallery")
+        gallery = app.screen
+        assert isinstance(gallery, GalleryScreen)
+        await until(pilot, lambda: gallery.loaded)
+        table = gallery.query_one(GalleryTable)
+        await until(pilot, lambda: table.row_count == 1)
+        assert SHOWN in str(table.get_row_at(0)[5])  # the prompt column
+        inspector = gallery.query_one(Inspector)
+        meta = inspector.query_one("#inspector-meta", Static)
+        await until(pilot, lambda: inspector.view is not None and "fox" in str(meta.render()))
+        assert f"fox{SHOWN}snow" in str(meta.render())
+        assert f"neg{SHOWN}" in str(meta.render())
+        drawn = screen_text(app)
+        for raw in RAW:
+            assert raw not in drawn
+
+        await app.switch_mode("models")
+        models = app.screen
+        listed = models.query_one(DataTable)
+        evil = str(home.root / f"evil{OSC52}model.safetensors")
+        await until(pilot, lambda: evil in {row.key.value for row in listed.ordered_rows})
+        assert str(listed.get_row(evil)[0]) == f"evil{SHOWN}model"
+        listed.move_cursor(row=listed.get_row_index(evil))
+        details = models.query_one("#model-details", Static)
+        await until(pilot, lambda: "evil" in str(details.render()))
+        assert f"evil{SHOWN}model" in str(details.render())
+        drawn = screen_text(app)
+        assert f"evil{SHOWN}model" in drawn
+        for raw in RAW:
+            assert raw not in drawn
