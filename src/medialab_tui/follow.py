@@ -27,6 +27,8 @@ from medialab_tui.text import visible, visible_lines
 
 FOLLOW_POLL_S = 0.5
 TAKEOVER_CHECK_S = 1.0
+# How long after a first Ctrl+C the run is cancelled, so that a second one can keep it.
+CANCEL_GRACE_S = 2.0
 EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
 
 
@@ -147,14 +149,24 @@ async def follow_run(
         host()
     loop = asyncio.get_running_loop()
     interrupts = 0
+    pending_cancel: asyncio.TimerHandle | None = None
 
     def on_sigint() -> None:
-        nonlocal interrupts
+        # The first Ctrl+C cancels the run after a short grace; a second one within it
+        # leaves the unfinished jobs queued for the next engine (nothing is cancelled).
+        nonlocal interrupts, pending_cancel
         interrupts += 1
         if interrupts == 1:
-            display.message("Cancelling the run (Ctrl+C again to leave it to the next engine)…")
-            on_cancel()
-        elif engine is not None:
+            display.message(
+                f"Cancelling the run in {CANCEL_GRACE_S:g} s "
+                "(Ctrl+C again to leave it queued for the next engine)…"
+            )
+            pending_cancel = loop.call_later(CANCEL_GRACE_S, on_cancel)
+            return
+        if pending_cancel is not None and not pending_cancel.cancelled():
+            pending_cancel.cancel()
+            display.message("Leaving the run queued for the next engine.")
+        if engine is not None:
             engine.request_stop()
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -197,6 +209,8 @@ async def follow_run(
             await _pause(engine)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+        if pending_cancel is not None and interrupts > 1:
+            pending_cancel.cancel()
         if engine is not None and engine_task is not None:
             engine.request_stop()
             await engine_task

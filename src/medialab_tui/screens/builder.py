@@ -66,8 +66,10 @@ def _duration(seconds: float) -> str:
     return f"~{seconds / 3600:.1f} h"
 
 
-def render_plan(plan: list[StagePlan], price_per_hour: float) -> str:
-    """Jobs, outputs and time per stage, then the totals (Rich markup)."""
+def render_plan(
+    plan: list[StagePlan], price_per_hour: float, notices: list[str] | None = None
+) -> str:
+    """Jobs, outputs and time per stage, then the totals and notices (Rich markup)."""
     lines = []
     for stage in plan:
         basis = "" if stage.basis == "history" else " [dim](guess)[/]"
@@ -80,6 +82,8 @@ def render_plan(plan: list[StagePlan], price_per_hour: float) -> str:
     lines += ["", f"[b]Total[/b] {sum(s.jobs for s in plan)} jobs · {_duration(seconds)}"]
     if price_per_hour > 0:
         lines.append(f"  ≈ {price_per_hour * seconds / 3600:.2f} at {price_per_hour}/GPU-hour")
+    for notice in notices or []:
+        lines += ["", f"[yellow]note[/] {escape(visible(notice))}"]
     return "\n".join(lines)
 
 
@@ -91,7 +95,7 @@ def render_dry_run(prepared: Prepared, price_per_hour: float) -> str:
         lines.append(f"  seed {item['seed']} · {escape(visible(what))}")
     if len(prepared.items) > DRY_RUN_ITEMS:
         lines.append(f"  … and {len(prepared.items) - DRY_RUN_ITEMS} more")
-    return "\n".join([*lines, "", render_plan(prepared.plan, price_per_hour)])
+    return "\n".join([*lines, "", render_plan(prepared.plan, price_per_hour, prepared.notices)])
 
 
 class BuilderScreen(StudioScreen):
@@ -581,7 +585,7 @@ class BuilderScreen(StudioScreen):
         if dry_run:
             self._show_estimate(render_dry_run(prepared, price), invalid=False)
         else:
-            self._show_estimate(render_plan(prepared.plan, price), invalid=False)
+            self._show_estimate(render_plan(prepared.plan, price, prepared.notices), invalid=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A bug in a worker becomes a notification, not a crash."""
