@@ -14,10 +14,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from medialab_tui import __version__
-from medialab_tui.config import Config, DataDir, default_data_dir, keep_private, load_config
+from medialab_tui.config import (
+    Config,
+    DataDir,
+    allow_image_pixels,
+    default_data_dir,
+    keep_private,
+    load_config,
+    open_data_dir,
+)
 from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
 from medialab_tui.text import human_size, visible, visible_lines
 
@@ -575,8 +583,8 @@ def cmd_rerun(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.store.tables import Artifact
 
     kind, ident = parse_ref(args.id if args.id[:1].isalpha() else f"a{args.id}")
-    artifact = get(ctx.store, f"a{ident}")
-    if kind != "artifact" or not isinstance(artifact, Artifact):
+    artifact = get(ctx.store, f"a{ident}") if kind == "artifact" else None
+    if not isinstance(artifact, Artifact):
         raise InputError(f"rerun takes an artifact id (like a7), not {args.id}")
     return _submit_and_follow(ctx, args, lambda: prepare_rerun(ctx.store, artifact), ident)
 
@@ -678,8 +686,6 @@ def _gallery_query(args: argparse.Namespace) -> GalleryQuery:
 
     if args.kind and args.kind not in ("image", "video", "text"):
         raise InputError(f"--kind must be image, video or text (got {args.kind!r})")
-    if args.limit < 1:
-        raise InputError(f"--limit must be at least 1 (got {args.limit})")
     days, since = 0, None
     if args.since is not None:
         try:
@@ -803,8 +809,39 @@ def _restore(ctx: Context, args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one sentence (exit 2), not the
+    usage block: `medialab: unrecognized arguments: --bogus; see `medialab --help``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message}; see `{self.prog} --help`")
+
+
+# The most a count flag (`--limit`) takes: far beyond any listing, well inside SQLite.
+MAX_COUNT = 1_000_000_000
+
+
+def whole_number(flag: str, low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
+    """An argparse `type` for `flag`: a whole number from `low` to `high`, else the
+    sentence why (an `InputError`, which argparse lets through: exit 2, no usage)."""
+
+    def parse(text: str) -> int:
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        try:
+            value = int(text)
+        except ValueError:  # also a number of more than 4300 digits
+            raise InputError(f"{flag} must be a whole number (got {shown!r})") from None
+        if value < low:
+            raise InputError(f"{flag} must be at least {low} (got {value})")
+        if value > high:
+            raise InputError(f"{flag} must be at most {high:,} (got {shown})")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--data-dir",
         metavar="PATH",
@@ -815,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON instead of text"
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medialab",
         parents=[common],
         description="A keyboard-driven terminal studio for generative media.",
@@ -850,11 +887,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"submit a very large run (over {LARGE_RUN_JOBS} jobs) without asking",
     )
     p = add("runs", cmd_runs, "list runs, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--limit", type=whole_number("--limit", 1), default=50, help="at most this many (50)"
+    )
     p = add("jobs", cmd_jobs, "list jobs, newest first")
     p.add_argument("--status", help="queued, running, succeeded, failed or cancelled")
     p.add_argument("--run", help="only the jobs of this run")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument(
+        "--limit", type=whole_number("--limit", 1), default=100, help="at most this many (100)"
+    )
     p = add("show", cmd_show, "show a run (r12), a job (j40) or an artifact (a7)")
     p.add_argument("id")
     for name, text in (
@@ -902,7 +943,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only what was made since: today, week, month (the last 1, 7, 30 days) "
         "or a date or time like 2026-11-30 or 2026-11-30T14:00 (local time)",
     )
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument(
+        "--limit",
+        type=whole_number("--limit", 1),
+        default=100,
+        help="at most this many (default 100)",
+    )
     p = add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
     # doctor opens the store itself: it reports on a damaged one instead of refusing.
     p.set_defaults(opens_store=False)
@@ -918,18 +964,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that open images (inputs, outputs, thumbnails): PIL is told the caps.
+_OPEN_IMAGES = (cmd_tui, cmd_serve, cmd_run, cmd_rerun)
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_private()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except InputError as exc:
+        print(f"medialab: {visible_lines(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     func = getattr(args, "func", None)
     if func is None:
         func = cmd_serve if args.headless else cmd_tui
     data: DataDir | None = None
     try:
         root = Path(getattr(args, "data_dir", None) or default_data_dir()).expanduser()
-        data = DataDir(root).ensure()
+        try:
+            data = open_data_dir(root)
+        except InputError as exc:
+            if func is cmd_serve:  # a host with nowhere to keep the queue cannot start
+                raise EngineUnavailable(str(exc)) from None
+            raise
         ctx = Context(data, load_config(data), getattr(args, "json", False))
+        if func in _OPEN_IMAGES:
+            allow_image_pixels(ctx.config)
         if getattr(args, "opens_store", True):
             ctx.store  # noqa: B018 - a damaged store is refused before anything starts
         return func(ctx, args)

@@ -8,18 +8,16 @@ the operator's own work: medialab's processes run with a umask of 077 (see
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medialab_tui.errors import InputError
+from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
 
 ENV_HOME = "MEDIALAB_HOME"
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = ("auto", "float16", "bfloat16", "float32")
 PRIVATE_UMASK = 0o077
 
 # The umask the user had before `keep_private`; files exported outside the data
@@ -146,9 +144,42 @@ class DataDir:
         )
 
 
+def open_data_dir(root: Path) -> DataDir:
+    """The data directory at `root`, created if missing (`DataDir.ensure`) and checked
+    to be writable. One that cannot be used (a file, another user's folder, a read-only
+    file system) is an `InputError` saying so in one sentence."""
+    try:
+        if root.is_dir() and not os.access(root, os.W_OK | os.X_OK):
+            read_only = os.statvfs(root).f_flag & os.ST_RDONLY
+            code = errno.EROFS if read_only else errno.EACCES
+            raise OSError(code, os.strerror(code), str(root))
+        return DataDir(root).ensure()
+    except OSError as exc:
+        raise InputError(
+            f"the data directory {root} cannot be used: {_why_unusable(root, exc)}; "
+            f"choose another with --data-dir or ${ENV_HOME}"
+        ) from None
+
+
+def _why_unusable(root: Path, exc: OSError) -> str:
+    where = Path(exc.filename) if exc.filename else root
+    if exc.errno == errno.EEXIST:
+        return f"{'it' if where == root else where} is a file, not a folder"
+    if exc.errno == errno.ENOTDIR:
+        return "a part of its path is a file, not a folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied" + (f" ({where})" if where != root else "")
+    if exc.errno == errno.EROFS:
+        return "it is on a read-only file system"
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    return (exc.strerror or exc.__class__.__name__).lower()
+
+
 @dataclass(frozen=True)
 class Config:
-    """Settings from `<data>/config.toml`; every key is optional."""
+    """Settings from `<data>/config.toml`; every key is optional (the schema with the
+    ranges is `config_schema.ConfigFile`)."""
 
     device: str = "auto"
     dtype: str = "auto"
@@ -164,60 +195,42 @@ class Config:
     allow_outside_links: bool = False
     # Exact paths of pickle models (files or folders) the operator lets load.
     allow_pickle: tuple[Path, ...] = ()
+    # Caps checked at submit, so an oversized job never starts: the pixels of an input
+    # image (100 Mpx: more than an 8K or a 100-megapixel camera's photo), of any
+    # output (16384 × 16384: a 4096 × 4096 image upscaled ×4), and a video's frames.
+    max_input_pixels: int = 100_000_000
+    max_output_pixels: int = 16384 * 16384
+    max_video_frames: int = 10_000
 
-
-_KEYS: dict[str, type | tuple[type, ...]] = {
-    "device": str,
-    "dtype": str,
-    "model_roots": list,
-    "cache_budget_gb": (int, float),
-    "price_per_gpu_hour": (int, float),
-    "max_attempts": int,
-    "threads": int,
-    "keys": dict,
-    "theme": str,
-    "graphics": str,
-    "allow_outside_links": bool,
-    "allow_pickle": list,
-}
+    @property
+    def max_image_pixels(self) -> int:
+        """The largest image medialab itself opens: an input or an output."""
+        return max(self.max_input_pixels, self.max_output_pixels)
 
 
 def load_config(data: DataDir) -> Config:
-    """Read `config.toml`; a bad file is an `InputError` naming the key."""
+    """Read `config.toml`; a bad file is an `InputError` naming the file, key and value."""
     path = data.config_path
     if not path.exists():
         return Config()
+    from pydantic import ValidationError
+
+    from medialab_tui.config_schema import ConfigFile
+    from medialab_tui.tomlfile import read_toml
+
+    raw = read_toml(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    for key, value in raw.items():
-        expected = _KEYS.get(key)
-        if expected is None:
-            raise InputError(f"{path}: unknown key '{key}'")
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            raise InputError(f"{path}: key '{key}' has the wrong type ({value!r})")
-    if raw.get("device", "auto") not in DEVICES:
-        raise InputError(f"{path}: key 'device' must be one of {', '.join(DEVICES)}")
-    if raw.get("dtype", "auto") not in DTYPES:
-        raise InputError(f"{path}: key 'dtype' must be one of {', '.join(DTYPES)}")
-    if raw.get("max_attempts", 3) < 1:
-        raise InputError(f"{path}: key 'max_attempts' must be at least 1")
-    roots = tuple(Path(str(p)).expanduser() for p in raw.get("model_roots", []))
-    allowed = raw.get("allow_pickle", [])
-    if not all(isinstance(p, str) and Path(p).expanduser().is_absolute() for p in allowed):
-        raise InputError(f"{path}: key 'allow_pickle' must list absolute paths of models")
-    return Config(
-        device=raw.get("device", "auto"),
-        dtype=raw.get("dtype", "auto"),
-        model_roots=roots,
-        cache_budget_gb=float(raw.get("cache_budget_gb", 0.0)),
-        price_per_gpu_hour=float(raw.get("price_per_gpu_hour", 0.0)),
-        max_attempts=int(raw.get("max_attempts", 3)),
-        threads=int(raw.get("threads", 0)),
-        keys={str(k): str(v) for k, v in raw.get("keys", {}).items()},
-        theme=str(raw.get("theme", "")),
-        graphics=str(raw.get("graphics", "auto")),
-        allow_outside_links=bool(raw.get("allow_outside_links", False)),
-        allow_pickle=tuple(Path(p).expanduser() for p in allowed),
-    )
+        given = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ErrorLoc(file=str(path), key=key_path(tuple(err.get("loc", ()))) or None)
+        raise InputError(describe_invalid(err), loc=where) from None
+    return Config(**given.settings())
+
+
+def allow_image_pixels(config: Config) -> None:
+    """Let PIL open images as large as the caps allow. Its guard against decompression
+    bombs (a tiny file that claims gigapixels) warns above this and refuses twice it."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = config.max_image_pixels

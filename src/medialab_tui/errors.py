@@ -7,7 +7,9 @@ rendered from both at the edge, and the builder finds the field from `loc`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 class MedialabError(Exception):
@@ -76,6 +78,64 @@ class InputError(MedialabError):
         """This error with more of its location filled in (what is known stays)."""
         fill = {k: v for k, v in where.items() if getattr(self.loc, k) is None}
         return type(self)(self.text, loc=replace(self.loc, **fill), predicate=self.predicate)
+
+
+# How a pydantic type error names what was wanted (`int_type` → "an integer").
+_WANTED = {
+    "int": "an integer",
+    "float": "a number",
+    "string": "text",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "a table",
+    "model": "a table",
+    "path": "a path",
+}
+
+
+def describe_invalid(err: Mapping[str, Any]) -> str:
+    """One pydantic validation error (an item of `ValidationError.errors()`) as the end
+    of a sentence about its key: "must be at least 1 (got 0)", "is not a known key".
+
+    Shared by pipeline files and `config.toml`, so both say the same thing the same way.
+    """
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    shown = repr(got) if len(repr(got)) <= 60 else repr(got)[:59] + "…"
+    tail = f" (got {shown})" if kind not in ("missing", "extra_forbidden") else ""
+    if kind == "extra_forbidden":
+        return "is not a known key"
+    if kind == "missing":
+        return "is required"
+    if kind == "greater_than_equal":
+        return f"must be at least {_number(ctx.get('ge'))}{tail}"
+    if kind == "greater_than":
+        return f"must be greater than {_number(ctx.get('gt'))}{tail}"
+    if kind == "less_than_equal":
+        return f"must be at most {_number(ctx.get('le'))}{tail}"
+    if kind == "multiple_of":
+        return f"must be a multiple of {ctx.get('multiple_of')}{tail}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}{tail}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters (got {len(str(got))})"
+    if kind in ("too_short", "string_too_short"):
+        return f"must not be empty{tail}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = kind.removesuffix("_type").removesuffix("_parsing")
+        return f"must be {_WANTED.get(wanted, wanted)}{tail}"
+    return str(err.get("msg", "is invalid")).rstrip(".").replace("Value error, ", "")
+
+
+def _number(value: object) -> object:
+    """A bound as people write it: 0 rather than 0.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as people write the key: `loras[0].model`."""
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
 
 
 class NotFound(InputError):

@@ -6,7 +6,6 @@ Every error names the file, the stage and the key, e.g.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
 from medialab_tui.engine.stages.base import PromptText
-from medialab_tui.errors import ErrorLoc, InputError
+from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
+from medialab_tui.tomlfile import read_toml
 
 SEED_MAX = 2**32 - 1
 
@@ -76,58 +76,15 @@ class Pipeline(BaseModel):
 _TOP_KEYS = ("name", "mode", "expand", "inputs", "stages")
 
 
-def _describe(err: Any) -> str:
-    """One pydantic error as the end of a sentence."""
-    kind = err.get("type", "")
-    ctx = err.get("ctx") or {}
-    got = err.get("input")
-    tail = f" (got {got!r})" if kind not in ("missing", "extra_forbidden") else ""
-    if kind == "extra_forbidden":
-        return "is not a known key"
-    if kind == "missing":
-        return "is required"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}{tail}"
-    if kind == "greater_than":
-        return f"must be greater than {ctx.get('gt')}{tail}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}{tail}"
-    if kind == "multiple_of":
-        return f"must be a multiple of {ctx.get('multiple_of')}{tail}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}{tail}"
-    if kind == "string_too_long":
-        return f"must be at most {ctx.get('max_length')} characters (got {len(str(got))})"
-    if kind in ("too_short", "string_too_short"):
-        return f"must not be empty{tail}"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        wanted = kind.removesuffix("_type").removesuffix("_parsing")
-        names = {
-            "int": "an integer",
-            "float": "a number",
-            "string": "text",
-            "bool": "true or false",
-            "list": "a list",
-            "dict": "a table",
-            "model": "a table",
-        }
-        return f"must be {names.get(wanted, wanted)}{tail}"
-    return str(err.get("msg", "is invalid")).rstrip(".").replace("Value error, ", "")
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-
-
 def _first_error(exc: ValidationError, where: ErrorLoc, prefix: tuple[str, ...] = ()) -> InputError:
     err = exc.errors()[0]
     loc = prefix + tuple(err.get("loc", ()))
     if not loc:
-        return InputError(_describe(err), loc=where, predicate=False)
+        return InputError(describe_invalid(err), loc=where, predicate=False)
     if not err.get("loc"):  # a rule across keys, e.g. seeds vs seed
-        rule_key = "inputs.seeds" if prefix == ("inputs",) else _key_path(loc)
-        return InputError(_describe(err), loc=replace(where, key=rule_key), predicate=False)
-    return InputError(_describe(err), loc=replace(where, key=_key_path(loc)))
+        rule_key = "inputs.seeds" if prefix == ("inputs",) else key_path(loc)
+        return InputError(describe_invalid(err), loc=replace(where, key=rule_key), predicate=False)
+    return InputError(describe_invalid(err), loc=replace(where, key=key_path(loc)))
 
 
 def parse_stage(raw: Any, index: int, source: str) -> StageParams:
@@ -218,18 +175,5 @@ def check_stage_chain(pipeline: Pipeline, source: str) -> None:
 
 
 def load_pipeline_file(path: Path) -> Pipeline:
-    """Read and validate a pipeline TOML file."""
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", loc=ErrorLoc(file=source)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"cannot be read ({exc.__class__.__name__})", loc=ErrorLoc(file=source)
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"TOML syntax error: {exc}", loc=ErrorLoc(file=source)) from None
-    return parse_pipeline(data, source, default_name=path.stem)
+    """Read and validate a pipeline TOML file (at most 1 MB, nesting bounded)."""
+    return parse_pipeline(read_toml(path), str(path), default_name=path.stem)

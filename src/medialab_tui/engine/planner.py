@@ -16,8 +16,9 @@ from sqlmodel import col, select
 from medialab_tui.engine.families import family_of
 from medialab_tui.engine.pipeline import Pipeline
 from medialab_tui.engine.stages import STAGES, StageParams, job_params
+from medialab_tui.engine.stages.base import Size
 from medialab_tui.engine.worker.protocol import ModelRef
-from medialab_tui.errors import InputError
+from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Job
 
@@ -210,3 +211,33 @@ def plan(
         plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis))
         jobs = outputs
     return plans
+
+
+def megapixels(pixels: int) -> str:
+    """`268.4 Mpx` (`4,096 px` below one megapixel), as the size errors say it."""
+    return f"{pixels / 1e6:.4g} Mpx" if pixels >= 1_000_000 else f"{pixels:,} px"
+
+
+def check_output_pixels(
+    pipeline: Pipeline, input_sizes: list[Size], max_pixels: int, source: str
+) -> None:
+    """Refuse, before anything runs, a stage whose images would pass `max_pixels`
+    (config `max_output_pixels`): each stage's size follows from the largest input
+    image and the stages before it (an upscale's `scale`, a txt2img's size)."""
+    size = max(input_sizes, key=lambda s: s[0] * s[1]) if input_sizes else None
+    for index, stage in enumerate(pipeline.stages):
+        made = stage.output_size(size)
+        if made is not None and made[0] * made[1] > max_pixels:
+            source_size = f" from {size[0]}×{size[1]}" if size and made != size else ""
+            raise InputError(
+                f"makes {made[0]}×{made[1]} images ({megapixels(made[0] * made[1])})"
+                f"{source_size}; an image may have at most {megapixels(max_pixels)} "
+                "(max_output_pixels in config.toml)",
+                loc=ErrorLoc(
+                    file=source,
+                    stage=index + 1,
+                    stage_type=stage.type,
+                    key=stage.size_key if made != size else None,
+                ),
+            )
+        size = made

@@ -63,6 +63,8 @@ class WorkerProcess:
             str(self.config.threads),
             "--cache-budget-gb",
             str(self.config.cache_budget_gb),
+            "--max-image-pixels",
+            str(self.config.max_image_pixels),
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the worker

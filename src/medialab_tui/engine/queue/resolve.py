@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import blake3
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sqlmodel import select
 
-from medialab_tui.config import DataDir, load_config
+from medialab_tui.config import DataDir, allow_image_pixels, load_config
 from medialab_tui.engine import registry
 from medialab_tui.engine.families import archs_running, family_of
 from medialab_tui.engine.families.base import estimate_tokens
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
-from medialab_tui.engine.planner import StagePlan, initial_items, plan
+from medialab_tui.engine.planner import (
+    StagePlan,
+    check_output_pixels,
+    initial_items,
+    megapixels,
+    plan,
+)
 from medialab_tui.engine.stages import STAGES, StageParams
+from medialab_tui.engine.stages.base import Size
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
@@ -149,7 +157,12 @@ class _StageContext:
 
 
 def _options(
-    store: Store, stage: StageParams, loc: ErrorLoc, model: ModelRef | None, base_dir: Path
+    store: Store,
+    stage: StageParams,
+    loc: ErrorLoc,
+    model: ModelRef | None,
+    base_dir: Path,
+    max_input_pixels: int,
 ) -> dict[str, Any]:
     """The LoRAs and the ControlNet of a stage that takes them, each of the model's family."""
     found: dict[str, Any] = {}
@@ -178,23 +191,48 @@ def _options(
                 loc=at,
                 predicate=False,
             )
-        image = find_image(control.image, base_dir, replace(loc, key="control.image"))
+        image, _ = find_image(
+            control.image, base_dir, replace(loc, key="control.image"), max_input_pixels
+        )
         settings = control.model_dump(exclude={"model", "image"})
         found["control"] = ControlUse(**model_ref(row).model_dump(), image=str(image), **settings)
     return found
 
 
-def find_image(raw: str, base: Path, loc: ErrorLoc) -> Path:
-    """The image file `raw` names (relative to `base`), checked to be an image."""
+def find_image(raw: str, base: Path, loc: ErrorLoc, max_pixels: int) -> tuple[Path, Size]:
+    """The image file `raw` names (relative to `base`) and its size, checked to be an
+    image of at most `max_pixels` (config `max_input_pixels`) without decoding it."""
     path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
     if not path.is_file():
         raise InputError(f"{raw} does not exist", loc=loc, predicate=False)
+    too_large = (
+        f"an input image may have at most {megapixels(max_pixels)} "
+        "(max_input_pixels in config.toml)"
+    )
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError):
+        # PIL warns of a possible decompression bomb from its limit up to twice it, and
+        # refuses beyond; the size is checked against the cap here, so the warning
+        # is kept off the terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height <= max_pixels:
+                    im.verify()
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise InputError(
+            f"{raw} claims more than {megapixels(limit)}; {too_large}", loc=loc, predicate=False
+        ) from None
+    except Exception:  # PIL's decoders raise many kinds of errors on damaged files
         raise InputError(f"{raw} is not an image", loc=loc, predicate=False) from None
-    return path
+    if width * height > max_pixels:
+        raise InputError(
+            f"{raw} is {width}×{height} ({megapixels(width * height)}); {too_large}",
+            loc=loc,
+            predicate=False,
+        )
+    return path, (width, height)
 
 
 def queue_device(store: Store) -> str:
@@ -227,6 +265,8 @@ def _check_gathers(pipeline: Pipeline, stage_plan: list[StagePlan], source: str)
 
 def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Prepared:
     """Everything `--dry-run` shows, and everything `submit` needs; writes nothing."""
+    config = load_config(DataDir(store.path.parent))
+    allow_image_pixels(config)
     stage_locs = [
         ErrorLoc(file=source, stage=i + 1, stage_type=st.type)
         for i, st in enumerate(pipeline.stages)
@@ -235,7 +275,14 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
         _stage_model(store, st, loc) for st, loc in zip(pipeline.stages, stage_locs, strict=True)
     ]
     images_loc = ErrorLoc(file=source, key="inputs.images")
-    images = [find_image(raw, base_dir, images_loc) for raw in pipeline.inputs.images]
+    found_images = [
+        find_image(raw, base_dir, images_loc, config.max_input_pixels)
+        for raw in pipeline.inputs.images
+    ]
+    images = [path for path, _ in found_images]
+    check_output_pixels(
+        pipeline, [size for _, size in found_images], config.max_output_pixels, source
+    )
     fallback_seed = random.randrange(SEED_MAX + 1)
     if pipeline.inputs.seeds is None and pipeline.inputs.seed is None:
         # Record the chosen seed so the run can be repeated exactly.
@@ -253,7 +300,11 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
     extras = []
     for index, (stage, loc) in enumerate(zip(pipeline.stages, stage_locs, strict=True)):
         spec = STAGES[stage.type]
-        found = _options(store, stage, loc, models[index], base_dir) if spec.options else {}
+        found = (
+            _options(store, stage, loc, models[index], base_dir, config.max_input_pixels)
+            if spec.options
+            else {}
+        )
         if spec.resolve is not None:
             context = _StageContext(
                 store, loc, prompts if index == 0 else [""], base_dir, wildcards_dir(store)

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,8 @@ Steps = Annotated[int, Field(ge=1, le=500)]
 MAX_PROMPT_CHARS = 10_000
 PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 PerInput = Annotated[int, Field(ge=1, le=64)]
+# An image's (width, height) in pixels.
+Size = tuple[int, int]
 
 
 class StageParams(BaseModel):
@@ -53,9 +55,18 @@ class StageParams(BaseModel):
     type: str
     review: bool = Field(default=False, description="Pause the run after this stage")
 
+    # The key that sets how large the outputs are (`scale`, `width`), named when they
+    # would pass `max_output_pixels`; None: they keep the input's size.
+    size_key: ClassVar[str | None] = None
+
     def outputs_per_job(self) -> int:
         """Outputs of one job; stages with `per_input` make that many."""
         return int(getattr(self, "per_input", 1))
+
+    def output_size(self, size: Size | None) -> Size | None:
+        """How large this stage's images are from an input of `size` (None: no image
+        in or out); most image stages keep the input's size."""
+        return size
 
 
 class ResolveContext(Protocol):

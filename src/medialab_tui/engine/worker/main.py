@@ -183,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-budget-gb", type=float, default=0.0)
+    parser.add_argument("--max-image-pixels", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.max_image_pixels > 0:
+        # Inputs and outputs as large as the config's caps open (a ×4 upscale's
+        # output goes on to the next stage); PIL's bomb guard stays above them.
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = args.max_image_pixels
 
     # Keep the real stdout for the protocol; send fd 1 (library prints) to stderr.
     proto = os.fdopen(os.dup(1), "wb", buffering=0)

@@ -7,7 +7,7 @@ source is recorded as a parent of every output.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,7 @@ from medialab_tui.engine.stages.base import (
     Dimension,
     PerInput,
     PromptText,
+    Size,
     StageSpec,
     Strength,
 )
@@ -33,6 +34,11 @@ class BlendParams(DiffusionParams):
     width: Dimension = Field(default=512, description="References are resized to this width")
     height: Dimension = Field(default=512, description="References are resized to this height")
     prompt: PromptText | None = Field(default=None, description="Overrides the input's prompt")
+
+    size_key: ClassVar[str | None] = "width"
+
+    def output_size(self, size: Size | None) -> Size | None:
+        return (self.width, self.height)
 
     @model_validator(mode="after")
     def _check_weights(self) -> BlendParams:

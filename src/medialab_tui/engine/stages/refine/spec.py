@@ -6,12 +6,18 @@ stage's model. `refiner`: img2img with a refiner (or any SDXL) model at the same
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from medialab_tui.engine.families import family_of, refiner_archs
-from medialab_tui.engine.stages.base import DiffusionOptions, PromptText, StageSpec, Strength
+from medialab_tui.engine.stages.base import (
+    DiffusionOptions,
+    PromptText,
+    Size,
+    StageSpec,
+    Strength,
+)
 
 
 class RefineParams(DiffusionOptions):
@@ -24,6 +30,14 @@ class RefineParams(DiffusionOptions):
     scale: float = Field(default=1.5, ge=1.0, le=4.0, description="hires: size multiplier")
     strength: Strength = Field(default=0.3, description="How far from the input")
     prompt: PromptText | None = Field(default=None, description="Overrides the input's prompt")
+
+    size_key: ClassVar[str | None] = "scale"
+
+    def output_size(self, size: Size | None) -> Size | None:
+        """hires: the input's size × `scale`; refiner: the input's size."""
+        if size is None or self.method != "hires":
+            return size
+        return (max(1, round(size[0] * self.scale)), max(1, round(size[1] * self.scale)))
 
 
 def check_method(stage: RefineParams, arch: str) -> str | None:

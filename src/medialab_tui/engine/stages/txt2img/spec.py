@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from medialab_tui.engine.stages.base import DiffusionOptions, Dimension, PerInput, StageSpec
+from medialab_tui.engine.stages.base import (
+    DiffusionOptions,
+    Dimension,
+    PerInput,
+    Size,
+    StageSpec,
+)
 
 
 class Txt2ImgParams(DiffusionOptions):
@@ -16,6 +22,11 @@ class Txt2ImgParams(DiffusionOptions):
     width: Dimension = Field(default=512, description="Width in pixels (multiple of 8)")
     height: Dimension = Field(default=512, description="Height in pixels (multiple of 8)")
     per_input: PerInput = Field(default=1, description="Images per prompt and seed")
+
+    size_key: ClassVar[str | None] = "width"
+
+    def output_size(self, size: Size | None) -> Size | None:
+        return (self.width, self.height)
 
 
 SPEC = StageSpec(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from medialab_tui.engine.stages.base import StageParams, StageSpec
+from medialab_tui.engine.stages.base import Size, StageParams, StageSpec
 
 
 class UpscaleParams(StageParams):
@@ -21,6 +21,14 @@ class UpscaleParams(StageParams):
     scale: float = Field(default=2.0, gt=1.0, le=8.0, description="Size multiplier")
     tile: int = Field(default=512, ge=0, le=4096, description="Tile size in px (0: no tiling)")
     tile_overlap: int = Field(default=32, ge=0, le=512, description="Overlap between tiles (px)")
+
+    size_key: ClassVar[str | None] = "scale"
+
+    def output_size(self, size: Size | None) -> Size | None:
+        """The input's size × `scale`, rounded as the worker rounds it."""
+        if size is None:
+            return None
+        return (max(1, round(size[0] * self.scale)), max(1, round(size[1] * self.scale)))
 
 
 SPEC = StageSpec(

@@ -1,0 +1,57 @@
+"""The keys of `config.toml`, each with its type and range, checked like a pipeline key.
+
+Strict and closed: a value of the wrong type, out of range or under an unknown key is
+an error naming the file, the key and the value (`config.toml: key 'threads' must be
+at least 0 (got -3)`). Every key is optional; what is left out keeps `Config`'s
+default. Imported only when a config file is read: pydantic takes a moment to
+import, and `medialab --help` should not wait for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Text = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def _absolute(text: str) -> str:
+    if not Path(text).expanduser().is_absolute():
+        raise ValueError(f"must be an absolute path of a model (got {text!r})")
+    return text
+
+
+# Pixel caps: from 1 px up to 2^32 (65536 × 65536), beyond anything PNG tools write.
+Pixels = Annotated[int, Field(ge=1, le=2**32)]
+
+
+class ConfigFile(BaseModel):
+    """`config.toml` as written: every key optional (None: `Config`'s default)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    device: Literal["auto", "cuda", "mps", "cpu"] | None = None
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] | None = None
+    model_roots: list[Text] | None = None
+    cache_budget_gb: Annotated[float, Field(ge=0, le=100_000)] | None = None
+    price_per_gpu_hour: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
+    threads: Annotated[int, Field(ge=0, le=1024)] | None = None
+    keys: dict[str, Annotated[str, Field(max_length=64)]] | None = None
+    theme: Annotated[str, Field(max_length=64)] | None = None
+    graphics: Literal["auto", "kitty", "sixel", "halfcell"] | None = None
+    allow_outside_links: bool | None = None
+    allow_pickle: list[Annotated[Text, AfterValidator(_absolute)]] | None = None
+    max_input_pixels: Pixels | None = None
+    max_output_pixels: Pixels | None = None
+    max_video_frames: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The keys that were given, as `Config` takes them (paths expanded)."""
+        given = self.model_dump(exclude_none=True)
+        for key in ("model_roots", "allow_pickle"):
+            if key in given:
+                given[key] = tuple(Path(p).expanduser() for p in given[key])
+        return given
