@@ -94,10 +94,10 @@ def nested(opening: str, closing: str, depth: int, inner: str = "1") -> str:
 
 @dataclass(frozen=True)
 class Case:
-    """One bad input. `args` may name `{data}` (the shared data directory), `{files}`
+    """One bad input. `args` may name `{data}` (the case's data directory), `{files}`
     (where the inputs lie) and `{pipeline}` (this case's `pipeline` text, written to
-    `{files}/<id>.toml`); `config` is written into the data dir's config.toml for the
-    case (after the base lines, or instead of them when `config_only`)."""
+    `{files}/<id>.toml`); `config` is the shared config.toml for the case (after the
+    line naming the demo models, or alone when `config_only`)."""
 
     id: str
     args: tuple[str, ...]
@@ -106,9 +106,9 @@ class Case:
     pipeline: str | None = None
     config: str | bytes | None = None
     config_only: bool = False
-    # "file", "denied" or "read-only": the data directory of the case (not the shared one)
+    # "file", "under-file", "denied", "read-only[/sub]": a data directory of its own
     data_dir: str | None = None
-    subprocess: bool = False
+    own_process: bool = False  # run as its own `medialab` process
 
 
 def run(pipeline: str, *words: str, id: str, flags: tuple[str, ...] = ("--no-wait",)) -> Case:
@@ -512,7 +512,7 @@ DATA_DIRS = [
         ("it is a file",),
         code=4,
         data_dir="file",
-        subprocess=True,
+        own_process=True,
     ),
     Case("data-dir-under-a-file", ("runs",), ("is a file, not a folder",), data_dir="under-file"),
     Case("data-dir-under-a-file-serve", ("serve",), ("a file",), code=4, data_dir="under-file"),
@@ -686,7 +686,7 @@ def test_bad_input_exits_with_its_code_one_sentence_and_changes_nothing(
     argv = ["--data-dir", str(data), *(fill(a, place, pipeline, data) for a in case.args)]
     try:
         capsys.readouterr()
-        if case.subprocess or prefix:
+        if case.own_process or prefix:
             proc = subprocess.run(
                 [*prefix, sys.executable, "-m", "medialab_tui", *argv],
                 capture_output=True,
