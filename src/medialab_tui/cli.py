@@ -199,6 +199,7 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
                 "outputs": prepared.outputs,
                 "seconds": round(total, 2),
                 "cost": round(total / 3600 * price, 4) if price else None,
+                "notices": prepared.notices,
             }
         )
         return
@@ -215,6 +216,8 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
     if price:
         line += f", about {total / 3600 * price:.2f} at {price:g} per GPU-hour"
     print(line)
+    for notice in prepared.notices:
+        print(visible(f"note: {notice}"), file=sys.stderr)
     if prepared.pipeline.mode == "auto" and any(s.review for s in prepared.pipeline.stages):
         print(
             'note: mode = "auto" runs straight through; review = true pauses only in '

@@ -74,10 +74,10 @@ class InputError(MedialabError):
         joiner = " " if continues and self.predicate else ": "
         return f"{head}{joiner}{self.text}"
 
-    def at(self, **where: object) -> InputError:
+    def at(self, file: str | None = None, stage: int | None = None) -> InputError:
         """This error with more of its location filled in (what is known stays)."""
-        fill = {k: v for k, v in where.items() if getattr(self.loc, k) is None}
-        return type(self)(self.text, loc=replace(self.loc, **fill), predicate=self.predicate)
+        loc = replace(self.loc, file=self.loc.file or file, stage=self.loc.stage or stage)
+        return type(self)(self.text, loc=loc, predicate=self.predicate)
 
 
 # How a pydantic type error names what was wanted (`int_type` → "an integer").
