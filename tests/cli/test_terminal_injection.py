@@ -18,7 +18,7 @@ from sqlmodel import select
 from conftest import ROOT, Home, submit, txt2img_toml
 from medialab_tui.config import DataDir
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, Job
+from medialab_tui.store.tables import Artifact, Job, Run
 from medialab_tui.text import visible, visible_lines
 
 # What a hostile prompt, name or file name can carry, and how each is shown instead.
@@ -63,7 +63,11 @@ def planted(
     tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path
 ) -> tuple[Home, dict[str, Planted]]:
     """A data dir with, per payload, a queued run (no worker: `--no-wait`), its job
-    failed with an error quoting the payload, an artifact row and a model file."""
+    failed with an error quoting the payload, an artifact row and a model file.
+
+    A pipeline file holding control characters is refused at submit, so the run's
+    name and prompt get theirs through the store: text written by an older medialab,
+    or read from another tool's image."""
     base = tmp_path_factory.mktemp("injection")
     root, evil_models = base / "home", base / "evil-models"
     root.mkdir()
@@ -82,10 +86,16 @@ def planted(
         text = txt2img_toml(prompts=[prompt], seeds=[1]).replace(
             'name = "test"', f"name = {json.dumps(name)}"
         )
-        run_id = submit(home, text, name=key)
+        (home.root.parent / f"{key}.toml").write_text(text)
+        run_id = submit(home, txt2img_toml(prompts=["a fox"], seeds=[1]), name=f"clean-{key}")
         with store.write() as s:
+            run = s.get(Run, run_id)
+            assert run is not None
+            run.name = name
             job = s.exec(select(Job).where(Job.run_id == run_id)).one()
+            job.item = {**job.item, "prompt": prompt}
             job.status, job.error = "failed", f"it broke{payload}here"
+            s.add(run)
             art = Artifact(
                 run_id=run_id,
                 job_id=job.id or 0,
@@ -135,7 +145,6 @@ TEXT_OUTPUTS: dict[str, Any] = {
     "show-artifact": lambda p: ["show", p.artifact],
     "gallery": lambda p: ["gallery"],
     "models-list": lambda p: ["models", "list"],
-    "dry-run": lambda p: ["run", str(p.pipeline), "--dry-run"],
 }
 
 
@@ -195,7 +204,6 @@ EXPECTED_JSON = {
     "show-artifact": lambda p: [p.prompt, p.model],
     "gallery": lambda p: [p.prompt, p.model],
     "models-list": lambda p: [p.model],
-    "dry-run": lambda p: [p.name],
 }
 
 
@@ -210,6 +218,21 @@ def test_json_output_keeps_the_exact_strings(
     for expected in EXPECTED_JSON[output](p):
         assert expected in values
     assert medialab(home, *TEXT_OUTPUTS[output](p), "--json").stdout.isascii()
+
+
+@pytest.mark.parametrize("key", PAYLOADS)
+def test_a_pipeline_file_holding_control_characters_is_refused_showing_them(
+    planted: tuple[Home, dict[str, Planted]], key: str
+) -> None:
+    home, things = planted
+    proc = medialab(home, "run", str(things[key].pipeline), "--dry-run")
+    assert proc.returncode == 2
+    for raw in RAW:
+        assert raw not in proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # The name is `run<payload>end`: its first control character is the 4th.
+    shown = visible(PAYLOADS[key][0])
+    assert f"key 'name' holds a control character ({shown} at character 4)" in proc.stderr
 
 
 def test_every_control_character_is_shown_and_nothing_else_changes() -> None:

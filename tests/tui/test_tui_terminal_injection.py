@@ -3,7 +3,6 @@ terminal: run names, prompts, errors, model names and notifications."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlmodel import select
@@ -15,7 +14,7 @@ from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, Job, Model
+from medialab_tui.store.tables import Artifact, Job, Model, Run
 
 SIZE = (120, 36)
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # would write "hello" into the user's clipboard
@@ -25,14 +24,17 @@ RAW = ("\x1b", "\x07", "\x9b")
 
 def plant_run(home: Home) -> tuple[int, int]:
     """A queued run whose name and prompt hold OSC 52; its one job runs with an error
-    that holds it too (set through the store: no worker is needed)."""
-    text = txt2img_toml(prompts=[f"fox{OSC52}snow"], seeds=[1]).replace(
-        'name = "test"', f"name = {json.dumps(f'evil{OSC52}run')}"
-    )
-    run_id = submit(home, text)
+    that holds it too (set through the store: no worker is needed, and a pipeline file
+    with control characters is refused at submit)."""
+    run_id = submit(home, txt2img_toml(prompts=["fox snow"], seeds=[1]))
     store = Store(DataDir(home.root).db_path)
     with store.write() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.name = f"evil{OSC52}run"
+        s.add(run)
         job = s.exec(select(Job).where(Job.run_id == run_id)).one()
+        job.item = {**job.item, "prompt": f"fox{OSC52}snow"}
         job.status, job.error = "running", f"broke{OSC52}here"
         s.add(job)
         s.flush()

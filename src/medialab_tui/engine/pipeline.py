@@ -6,6 +6,7 @@ Every error names the file, the stage and the key, e.g.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
 from medialab_tui.engine.stages.base import PromptText
 from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
+from medialab_tui.text import visible
 from medialab_tui.tomlfile import read_toml
 
 SEED_MAX = 2**32 - 1
@@ -114,12 +116,41 @@ def parse_stage(raw: Any, index: int, source: str) -> StageParams:
         raise _first_error(exc, replace(where, stage_type=stype)) from None
 
 
+# Control characters other than tabs and line breaks have no place in a prompt or a
+# name: they would reach terminals raw (the builder's text fields draw them as they
+# are) and every image's metadata.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _check_text(value: Any, path: tuple[Any, ...], source: str) -> None:
+    """Refuse a string anywhere in the document that holds a control character."""
+    if isinstance(value, str):
+        if (found := _CONTROL.search(value)) is not None:
+            in_stage = path[:1] == ("stages",) and len(path) > 2
+            raise InputError(
+                f"holds a control character ({visible(found.group())} at character "
+                f"{found.start() + 1}); remove it",
+                loc=ErrorLoc(
+                    file=source,
+                    stage=path[1] + 1 if in_stage else None,
+                    key=key_path(path[2:] if in_stage else path),
+                ),
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(v, (*path, k), source)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, (*path, i), source)
+
+
 def parse_pipeline(data: dict[str, Any], source: str, default_name: str = "pipeline") -> Pipeline:
     """Validate a pipeline given as plain data (a parsed TOML document)."""
     file = ErrorLoc(file=source)
     for key in data:
         if key not in _TOP_KEYS:
-            raise InputError(f"unknown top-level key '{key}'", loc=file)
+            raise InputError(f"unknown top-level key '{visible(str(key))}'", loc=file)
+    _check_text(data, (), source)
     raw_stages = data.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
         raise InputError("at least one [[stages]] table is required", loc=file)
