@@ -4,10 +4,12 @@ exact."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from conftest import ROOT, Home, submit, txt2img_toml
+from conftest import Home, submit, txt2img_toml
+from medialab_tui.cli import main
 from medialab_tui.config import DataDir
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Artifact, Job, Run
@@ -121,18 +124,22 @@ _outputs: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
 
 
 def medialab(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
-    """A command's result on a wide terminal (no table folds a caret form in two);
-    the same command is run once per module."""
+    """A command's result on a wide terminal (no table folds a caret form in two), run
+    in this process (the real `main`, its real output); each command once per module."""
     key = (str(home.root), *args)
     if key not in _outputs:
-        _outputs[key] = subprocess.run(
-            [sys.executable, "-m", "medialab_tui", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=home.env(COLUMNS="400"),
-            cwd=ROOT,
-        )
+        out, err = io.StringIO(), io.StringIO()
+        columns = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = "400"
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(["--data-dir", str(home.root), *args])
+        finally:
+            if columns is None:
+                os.environ.pop("COLUMNS", None)
+            else:
+                os.environ["COLUMNS"] = columns
+        _outputs[key] = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     return _outputs[key]
 
 
