@@ -41,7 +41,7 @@ PROGRESS_WRITE_S = 0.5  # the most often a job's progress is written to the stor
 CANCEL_GRACE_S = 5.0  # a worker that does not acknowledge a cancel by then is killed
 # A worker silent this long during a job (no event, no heartbeat: stopped, hung) is
 # killed and restarted, and its job retried.
-STALL_S = 30.0
+STALL_S = 20.0
 RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
 # Below this much free space in the data directory no new job starts; the queue
 # waits (and says so in the log) until space is back.
