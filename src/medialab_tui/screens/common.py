@@ -1,12 +1,14 @@
 """Pieces every screen shares: the status header, the screen frame, their messages.
 
-Screens reach the app through `studio_app` (typed) and never import `medialab_tui.app`
-at run time: the app imports the screens, not the other way round.
+Screens reach the app through `studio_app`, typed as the `Studio` protocol (what
+screens may use of the app), and never import `medialab_tui.app`: the app imports the
+screens, not the other way round.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,13 +22,26 @@ from textual.widgets import Input, Static, TextArea
 from medialab_tui.text import visible
 
 if TYPE_CHECKING:
-    from medialab_tui.app import MedialabApp
     from medialab_tui.client import StudioClient
+    from medialab_tui.config import Config, DataDir
 
 
-def studio_app(node: DOMNode) -> MedialabApp:
+class Studio(Protocol):
+    """What screens may use of the app (`MedialabApp` is one)."""
+
+    data: DataDir
+    config: Config
+    client: StudioClient
+    pipeline_path: Path | None
+
+    def poll_state(self) -> None: ...
+
+    def status_line(self) -> str: ...
+
+
+def studio_app(node: DOMNode) -> Studio:
     """The app `node` runs in, typed: every screen here runs inside `MedialabApp`."""
-    return cast("MedialabApp", node.app)
+    return cast("Studio", node.app)
 
 
 class BuilderRequest(Message):
@@ -157,7 +172,7 @@ class StudioScreen(Screen[None]):
             self.set_focus(None)
 
     @property
-    def studio(self) -> MedialabApp:
+    def studio(self) -> Studio:
         """The app, typed (its config, data dir, client and state)."""
         return studio_app(self)
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medialab_tui.engine.stages.base import ResolveContext, StageParams, StageSpec
+from medialab_tui.engine.stages.prompt_enhance.wildcards import read_wildcards
 
 # The variations of "set mode", in the order they are applied.
 SETS: dict[str, tuple[str, ...]] = {
@@ -147,9 +148,7 @@ class PromptEnhanceParams(StageParams):
 
 def resolve_wildcards(stage: PromptEnhanceParams, ctx: ResolveContext) -> dict[str, Any]:
     """Every wildcard list the stage can reach, read at submit: a re-run uses the same lists."""
-    from medialab_tui.engine.stages.prompt_enhance.wildcards import read_wildcards
-
-    return {"wildcards": read_wildcards(stage, ctx)}
+    return {"wildcards": read_wildcards(stage.wildcard_names, ctx)}
 
 
 SPEC = StageSpec(

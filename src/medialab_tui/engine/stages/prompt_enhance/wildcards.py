@@ -7,17 +7,18 @@ other in a cycle are refused before anything runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from medialab_tui.engine.stages.base import ResolveContext
-    from medialab_tui.engine.stages.prompt_enhance.spec import PromptEnhanceParams
+from medialab_tui.engine.stages.base import ResolveContext
 
 
-def read_wildcards(stage: PromptEnhanceParams, ctx: ResolveContext) -> dict[str, list[str]]:
-    """Every wildcard list the stage can reach from the context's prompts."""
+def read_wildcards(
+    names_in: Callable[[str], list[str]], ctx: ResolveContext
+) -> dict[str, list[str]]:
+    """Every wildcard list reachable from the context's prompts; `names_in(text)` gives
+    the wildcard names a text (with the stage's template and hints) refers to."""
     folder = ctx.wildcards_dir
-    todo = [n for p in ctx.prompts for n in stage.wildcard_names(p)]
+    todo = [n for p in ctx.prompts for n in names_in(p)]
     lists: dict[str, list[str]] = {}
     while todo:
         name = todo.pop(0)
@@ -35,9 +36,9 @@ def read_wildcards(stage: PromptEnhanceParams, ctx: ResolveContext) -> dict[str,
         if not lines:
             raise ctx.error(f"wildcard file {path} has no entries")
         lists[name] = lines
-        todo += [n for line in lines for n in stage.wildcard_names(line)]
+        todo += [n for line in lines for n in names_in(line)]
     refers = {
-        name: {n for line in lines for n in stage.wildcard_names(line)}
+        name: {n for line in lines for n in names_in(line)}
         for name, lines in lists.items()
     }
     cycle = find_cycle(refers)
