@@ -8,7 +8,7 @@ screens, not the other way round.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -45,16 +45,27 @@ def studio_app(node: DOMNode) -> Studio:
 
 
 class BuilderRequest(Message):
-    """Input images or a model to use, sent to the builder from another screen.
+    """Input images, a model, or a whole pipeline's settings, sent to the builder
+    from another screen.
 
     The sending screen posts it and it bubbles up to the app, which shows the
-    builder and posts it on to the builder screen (built or not yet).
+    builder and posts it on to the builder screen (built or not yet). `settings` is
+    a pipeline document, shaped like a parsed pipeline TOML file (`name`, `inputs`,
+    `stages`): the builder replaces its pipeline with it, asking first when the one
+    on screen has unsaved edits.
     """
 
-    def __init__(self, *, images: tuple[str, ...] = (), model: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        images: tuple[str, ...] = (),
+        model: str = "",
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.images = images
         self.model = model
+        self.settings = settings
 
 
 def plain_cells(*cells: object) -> tuple[object, ...]:
