@@ -30,12 +30,12 @@ from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
 from medialab_tui.text import human_size, visible, visible_lines
 
 if TYPE_CHECKING:
+    import sqlite3
     from datetime import datetime
 
     from medialab_tui.store.db import Store
     from medialab_tui.store.queries import GalleryQuery
-    from medialab_tui.store.tables import Artifact, Job, Run
-    from medialab_tui.store.views import JobView
+    from medialab_tui.store.views import ArtifactView, JobView, RunView
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
 # A run with more jobs than this asks before it goes in (`run --yes` skips the question);
@@ -389,9 +389,9 @@ def _jobs_table(jobs: list[JobView], empty: str, *, run: bool = True) -> None:
 
 
 def cmd_jobs(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.queue import parse_ref
+    from medialab_tui.store.ids import parse_ref
     from medialab_tui.store.queries import list_jobs
-    from medialab_tui.store.tables import JOB_STATUSES
+    from medialab_tui.store.values import JOB_STATUSES
 
     if args.status and args.status not in JOB_STATUSES:
         raise InputError(f"--status must be one of {', '.join(JOB_STATUSES)} (got {args.status!r})")
@@ -425,16 +425,14 @@ def _print_fields(title: str, fields: list[tuple[str, Any]]) -> None:
         print(f"  {key:<{width}}  {shown.replace(chr(10), indent)}")
 
 
-def _show_run(ctx: Context, row: Run) -> int:
+def _show_run(ctx: Context, run: RunView, row: sqlite3.Row) -> int:
     from medialab_tui.store.queries import run_artifacts, run_jobs
-    from medialab_tui.store.views import RunView
 
-    run = RunView.of(row)
     jobs = run_jobs(ctx.store, run.id)
     artifacts = run_artifacts(ctx.store, run.id)
     if ctx.as_json:
         data = run.to_json()
-        data["pipeline"] = row.pipeline
+        data["pipeline"] = row["pipeline"]
         data["jobs"] = [j.to_json() for j in jobs]
         data["artifacts"] = [a.path for a in artifacts]
         _print_json(data)
@@ -461,14 +459,11 @@ def _show_run(ctx: Context, row: Run) -> int:
     return EXIT_OK
 
 
-def _show_job(ctx: Context, row: Job) -> int:
-    from medialab_tui.store.views import JobView
-
-    job = JobView.of(row)
+def _show_job(ctx: Context, job: JobView, row: sqlite3.Row) -> int:
     if ctx.as_json:
         data = job.to_json()
-        data["item"] = row.item
-        data["params"] = {k: v for k, v in row.params.items() if not k.startswith("_")}
+        data["item"] = row["item"]
+        data["params"] = {k: v for k, v in row["params"].items() if not k.startswith("_")}
         _print_json(data)
         return EXIT_OK
     progress = f"{job.progress:.0%}"
@@ -491,10 +486,7 @@ def _show_job(ctx: Context, row: Job) -> int:
     return EXIT_OK
 
 
-def _show_artifact(ctx: Context, row: Artifact) -> int:
-    from medialab_tui.store.queries import artifact_view
-
-    a = artifact_view(ctx.store, row)
+def _show_artifact(ctx: Context, a: ArtifactView) -> int:
     if ctx.as_json:
         _print_json(a.to_json(lineage=True))
         return EXIT_OK
@@ -517,15 +509,15 @@ def _show_artifact(ctx: Context, row: Artifact) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.queue import get
-    from medialab_tui.store.tables import Job, Run
+    from medialab_tui.store.queries import find
+    from medialab_tui.store.views import JobView, RunView
 
-    row = get(ctx.store, args.id)
-    if isinstance(row, Run):
-        return _show_run(ctx, row)
-    if isinstance(row, Job):
-        return _show_job(ctx, row)
-    return _show_artifact(ctx, row)
+    found = find(ctx.store, args.id)
+    if isinstance(found.view, RunView):
+        return _show_run(ctx, found.view, found.row)
+    if isinstance(found.view, JobView):
+        return _show_job(ctx, found.view, found.row)
+    return _show_artifact(ctx, found.view)
 
 
 def _simple(action: str) -> Callable[[Context, argparse.Namespace], int]:
@@ -656,10 +648,9 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
-    from medialab_tui.engine.registry import list_models
-    from medialab_tui.store.views import ModelView
+    from medialab_tui.store.queries import list_models
 
-    models = [ModelView.of(m) for m in list_models(ctx.store, args.kind)]
+    models = list_models(ctx.store, args.kind)
     if ctx.as_json:
         _print_json([m.to_json() for m in models])
         return EXIT_OK

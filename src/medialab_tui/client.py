@@ -3,26 +3,33 @@
 Screens never touch the database or the worker; they call a `StudioClient` from a
 thread worker and render the dataclasses it returns. Every method is blocking and
 short (one or two SQL statements), and safe to call from any thread.
+
+The screens poll (the header twice a second, the queue as often); a listing asked
+again while the store's change counter has not moved is answered from the last
+answer, so an idle studio costs one `PRAGMA data_version` per poll, not its queries.
+Reads go through the store's plain `sqlite3` connections; the engine's queue code
+(and SQLAlchemy with it) is imported on the first request that writes.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from sqlmodel import col, func, select
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from medialab_tui.config import Config, DataDir
-from medialab_tui.engine import queue, registry
-from medialab_tui.engine.pipeline import Pipeline, parse_pipeline
 from medialab_tui.errors import InputError
 from medialab_tui.store import queries
 from medialab_tui.store.db import Store
 from medialab_tui.store.queries import GALLERY_DAYS, GalleryQuery
-from medialab_tui.store.tables import Artifact, ArtifactParent, Event, Job, Run, Setting
-from medialab_tui.store.views import ArtifactView, JobView, ModelView, RunView
+from medialab_tui.store.views import ArtifactView, JobView, ModelView, QueueSummary, RunView
+
+if TYPE_CHECKING:
+    from medialab_tui.engine import queue, registry
+    from medialab_tui.engine.pipeline import Pipeline
 
 __all__ = [
     "GALLERY_DAYS",
@@ -35,15 +42,14 @@ __all__ = [
     "StudioClient",
 ]
 
+T = TypeVar("T")
+# Answers kept for polls (pages of runs, jobs, the gallery); more are forgotten at once.
+KEPT_ANSWERS = 64
 
-@dataclass(frozen=True)
-class QueueSummary:
-    state: str  # active | paused
-    counts: dict[str, int]  # queued and running jobs
-    worker: dict[str, Any]
-    finished: int = 0  # jobs that succeeded since the previous summary
-    failed: int = 0  # jobs that failed since the previous summary
-    last_event: int = 0  # pass it back as `after_event` next time
+
+def _minute(query: GalleryQuery) -> int:
+    """A query of the last N days changes as time passes: its answer is kept a minute."""
+    return int(time.time() // 60) if query.days else 0
 
 
 class StudioClient:
@@ -53,82 +59,86 @@ class StudioClient:
         self.data = data
         self.config = config
         self.store = store
+        self._answers: dict[tuple[Any, ...], tuple[tuple[int, int], Any]] = {}
+        self._log: tuple[tuple[int, int], list[str]] | None = None
+
+    def _unless_changed(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """`read()`, or its last answer for `key` when nothing was committed since.
+
+        The counter is read before the query, so a commit during the query is seen
+        by the next call. Lists come back as copies: a caller may change its own.
+        """
+        changes = self.store.changes()
+        kept = self._answers.get(key)
+        if kept is not None and kept[0] == changes:
+            answer = kept[1]
+        else:
+            answer = read()
+            if len(self._answers) >= KEPT_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = (changes, answer)
+        return list(answer) if isinstance(answer, list) else answer  # type: ignore[return-value]
 
     # -- queue -----------------------------------------------------------------------
 
     def summary(self, after_event: int | None = None) -> QueueSummary:
-        """Queue state, queued/running counts, and jobs ended since event `after_event`.
-
-        Cheap at any size: the counts read the queue index, the endings read only
-        the events newer than the last summary (none on the first call).
-        """
-        import json
-
-        with self.store.read() as s:
-            rows = s.exec(
-                select(Job.status, func.count())
-                .where(col(Job.status).in_(("queued", "running")))
-                .group_by(col(Job.status))
-            ).all()
-            worker = s.get(Setting, queue.WORKER_KEY)
-            state = s.get(Setting, queue.QUEUE_KEY)
-            last = s.exec(select(func.max(Event.id))).one() or 0
-            ended: dict[str, int] = {}
-            if after_event is not None:
-                ended = dict(
-                    s.exec(
-                        select(Event.action, func.count())
-                        .where(
-                            col(Event.id) > after_event,
-                            col(Event.id) <= last,
-                            col(Event.action).in_(("job.succeeded", "job.failed")),
-                        )
-                        .group_by(col(Event.action))
-                    ).all()
-                )
-        return QueueSummary(
-            state=state.value if state else "active",
-            counts={status: n for status, n in rows},
-            worker=json.loads(worker.value) if worker else {},
-            finished=ended.get("job.succeeded", 0),
-            failed=ended.get("job.failed", 0),
-            last_event=last,
+        """Queue state, queued/running counts, and jobs ended since event `after_event`."""
+        return self._unless_changed(
+            ("summary", after_event), lambda: queries.queue_summary(self.store, after_event)
         )
 
     def runs(self, *, limit: int = 200, offset: int = 0) -> list[RunView]:
         """Runs, newest first, with how many of their jobs are done."""
-        return queries.list_runs(self.store, limit=limit, offset=offset)
+        return self._unless_changed(
+            ("runs", limit, offset),
+            lambda: queries.list_runs(self.store, limit=limit, offset=offset),
+        )
 
     def jobs(self, run_id: int) -> list[JobView]:
-        return queries.run_jobs(self.store, run_id)
+        return self._unless_changed(("jobs", run_id), lambda: queries.run_jobs(self.store, run_id))
 
     def running_job(self) -> JobView | None:
-        running = queries.list_jobs(self.store, status="running", limit=1)
+        running = self._unless_changed(
+            ("running",), lambda: queries.list_jobs(self.store, status="running", limit=1)
+        )
         return running[0] if running else None
 
     def preview_path(self, job_id: int) -> Path:
         return self.data.root / "cache" / "previews" / f"j{job_id}.png"
 
     def log_tail(self, lines: int = 8) -> list[str]:
+        """The worker log's last lines; read again only when the file changed."""
         path = self.data.logs / "worker.log"
-        if not path.exists():
+        try:
+            st = path.stat()
+        except OSError:
             return []
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 8192))
-            text = fh.read().decode("utf-8", "replace")
-        return text.splitlines()[-lines:]
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._log is None or self._log[0] != stamp:
+            with path.open("rb") as fh:
+                fh.seek(max(0, st.st_size - 8192))
+                text = fh.read(8192).decode("utf-8", "replace")
+            self._log = (stamp, text.splitlines())
+        return self._log[1][-lines:]
 
     def cancel(self, ref: str) -> str:
+        from medialab_tui.engine import queue
+
         return queue.cancel(self.store, ref)
 
     def retry(self, ref: str) -> str:
+        from medialab_tui.engine import queue
+
         return queue.retry(self.store, ref)
 
     def move(self, ref: str, delta: int) -> int:
+        from medialab_tui.engine import queue
+
         return queue.set_priority(self.store, ref, delta)
 
     def set_paused(self, paused: bool) -> None:
+        from medialab_tui.engine import queue
+
         queue.set_queue_state(self.store, "paused" if paused else "active")
 
     def approve(
@@ -137,36 +147,36 @@ class StudioClient:
         artifact_refs: list[str] | None = None,
         edits: dict[str, str] | None = None,
     ) -> str:
+        from medialab_tui.engine import queue
+
         return queue.approve(self.store, run_ref, artifact_refs, edits=edits)
 
     def review_outputs(self, run_id: int) -> list[ArtifactView]:
         """The outputs of a run's current stage: what its review picks from."""
-        with self.store.read() as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                return []
-            rows = s.exec(
-                select(Artifact)
-                .join(Job, col(Job.id) == Artifact.job_id)
-                .where(Artifact.run_id == run_id, Job.stage_index == run.stage_index)
-                .order_by(col(Artifact.id))
-            ).all()
-        return [ArtifactView.of(a) for a in rows]
+        return queries.review_outputs(self.store, run_id)
 
     # -- pipelines -------------------------------------------------------------------
 
     def validate(self, document: dict[str, Any], source: str) -> Pipeline:
         """Parse a pipeline given as data; raises `InputError` with one sentence."""
+        from medialab_tui.engine.pipeline import parse_pipeline
+
         return parse_pipeline(document, source)
 
     def prepare(self, pipeline: Pipeline, source: str, base_dir: Path) -> queue.Prepared:
+        from medialab_tui.engine import queue
+
         return queue.prepare(self.store, pipeline, source, base_dir)
 
     def submit(self, prepared: queue.Prepared) -> str:
+        from medialab_tui.engine import queue
+
         return queue.submit(self.store, self.data, prepared).ref
 
     def rerun(self, artifact_ref: str) -> str:
+        from medialab_tui.engine import queue
         from medialab_tui.engine.queue.rerun import prepare_rerun
+        from medialab_tui.store.tables import Artifact
 
         artifact = queue.get(self.store, artifact_ref)
         if not isinstance(artifact, Artifact):
@@ -186,24 +196,30 @@ class StudioClient:
             limit=query.limit if limit is None else limit,
             offset=query.offset if offset is None else offset,
         )
-        return queries.gallery(self.store, page)
+        return self._unless_changed(
+            ("gallery", page, _minute(page)), lambda: queries.gallery(self.store, page)
+        )
 
     def gallery_count(self, query: GalleryQuery) -> int:
-        return queries.gallery_count(self.store, query)
+        return self._unless_changed(
+            ("gallery_count", replace(query, limit=0, offset=0), _minute(query)),
+            lambda: queries.gallery_count(self.store, query),
+        )
 
     def artifact(self, ref: str) -> ArtifactView:
-        row = queue.get(self.store, ref)
-        if not isinstance(row, Artifact):
+        """An artifact with its lineage; `InputError` when `ref` names something else."""
+        found = queries.find(self.store, ref)
+        if not isinstance(found.view, ArtifactView):
             raise InputError(f"{ref} is not an artifact")
-        return queries.artifact_view(self.store, row)
+        return found.view
 
     def source_images(self, job_id: int) -> list[str]:
         """The image files a job took as its input (stored copies, never modified)."""
-        with self.store.read() as s:
-            job = s.get(Job, job_id)
-        return [str(p) for p in (job.item.get("images", []) if job else [])]
+        return queries.job_images(self.store, job_id)
 
     def star(self, artifact_id: int, starred: bool) -> None:
+        from medialab_tui.store.tables import Artifact
+
         with self.store.write() as s:
             row = s.get(Artifact, artifact_id)
             if row is None:
@@ -216,6 +232,10 @@ class StudioClient:
 
     def delete_artifact(self, artifact_id: int) -> None:
         """Remove an artifact's row, lineage links and files (the caller asked first)."""
+        from sqlmodel import select
+
+        from medialab_tui.store.tables import Artifact, ArtifactParent
+
         with self.store.write() as s:
             row = s.get(Artifact, artifact_id)
             if row is None:
@@ -240,22 +260,29 @@ class StudioClient:
     # -- models ----------------------------------------------------------------------
 
     def models(self, kind: str = "") -> list[ModelView]:
-        return [ModelView.of(m) for m in registry.list_models(self.store, kind or None)]
+        return self._unless_changed(
+            ("models", kind), lambda: queries.list_models(self.store, kind or None)
+        )
 
     def rescan(self) -> registry.ScanResult:
+        from medialab_tui.engine import registry
+
         return registry.scan(self.store, self.data, self.config)
 
     # -- queue screen extras ---
 
     def jobs_page(self, run_id: int, *, limit: int = 200, offset: int = 0) -> list[JobView]:
         """One page of a run's jobs in id order, so a run of 100,000 jobs polls fast."""
-        return queries.run_jobs(self.store, run_id, limit=limit, offset=offset)
+        return self._unless_changed(
+            ("jobs", run_id, limit, offset),
+            lambda: queries.run_jobs(self.store, run_id, limit=limit, offset=offset),
+        )
 
     # -- gallery extras ---
 
     def gallery_facets(self) -> tuple[list[str], list[str]]:
         """The distinct models and stages among the artifacts: the gallery's filter choices."""
-        return queries.gallery_facets(self.store)
+        return self._unless_changed(("facets",), lambda: queries.gallery_facets(self.store))
 
     def gallery_position(self, query: GalleryQuery, artifact_id: int) -> int | None:
         """Where an artifact sits in the gallery's order (0 = first), None if filtered out."""

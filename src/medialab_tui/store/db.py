@@ -8,24 +8,34 @@ way through when another process got there first.
 Opening checks the file first and refuses, with `StoreDamaged`, a database that
 is damaged, or missing or empty while its data directory shows it had history:
 SQLite would otherwise start a new, empty one over it and the history would be
-silently gone. Nothing is written to a file that fails the check.
+silently gone. Nothing is written to a file that fails the check, nor to one of
+this schema version: opening then only reads.
+
+Reads for listings go through plain read-only `sqlite3` connections (`reading`),
+whose rows come back converted as SQLModel would (JSON, times, booleans), so a
+listing command never imports SQLAlchemy; sessions (`read`, `write`) create their
+SQLAlchemy engines on first use. `changes()` is a cheap counter that moves on every
+commit, this process's or another's, for pollers that re-query only on a change.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event, text
-from sqlmodel import Session, SQLModel
+from typing import TYPE_CHECKING, Any
 
 from medialab_tui.config import current_user
 from medialab_tui.errors import MedialabError
 from medialab_tui.store import backup
-from medialab_tui.store.tables import Event
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlmodel import Session
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +44,8 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
 
 
 def _make_engine(path: Path, *, immediate: bool) -> Engine:
+    from sqlalchemy import create_engine, event
+
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"timeout": 30, "check_same_thread": False},
@@ -144,6 +156,50 @@ def _owner_only(path: Path) -> None:
             pass
 
 
+def _stored_time(raw: bytes) -> datetime:
+    """A stored time, aware and in UTC (SQLite keeps UTC without an offset), as SQLModel
+    returns it."""
+    ts = datetime.fromisoformat(raw.decode())
+    return ts.replace(tzinfo=UTC) if ts.utcoffset() is None else ts.astimezone(UTC)
+
+
+# How a plain `sqlite3` connection opened with PARSE_DECLTYPES turns the column types
+# SQLModel declares into the values SQLModel gives (VARCHAR, INTEGER, FLOAT need none).
+sqlite3.register_converter("JSON", json.loads)
+sqlite3.register_converter("DATETIME", _stored_time)
+sqlite3.register_converter("BOOLEAN", lambda raw: bool(int(raw)))
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read, usable from any thread (one at a time)."""
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro",
+        uri=True,
+        timeout=30,
+        isolation_level=None,
+        check_same_thread=False,
+        detect_types=sqlite3.PARSE_DECLTYPES,
+    )
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _schema_too_new(path: Path, version: int) -> SchemaTooNew:
+    return SchemaTooNew(
+        f"{path} was written by a newer medialab (schema {version}, "
+        f"this one knows {SCHEMA_VERSION}); upgrade medialab to open it."
+    )
+
+
+def _stored_version(conn: sqlite3.Connection) -> int:
+    """The schema version a database records (0: none yet)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: a new database
+        return 0
+    return int(row[0]) if row else 0
+
+
 class Store:
     """One data directory's database, checked, opened (and migrated) once per process."""
 
@@ -153,25 +209,39 @@ class Store:
         check_database(path)
         self._migrate()
         _owner_only(path)
-        self._reader = _make_engine(path, immediate=False)
-        self._writer = _make_engine(path, immediate=True)
+        self._engines: dict[bool, Engine] = {}
+        self._engines_lock = threading.Lock()
+        self._lock = threading.Lock()  # the idle readers, the counter, the commit count
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._counter: sqlite3.Connection | None = None
+        self._own_commits = 0
 
     def _migrate(self) -> None:
-        """Create the schema, or bring an older database up to this version."""
+        """Create the schema, or bring an older database up to this version.
+
+        A database of this version is only read: opening a store for a listing takes
+        no write lock and writes nothing.
+        """
+        if self.path.exists() and self.path.stat().st_size:
+            conn = _read_only(self.path)
+            try:
+                version = _stored_version(conn)
+            finally:
+                conn.close()
+            if version > SCHEMA_VERSION:
+                raise _schema_too_new(self.path, version)
+            if version == SCHEMA_VERSION:
+                return
         fresh = not self.path.exists()
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            version = _stored_version(conn)
             if version > SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
-                raise SchemaTooNew(
-                    f"{self.path} was written by a newer medialab (schema {version}, "
-                    f"this one knows {SCHEMA_VERSION}); upgrade medialab to open it."
-                )
+                raise _schema_too_new(self.path, version)
             if version and version < SCHEMA_VERSION and not fresh:
                 conn.execute("ROLLBACK")
                 self._backup(version)
@@ -182,6 +252,10 @@ class Store:
         finally:
             conn.close()
         if version == 0:
+            from sqlmodel import SQLModel
+
+            import medialab_tui.store.tables  # noqa: F401 - the tables SQLModel creates
+
             # New database: create every table, then record the version.
             engine = _make_engine(self.path, immediate=True)
             SQLModel.metadata.create_all(engine)
@@ -210,26 +284,73 @@ class Store:
         check_database(self.path, deep=True)
 
     def schema_version(self) -> int:
-        with self.read() as s:
-            row = (
-                s.connection()
-                .execute(text("SELECT value FROM meta WHERE key='schema_version'"))
-                .fetchone()
-            )
-        return int(row[0]) if row else 0
+        with self.reading() as conn:
+            return _stored_version(conn)
+
+    # -- plain reads -----------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection in one read transaction (one snapshot for every
+        statement), its rows `sqlite3.Row`s with JSON, times and booleans converted.
+
+        Connections are kept for the next reader, so a poller pays no connect.
+        """
+        with self._lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            conn = _read_only(self.path)
+        try:
+            conn.execute("BEGIN")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._idle_readers.append(conn)
+
+    def changes(self) -> tuple[int, int]:
+        """A value that differs after every commit to the database since it was read.
+
+        `PRAGMA data_version` on one long-lived connection moves when another
+        connection commits (another process's, or this process's sessions); the count
+        of this store's own commits is added so they count however SQLite sees them.
+        Costs one pragma: no table is read.
+        """
+        with self._lock:
+            if self._counter is None:
+                self._counter = _read_only(self.path)
+            version = int(self._counter.execute("PRAGMA data_version").fetchone()[0])
+            return version, self._own_commits
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _engine(self, *, immediate: bool) -> Engine:
+        with self._engines_lock:
+            engine = self._engines.get(immediate)
+            if engine is None:
+                engine = self._engines[immediate] = _make_engine(self.path, immediate=immediate)
+            return engine
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reading; it never takes the write lock."""
-        with Session(self._reader, expire_on_commit=False) as session:
+        from sqlmodel import Session
+
+        with Session(self._engine(immediate=False), expire_on_commit=False) as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A writing transaction, committed on success and rolled back on error."""
-        with Session(self._writer, expire_on_commit=False) as session:
+        from sqlmodel import Session
+
+        with Session(self._engine(immediate=True), expire_on_commit=False) as session:
             yield session
             session.commit()
+            with self._lock:
+                self._own_commits += 1
 
     def record(
         self,
@@ -240,6 +361,8 @@ class Store:
         **details: Any,
     ) -> None:
         """Add an audit event to the current write transaction."""
+        from medialab_tui.store.tables import Event
+
         session.add(
             Event(
                 user=self.user,
@@ -251,5 +374,12 @@ class Store:
         )
 
     def dispose(self) -> None:
-        self._reader.dispose()
-        self._writer.dispose()
+        with self._engines_lock:
+            engines, self._engines = list(self._engines.values()), {}
+        with self._lock:
+            readers, self._idle_readers = self._idle_readers, []
+            counter, self._counter = self._counter, None
+        for engine in engines:
+            engine.dispose()
+        for conn in [*readers, *([counter] if counter else [])]:
+            conn.close()

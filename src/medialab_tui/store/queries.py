@@ -1,38 +1,50 @@
 """Read-side queries: the listings of the command line and the TUI.
 
-Listings are paged in SQL so they stay fast with 100,000 rows. The gallery has one
-query (`GalleryQuery`) that `medialab gallery` and the gallery screen both use; rows
-become views (`store.views`) before they leave the store.
+Listings are paged in SQL so they stay fast with 100,000 rows, and read through the
+store's plain read-only connections (`Store.reading`), so a listing command never
+imports SQLAlchemy. The gallery has one query (`GalleryQuery`) that `medialab
+gallery` and the gallery screen both use; rows become views (`store.views`) before
+they leave the store.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, func, select
-
+from medialab_tui.errors import NotFound
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, utcnow
-from medialab_tui.store.views import ArtifactView, JobView, RunView
+from medialab_tui.store.ids import parse_ref
+from medialab_tui.store.values import QUEUE_KEY, WORKER_KEY, utcnow
+from medialab_tui.store.views import ArtifactView, JobView, ModelView, QueueSummary, RunView
+
+
+def _stored(ts: datetime) -> str:
+    """A time as the store keeps it (UTC, SQLAlchemy's text form), for comparisons in SQL."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def list_runs(store: Store, *, limit: int = 50, offset: int = 0) -> list[RunView]:
     """Runs, newest first, with how many of their jobs there are and how many succeeded."""
-    with store.read() as s:
-        runs = s.exec(select(Run).order_by(col(Run.id).desc()).offset(offset).limit(limit)).all()
+    with store.reading() as conn:
+        runs = conn.execute(
+            "SELECT * FROM run ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
+        ).fetchall()
         counts: dict[int, tuple[int, int]] = {}
         if runs:
-            rows = s.exec(
-                select(Job.run_id, Job.status, func.count())
-                .where(col(Job.run_id).in_([r.id for r in runs]))
-                .group_by(col(Job.run_id), col(Job.status))
-            ).all()
+            # A page of runs in id order holds every run between its first and last id.
+            rows = conn.execute(
+                "SELECT run_id, status, count(*) FROM job WHERE run_id BETWEEN ? AND ?"
+                " GROUP BY run_id, status",
+                (runs[-1]["id"], runs[0]["id"]),
+            ).fetchall()
             for run_id, status, n in rows:
                 total, done = counts.get(run_id, (0, 0))
                 counts[run_id] = (total + n, done + (n if status == "succeeded" else 0))
-    return [RunView.of(r, *counts.get(r.id or 0, (0, 0))) for r in runs]
+    return [RunView.of(r, *counts.get(r["id"], (0, 0))) for r in runs]
 
 
 def list_jobs(
@@ -44,39 +56,144 @@ def list_jobs(
     offset: int = 0,
 ) -> list[JobView]:
     """Jobs, newest first."""
-    with store.read() as s:
-        query = select(Job)
-        if status:
-            query = query.where(Job.status == status)
-        if run_id is not None:
-            query = query.where(Job.run_id == run_id)
-        query = query.order_by(col(Job.id).desc()).offset(offset).limit(limit)
-        return [JobView.of(j) for j in s.exec(query).all()]
+    where, args = [], []
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if run_id is not None:
+        where.append("run_id = ?")
+        args.append(run_id)
+    sql = "SELECT * FROM job"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    with store.reading() as conn:
+        rows = conn.execute(f"{sql} ORDER BY id DESC LIMIT ? OFFSET ?", (*args, limit, offset))
+        return [JobView.of(j) for j in rows]
 
 
 def run_jobs(
     store: Store, run_id: int, *, limit: int | None = None, offset: int = 0
 ) -> list[JobView]:
     """A run's jobs in id order (the order they were planned), optionally one page."""
-    query = select(Job).where(Job.run_id == run_id).order_by(col(Job.id)).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    with store.read() as s:
-        return [JobView.of(j) for j in s.exec(query).all()]
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT * FROM job WHERE run_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            (run_id, -1 if limit is None else limit, offset),
+        )
+        return [JobView.of(j) for j in rows]
 
 
 def run_artifacts(store: Store, run_id: int) -> list[ArtifactView]:
     """A run's artifacts in the order they were made."""
-    with store.read() as s:
-        query = select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))
-        return [ArtifactView.of(a) for a in s.exec(query).all()]
+    with store.reading() as conn:
+        rows = conn.execute("SELECT * FROM artifact WHERE run_id = ? ORDER BY id", (run_id,))
+        return [ArtifactView.of(a) for a in rows]
 
 
-def artifact_view(store: Store, artifact: Artifact) -> ArtifactView:
-    """An artifact with its lineage: the artifacts it was made from."""
-    with store.read() as s:
-        query = select(ArtifactParent.parent_id).where(ArtifactParent.artifact_id == artifact.id)
-        return ArtifactView.of(artifact, tuple(s.exec(query).all()))
+def _artifact_view(conn: sqlite3.Connection, row: sqlite3.Row) -> ArtifactView:
+    parents = conn.execute(
+        "SELECT parent_id FROM artifactparent WHERE artifact_id = ?", (row["id"],)
+    ).fetchall()
+    return ArtifactView.of(row, tuple(p[0] for p in parents))
+
+
+def artifact_view(store: Store, artifact_id: int) -> ArtifactView | None:
+    """An artifact with its lineage (the artifacts it was made from), None if there is none."""
+    with store.reading() as conn:
+        row = conn.execute("SELECT * FROM artifact WHERE id = ?", (artifact_id,)).fetchone()
+        return None if row is None else _artifact_view(conn, row)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What an id names: its view, and its row (for the documents a view leaves out)."""
+
+    view: RunView | JobView | ArtifactView
+    row: sqlite3.Row
+
+
+def find(store: Store, ref: str) -> Found:
+    """The run, job or artifact `ref` names (`r12`, `j40`, `a7`), or NotFound."""
+    kind, ident = parse_ref(ref)
+    with store.reading() as conn:
+        row = conn.execute(f"SELECT * FROM {kind} WHERE id = ?", (ident,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no {kind} {ref}")
+        view: RunView | JobView | ArtifactView
+        if kind == "run":
+            view = RunView.of(row)
+        elif kind == "job":
+            view = JobView.of(row)
+        else:
+            view = _artifact_view(conn, row)
+    return Found(view, row)
+
+
+def list_models(store: Store, kind: str | None = None) -> list[ModelView]:
+    """Registry entries by kind, then name; only one kind when `kind` is given."""
+    where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+    with store.reading() as conn:
+        rows = conn.execute(f"SELECT * FROM model {where} ORDER BY kind, name", args)
+        return [ModelView.of(m) for m in rows]
+
+
+def queue_summary(store: Store, after_event: int | None = None) -> QueueSummary:
+    """Queue state, queued/running counts, and jobs ended since event `after_event`.
+
+    Cheap at any size: the counts read the queue index, the endings read only the
+    events newer than the last summary (none on the first call).
+    """
+    with store.reading() as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM job WHERE status IN ('queued', 'running')"
+                " GROUP BY status"
+            ).fetchall()
+        )
+        settings = dict(
+            conn.execute(
+                "SELECT key, value FROM setting WHERE key IN (?, ?)", (QUEUE_KEY, WORKER_KEY)
+            ).fetchall()
+        )
+        last = conn.execute("SELECT max(id) FROM event").fetchone()[0] or 0
+        ended: dict[str, int] = {}
+        if after_event is not None:
+            ended = dict(
+                conn.execute(
+                    "SELECT action, count(*) FROM event WHERE id > ? AND id <= ?"
+                    " AND action IN ('job.succeeded', 'job.failed') GROUP BY action",
+                    (after_event, last),
+                ).fetchall()
+            )
+    worker = settings.get(WORKER_KEY)
+    return QueueSummary(
+        state=settings.get(QUEUE_KEY, "active"),
+        counts=counts,
+        worker=json.loads(worker) if worker else {},
+        finished=ended.get("job.succeeded", 0),
+        failed=ended.get("job.failed", 0),
+        last_event=last,
+    )
+
+
+def review_outputs(store: Store, run_id: int) -> list[ArtifactView]:
+    """The outputs of a run's current stage: what its review picks from."""
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT artifact.* FROM artifact JOIN job ON job.id = artifact.job_id"
+            " JOIN run ON run.id = artifact.run_id"
+            " WHERE artifact.run_id = ? AND job.stage_index = run.stage_index"
+            " ORDER BY artifact.id",
+            (run_id,),
+        )
+        return [ArtifactView.of(a) for a in rows]
+
+
+def job_images(store: Store, job_id: int) -> list[str]:
+    """The image files a job took as its input (stored copies)."""
+    with store.reading() as conn:
+        row = conn.execute("SELECT item FROM job WHERE id = ?", (job_id,)).fetchone()
+    return [str(p) for p in (row["item"].get("images", []) if row else [])]
 
 
 @dataclass(frozen=True)
@@ -111,55 +228,68 @@ def parse_since(text: str) -> tuple[int, datetime | None]:
     return 0, datetime.fromisoformat(text.strip()).astimezone(UTC)
 
 
-def _gallery_select(query: GalleryQuery) -> Any:
-    stmt = select(Artifact)
+def _gallery_where(query: GalleryQuery) -> tuple[list[str], list[Any]]:
+    """The query's filters as SQL conditions on `artifact` and their arguments."""
+    where: list[str] = []
+    args: list[Any] = []
     if query.search:
-        stmt = stmt.where(func.lower(Artifact.prompt).contains(query.search.lower()))
-    if query.kind:
-        stmt = stmt.where(Artifact.kind == query.kind)
-    if query.stage:
-        stmt = stmt.where(Artifact.stage == query.stage)
-    if query.model:
-        stmt = stmt.where(Artifact.model == query.model)
+        # As SQLAlchemy's `contains`: % and _ in the search are LIKE's wildcards.
+        where.append("lower(prompt) LIKE '%' || ? || '%'")
+        args.append(query.search.lower())
+    for column in ("kind", "stage", "model"):
+        value = getattr(query, column)
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
     if query.starred:
-        stmt = stmt.where(col(Artifact.starred).is_(True))
+        where.append("starred = 1")
     if query.days:
-        stmt = stmt.where(col(Artifact.created_at) >= utcnow() - timedelta(days=query.days))
+        where.append("created_at >= ?")
+        args.append(_stored(utcnow() - timedelta(days=query.days)))
     if query.since is not None:
-        stmt = stmt.where(col(Artifact.created_at) >= query.since.astimezone(UTC))
-    return stmt
+        where.append("created_at >= ?")
+        args.append(_stored(query.since))
+    return where, args
+
+
+def _gallery_sql(query: GalleryQuery, select: str, *more: str) -> tuple[str, list[Any]]:
+    where, args = _gallery_where(query)
+    conditions = [*where, *more]
+    sql = f"SELECT {select} FROM artifact"
+    return (sql + " WHERE " + " AND ".join(conditions) if conditions else sql), args
 
 
 def gallery(store: Store, query: GalleryQuery) -> list[ArtifactView]:
     """One page of artifacts in the query's order; paged in SQL, fast at 100,000 rows."""
-    order = col(Artifact.id).desc() if query.newest_first else col(Artifact.id)
-    stmt = _gallery_select(query).order_by(order).offset(query.offset).limit(query.limit)
-    with store.read() as s:
-        return [ArtifactView.of(a) for a in s.exec(stmt).all()]
+    sql, args = _gallery_sql(query, "*")
+    order = "DESC" if query.newest_first else "ASC"
+    with store.reading() as conn:
+        rows = conn.execute(
+            f"{sql} ORDER BY id {order} LIMIT ? OFFSET ?", (*args, query.limit, query.offset)
+        )
+        return [ArtifactView.of(a) for a in rows]
 
 
 def gallery_count(store: Store, query: GalleryQuery) -> int:
     """How many artifacts pass the query's filters (its page is ignored)."""
-    stmt = _gallery_select(query).subquery()
-    with store.read() as s:
-        return int(s.exec(select(func.count()).select_from(stmt)).one())
+    sql, args = _gallery_sql(query, "count(*)")
+    with store.reading() as conn:
+        return int(conn.execute(sql, args).fetchone()[0])
 
 
 def gallery_position(store: Store, query: GalleryQuery, artifact_id: int) -> int | None:
     """Where an artifact sits in the query's order (0 = first), None if filtered out."""
-    base = _gallery_select(query)
-    newer = col(Artifact.id) > artifact_id
-    before = newer if query.newest_first else col(Artifact.id) < artifact_id
-    with store.read() as s:
-        if s.exec(base.where(Artifact.id == artifact_id)).first() is None:
+    shown, shown_args = _gallery_sql(query, "1", "id = ?")
+    earlier, args = _gallery_sql(query, "count(*)", "id > ?" if query.newest_first else "id < ?")
+    with store.reading() as conn:
+        if conn.execute(shown, (*shown_args, artifact_id)).fetchone() is None:
             return None
-        earlier = base.where(before).subquery()
-        return int(s.exec(select(func.count()).select_from(earlier)).one())
+        return int(conn.execute(earlier, (*args, artifact_id)).fetchone()[0])
 
 
 def gallery_facets(store: Store) -> tuple[list[str], list[str]]:
     """The distinct models and stages among the artifacts: the gallery's filter choices."""
-    with store.read() as s:
-        models = s.exec(select(Artifact.model).distinct().order_by(Artifact.model)).all()
-        stages = s.exec(select(Artifact.stage).distinct().order_by(Artifact.stage)).all()
-    return [m for m in models if m], [st for st in stages if st]
+    with store.reading() as conn:
+        models = conn.execute("SELECT DISTINCT model FROM artifact ORDER BY model").fetchall()
+        stages = conn.execute("SELECT DISTINCT stage FROM artifact ORDER BY stage").fetchall()
+    return [m[0] for m in models if m[0]], [s[0] for s in stages if s[0]]

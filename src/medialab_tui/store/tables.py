@@ -7,30 +7,20 @@ it names.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-RUN_STATUSES = ("pending", "running", "review", "succeeded", "failed", "cancelled")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_JOB = ("succeeded", "failed", "cancelled")
-TERMINAL_RUN = ("succeeded", "failed", "cancelled")
-
-
-def utcnow() -> datetime:
-    """Now, in UTC: every time the store keeps is UTC."""
-    return datetime.now(UTC)
-
-
-def iso(ts: datetime | None) -> str | None:
-    """A stored time as ISO 8601 with a `Z`."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from medialab_tui.store.values import (  # noqa: F401 - re-exported: the tables' values
+    JOB_STATUSES,
+    RUN_STATUSES,
+    TERMINAL_JOB,
+    TERMINAL_RUN,
+    iso,
+    utcnow,
+)
 
 
 class Run(SQLModel, table=True):

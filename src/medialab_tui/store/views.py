@@ -1,28 +1,25 @@
 """Plain views of the store's rows: what the TUI renders and what `--json` prints.
 
 Each row type has one projection. `View.of(row)` takes every field from the row's
-value of the same name unless it computes it; the screens read the frozen
-dataclass, and `to_json()` gives the object the command line prints (SPEC §8
-names; ids as `r12`/`j40`/`a7`, times as ISO 8601 with `Z`).
+column of the same name unless it computes it; the rows are the store's plain
+`sqlite3.Row`s (`Store.reading`), so nothing here needs SQLModel. The screens read
+the frozen dataclass, and `to_json()` gives the object the command line prints
+(SPEC §8 names; ids as `r12`/`j40`/`a7`, times as ISO 8601 with `Z`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import SQLModel
-
-from medialab_tui.store.tables import Artifact, Job, Model, Run, iso
+from medialab_tui.store.values import iso
 
 
-def _same_named(view: type[Any], row: SQLModel, **computed: Any) -> dict[str, Any]:
-    """A view's fields: `computed` ones as given, every other from the row's same-named value."""
-    return {
-        f.name: computed[f.name] if f.name in computed else getattr(row, f.name)
-        for f in fields(view)
-    }
+def _same_named(view: type[Any], row: sqlite3.Row, **computed: Any) -> dict[str, Any]:
+    """A view's fields: `computed` ones as given, every other from the row's same-named column."""
+    return {f.name: computed[f.name] if f.name in computed else row[f.name] for f in fields(view)}
 
 
 @dataclass(frozen=True)
@@ -48,14 +45,14 @@ class RunView:
     jobs_done: int = 0
 
     @classmethod
-    def of(cls, run: Run, total: int = 0, done: int = 0) -> RunView:
+    def of(cls, run: sqlite3.Row, total: int = 0, done: int = 0) -> RunView:
         return cls(
             **_same_named(
                 cls,
                 run,
-                id=run.id or 0,
-                stage=run.stage_index + 1,
-                stages=run.stage_count,
+                ref=f"r{run['id']}",
+                stage=run["stage_index"] + 1,
+                stages=run["stage_count"],
                 jobs_total=total,
                 jobs_done=done,
             )
@@ -105,14 +102,15 @@ class JobView:
     created_at: datetime | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: sqlite3.Row) -> JobView:
+        item = job["item"]
         return cls(
             **_same_named(
                 cls,
                 job,
-                id=job.id or 0,
-                prompt=str(job.item.get("prompt", "")),
-                seed=job.item.get("seed"),
+                ref=f"j{job['id']}",
+                prompt=str(item.get("prompt", "")),
+                seed=item.get("seed"),
             )
         )
 
@@ -160,9 +158,11 @@ class ArtifactView:
     parents: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, a: Artifact, parents: tuple[int, ...] = ()) -> ArtifactView:
+    def of(cls, a: sqlite3.Row, parents: tuple[int, ...] = ()) -> ArtifactView:
         return cls(
-            **_same_named(cls, a, id=a.id or 0, params=dict(a.params or {}), parents=parents)
+            **_same_named(
+                cls, a, ref=f"a{a['id']}", params=dict(a["params"] or {}), parents=parents
+            )
         )
 
     def to_json(self, *, lineage: bool = False) -> dict[str, Any]:
@@ -212,7 +212,7 @@ class ModelView:
         return self.name + (" (demo)" if self.demo else "")
 
     @classmethod
-    def of(cls, m: Model) -> ModelView:
+    def of(cls, m: sqlite3.Row) -> ModelView:
         return cls(**_same_named(cls, m))
 
     def to_json(self) -> dict[str, Any]:
@@ -229,3 +229,15 @@ class ModelView:
             "safe": self.safe,
             "demo": self.demo,
         }
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """The queue as every screen's header shows it, and the jobs ended since the last one."""
+
+    state: str  # active | paused
+    counts: dict[str, int]  # queued and running jobs
+    worker: dict[str, Any]
+    finished: int = 0  # jobs that succeeded since the previous summary
+    failed: int = 0  # jobs that failed since the previous summary
+    last_event: int = 0  # pass it back as `after_event` next time

@@ -32,8 +32,7 @@ from medialab_tui.store.tables import (
     Setting,
     utcnow,
 )
-
-QUEUE_KEY = "queue_state"
+from medialab_tui.store.values import QUEUE_KEY
 
 
 def submit(store: Store, data: DataDir, prepared: Prepared, *, rerun_of: int | None = None) -> Run:

@@ -37,11 +37,10 @@ from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.files import atomic_copy
 from medialab_tui.store.tables import Model, Setting
+from medialab_tui.store.values import WORKER_KEY
 
 # A run with more jobs than this is submitted only when the operator confirms it.
 LARGE_RUN_JOBS = 500
-# The setting where the engine records what its worker reported (device, torch).
-WORKER_KEY = "worker_info"
 
 
 @dataclass
