@@ -56,7 +56,8 @@ def list_jobs(
     offset: int = 0,
 ) -> list[JobView]:
     """Jobs, newest first."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if status:
         where.append("status = ?")
         args.append(status)
