@@ -201,15 +201,22 @@ class MedialabApp(App[None]):
             markup=markup,
         )
 
-    def status_line(self) -> str:
+    def status_line(self, level: int = 0) -> str:
+        """What every header shows: the host line, device, queue state and job counts.
+
+        `level` 1 leaves out the device and 2 also shortens the rest, for a narrow
+        header; the host line is always whole.
+        """
         s = self.summary
         device = s.worker.get("device", "?") if self.engine_host.hosting or s.worker else "?"
         running = s.counts.get("running", 0)
         queued = s.counts.get("queued", 0)
-        return (
-            f"{self.engine_host.describe()} · {device} · queue {s.state} · "
-            f"{running} running · {queued} queued"
-        )
+        host = self.engine_host.describe()
+        if level >= 2:
+            return f"{host} · {s.state} · {running} run · {queued} queued"
+        if level == 1:
+            return f"{host} · queue {s.state} · {running} running · {queued} queued"
+        return f"{host} · {device} · queue {s.state} · {running} running · {queued} queued"
 
     # -- actions -----------------------------------------------------------------
 

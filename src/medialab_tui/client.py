@@ -185,6 +185,17 @@ class StudioClient:
             self.store, self.data, prepare_rerun(self.store, artifact), rerun_of=artifact.id
         ).ref
 
+    def settings(self, artifact_ref: str) -> dict[str, Any]:
+        """The pipeline document that makes an artifact again (for the builder)."""
+        from medialab_tui.engine import queue
+        from medialab_tui.engine.queue.rerun import pipeline_settings
+        from medialab_tui.store.tables import Artifact
+
+        artifact = queue.get(self.store, artifact_ref)
+        if not isinstance(artifact, Artifact):
+            raise InputError(f"{artifact_ref} is not an artifact")
+        return pipeline_settings(self.store, artifact)
+
     # -- gallery ---------------------------------------------------------------------
 
     def gallery(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from textual.widgets import DataTable
+import pytest
+from rich.cells import cell_len
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
 
 from conftest import Home, process_gone, query, submit, txt2img_toml, until, wait_for
 from medialab_tui.engine.host import HostLock
 from medialab_tui.screens.builder import BuilderScreen
-from medialab_tui.screens.common import StudioHeader
+from medialab_tui.screens.common import KeysFooter, StudioHeader
 from medialab_tui.screens.dialogs import QuitScreen
 from medialab_tui.screens.help import HelpScreen
 
@@ -25,10 +29,74 @@ async def test_number_keys_switch_screens_and_help_lists_their_keys(studio) -> N
         await pilot.press("3")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        text = str(app.screen.query_one("Static").render())
+        text = "\n".join(lines(app.screen.query_one("#help-keys")))
         assert "Rescan" in text and "Use in builder" in text and "Quit" in text
         await pilot.press("escape")
         assert app.current_mode == "models"
+
+
+def lines(widget: Widget) -> list[str]:
+    """The text of a widget's lines as the terminal shows them."""
+    return [widget.render_line(y).text for y in range(widget.size.height)]
+
+
+SIZES = ((80, 24), (100, 30), (160, 45))
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_header_and_footer_fit_and_keep_the_host_line_and_quit(studio, size) -> None:
+    app = studio()
+    async with app.run_test(size=size) as pilot:
+        for mode in ("builder", "queue", "models", "gallery"):
+            await app.switch_mode(mode)
+            await header_and_footer_fit(pilot, size[0] >= 160)
+
+
+async def header_and_footer_fit(pilot: Pilot[None], wide: bool) -> None:
+    app = pilot.app
+    screen = app.screen
+    header, footer = screen.query_one(StudioHeader), screen.query_one(KeysFooter)
+    host = app.engine_host.describe()
+
+    def fits() -> bool:
+        """the header to show the host line within its width"""
+        shown = header_text(header)
+        return host in shown and cell_len(shown) <= header.content_region.width
+
+    await until(pilot, fits)
+    shown = header_text(header)
+    assert "queue active" in shown or "· active ·" in shown
+    await until(pilot, lambda: "^q Quit" in str(footer.render()))
+    keys = str(footer.render())
+    assert "^p palette" in keys, keys
+    assert cell_len(keys) <= footer.size.width, keys
+    if wide:
+        assert "? help" in shown and "1 Builder" in shown and "4 Gallery" in shown
+
+
+def header_text(header: StudioHeader) -> str:
+    return str(header.render())
+
+
+@pytest.mark.parametrize("mode", ["queue", "gallery"])
+async def test_help_shows_key_names_and_no_markup(studio, mode: str) -> None:
+    app = studio()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.switch_mode(mode)
+        await pilot.press("escape", "question_mark")
+        help_screen = await until(pilot, lambda: isinstance(app.screen, HelpScreen) and app.screen)
+        text = lines(help_screen.query_one("#help-keys"))
+        assert not [line for line in text if "[/" in line or "[b]" in line or "[dim]" in line]
+        # `[` and `]` page through the tables, and are shown as keys.
+        assert any(line.strip().startswith("]") for line in text), text
+        assert any(line.strip().startswith("[") for line in text), text
+        # The descriptions start in one column, in both sections.
+        starts = {
+            len(line) - len(line.lstrip()[len(line.lstrip().split()[0]) :].lstrip())
+            for line in text
+            if line.strip() and line.strip().split()[0] in ("c", "/", "1", "^q")
+        }
+        assert len(starts) == 1, text
 
 
 async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder(studio) -> None:
@@ -45,6 +113,49 @@ async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder
         await pilot.press("u")
         builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
         await until(pilot, lambda: builder.document["stages"][0].get("model") == "demo-sdxl")
+
+
+async def test_models_sizes_and_detail_values_line_up(studio) -> None:
+    app = studio()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await app.switch_mode("models")
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count >= 3)
+        await pilot.pause()
+        # Sizes are right-aligned: "68.7 KB" and "6.5 MB" end in the same column.
+        rows = [line for line in lines(table) if " KB " in line or " MB " in line]
+        size_ends = {max(line.find(" KB "), line.find(" MB ")) for line in rows}
+        assert len(rows) >= 3 and len(size_ends) == 1, rows
+        # Every value of the details starts in one column, the long hash wrapped under it.
+        details = lines(screen.query_one("#model-details"))
+        labelled = [
+            line
+            for line in details
+            if line.strip().split(" ")[0] in ("kind", "arch", "format", "size", "sha256", "path")
+        ]
+        assert len(labelled) == 6, details
+        starts = {len(line) - len(line.lstrip().split(" ", 1)[1].lstrip()) for line in labelled}
+        assert len(starts) == 1, labelled
+
+
+async def test_a_models_kind_with_no_match_says_so_under_the_filter_line(studio) -> None:
+    app = studio()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.switch_mode("models")
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        await until(pilot, lambda: table.row_count >= 3)
+        filter_line = screen.query_one("#models-filter", Static)
+        empty = screen.query_one("#models-empty", Static)
+        assert not empty.display
+        await pilot.press("k", "k", "k")  # checkpoint, lora, vae: the demo has no vae
+        await until(pilot, lambda: "0 models · vae" in str(filter_line.render()))
+        assert "k kind" in str(filter_line.render())
+        assert empty.display and "No vae models" in str(empty.render())
+        await pilot.press("k")
+        await until(pilot, lambda: table.row_count == 1)
+        assert not empty.display
 
 
 async def test_a_second_tui_attaches_to_the_first_ones_engine(studio, home: Home) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Select, Static, TextArea
 
 from conftest import Home, query, txt2img_toml, until
+from medialab_tui.presets import pipeline_toml
 from medialab_tui.screens.builder import BuilderScreen
+from medialab_tui.screens.common import BuilderRequest, KeysFooter
 from medialab_tui.screens.compare import CompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery import PAGE_SIZE, GalleryScreen
@@ -65,9 +69,14 @@ async def test_gallery_lists_artifacts_inspects_them_and_searches_prompts(
         assert screen.gallery_query.kind == "image"
         await pilot.press("k")
         await until(pilot, lambda: table.row_count == 0)
-        assert "No artifact matches the filters" in range_text(screen)
+        # Said on a line of its own: the filters stay in view, to be changed.
+        empty = screen.query_one("#gallery-empty", Static)
+        await until(pilot, lambda: empty.display and "No artifact matches" in str(empty.render()))
+        assert range_text(screen) == "no rows"
+        assert "k video" in str(screen.query_one("#gallery-chips", Static).render())
         await pilot.press("k", "k")
         await until(pilot, lambda: table.row_count == 2)
+        assert not empty.display
         select = screen.query_one("#gallery-model", Select)
         menu = select.query_one(OptionList)
 
@@ -144,7 +153,7 @@ async def test_star_copy_delete_rerun_and_send_to_builder(
 
         remaining = screen.current
         assert remaining is not None and remaining.seed == 1
-        await pilot.press("b")
+        await pilot.press("i")
         builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
         images = builder.query_one("#in-images", TextArea)
         await until(pilot, lambda: images.text == remaining.path)
@@ -248,3 +257,65 @@ async def test_compare_shows_an_upscale_beside_the_image_it_started_from(
             pilot, lambda: any("nothing to compare" in n.message for n in app._notifications)
         )
         assert app.screen is screen
+
+
+async def test_b_sends_the_settings_that_made_the_image_to_the_builder(
+    studio: Any, home: Home
+) -> None:
+    extra = '[[stages]]\ntype = "upscale"\nscale = 2\n'
+    text = txt2img_toml(prompts=["harbour"], seeds=[5], per_input=2, extra=extra)
+    home.cli("run", str(home.pipeline("up", text)), "--json", check=True)
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        sent: list[BuilderRequest] = []
+        post = screen.post_message
+
+        def record(message: Any) -> bool:
+            if isinstance(message, BuilderRequest):
+                sent.append(message)
+            return post(message)
+
+        screen.post_message = record  # type: ignore[method-assign]
+        # Newest first: the upscale of the second image (seed 6) is on top.
+        chosen = screen.current
+        assert chosen is not None and chosen.stage == "upscale" and chosen.seed == 6
+        footer = str(screen.query_one(KeysFooter).render())
+        assert "b Settings to builder" in footer and "i Image to builder" in footer
+        await pilot.press("b")
+        await until(pilot, lambda: sent)
+    (request,) = sent
+    assert request.images == () and request.settings is not None
+    settings = request.settings
+    assert settings["inputs"]["prompts"] == ["harbour"] and settings["inputs"]["seeds"] == [6]
+    assert "images" not in settings["inputs"] or not settings["inputs"]["images"]
+    txt2img, upscale = settings["stages"]
+    assert txt2img["type"] == "txt2img" and txt2img["per_input"] == 1
+    assert upscale["type"] == "upscale" and upscale["scale"] == 2
+    # The settings are a pipeline file that makes the same image again.
+    again = home.pipeline("again", pipeline_toml(settings))
+    proc = home.cli("run", str(again), "--json", check=True)
+    *_, copy = json.loads(proc.stdout.splitlines()[-1])["artifacts"]  # the last stage's
+    with Image.open(chosen.path) as a, Image.open(copy) as b:
+        assert a.size == b.size == (128, 128)
+        assert a.tobytes() == b.tobytes()
+
+
+async def test_settings_of_a_later_stage_keep_the_outputs_that_lead_to_the_image(
+    studio: Any, home: Home
+) -> None:
+    """An img2img stage's outputs take their seeds from the image before: the settings
+    make as many as it takes to reach the chosen one."""
+    extra = '[[stages]]\ntype = "img2img"\nmodel = "demo-sd15"\nsteps = 2\nper_input = 3\n'
+    text = txt2img_toml(prompts=["reef"], seeds=[9], extra=extra)
+    home.cli("run", str(home.pipeline("i2i", text)), "--json", check=True)
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_gallery(app, pilot)
+        await until(pilot, lambda: screen.current is not None)
+        await pilot.press("down")  # the second of the three img2img outputs (seed 10)
+        chosen = screen.current
+        assert chosen is not None and chosen.stage == "img2img" and chosen.seed == 10
+        settings = await until(pilot, lambda: app.client.settings(chosen.ref))
+    assert settings["inputs"]["seeds"] == [9]
+    assert [stage["per_input"] for stage in settings["stages"]] == [1, 2]

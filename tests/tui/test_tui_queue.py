@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from textual.widgets import DataTable, Input, Static
 
 from conftest import Home, query, run_status, submit, txt2img_toml, until
 from medialab_tui.screens.builder_form import TextPrompt
+from medialab_tui.screens.common import KeysFooter
+from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.review import OutputCard, ReviewScreen
 
@@ -23,10 +26,14 @@ scale = 2
 """
 
 
-def cell(table: DataTable[object], key: int, column: int) -> str:
-    """The plain text of one cell, or '' when the row is not shown."""
+def cell(table: DataTable[object], key: int, column: int | str) -> str:
+    """The plain text of one cell (column by index or by name), or '' when the row is not
+    shown."""
     if str(key) not in {row.key.value for row in table.ordered_rows}:
         return ""
+    if isinstance(column, str):
+        names = [str(c.label) for c in table.ordered_columns]
+        column = names.index(column)
     return str(table.get_row(str(key))[column])
 
 
@@ -59,7 +66,7 @@ async def test_queued_runs_and_their_jobs_appear_in_the_tables(home: Home, studi
         # Newest first, with the cursor on the newest run and its jobs below.
         assert [row.key.value for row in runs.ordered_rows] == [str(newer), str(older)]
         assert cell(runs, newer, 2) == "pending"
-        assert cell(runs, newer, 4) == "0/2"
+        assert cell(runs, newer, "done") == "0/2"
         for job in job_ids(home, newer):
             assert cell(jobs, job, 0) == f"j{job}"
             assert cell(jobs, job, 2) == "queued"
@@ -107,8 +114,8 @@ async def test_a_submitted_run_progresses_to_succeeded_while_shown(home: Home, s
         await until(pilot, lambda: cell(runs, run_id, 0) == f"r{run_id}")
         await until(pilot, lambda: cell(runs, run_id, 2) == "succeeded", timeout=90)
         await until(pilot, lambda: cell(jobs, job, 2) == "succeeded")
-        assert cell(runs, run_id, 4) == "1/1"
-        assert "100%" in cell(jobs, job, 3)
+        assert cell(runs, run_id, "done") == "1/1"
+        assert "100%" in cell(jobs, job, "progress")
         assert run_status(home, run_id) == "succeeded"
 
 
@@ -149,18 +156,31 @@ async def test_c_on_a_running_job_cancels_it(home: Home, studio) -> None:
         await until(pilot, requeued, timeout=10)
 
 
-async def test_p_pauses_and_resumes_the_queue(home: Home, studio) -> None:
+async def test_p_pauses_and_resumes_the_queue_and_the_footer_says_which(home: Home, studio) -> None:
     def state() -> str:
         rows = query(home, "SELECT value FROM setting WHERE key='queue_state'")
         return rows[0][0] if rows else "active"
 
     app = studio(host_engine=False)
     async with app.run_test(size=SIZE) as pilot:
-        await open_queue(pilot)
+        screen = await open_queue(pilot)
+        footer = screen.query_one(KeysFooter)
+
+        def keys() -> str:
+            return str(footer.render())
+
+        await until(pilot, lambda: "p Pause" in keys())
         await pilot.press("p")
         await until(pilot, lambda: state() == "paused", timeout=10)
+        await until(pilot, lambda: "p Resume" in keys())
+        assert "Pause" not in keys()
         await pilot.press("p")
         await until(pilot, lambda: state() == "active", timeout=10)
+        await until(pilot, lambda: "p Pause" in keys())
+        assert "Resume" not in keys()
+        # Paused from elsewhere (the CLI): the footer follows the queue's state.
+        home.cli("pause", check=True)
+        await until(pilot, lambda: "p Resume" in keys(), timeout=10)
 
 
 async def test_plus_raises_the_highlighted_runs_priority(home: Home, studio) -> None:
@@ -178,7 +198,7 @@ async def test_plus_raises_the_highlighted_runs_priority(home: Home, studio) -> 
             return run == 1 and job == 1
 
         await until(pilot, raised, timeout=10)
-        await until(pilot, lambda: cell(screen.runs_table, run_id, 5) == "+1", timeout=5)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, "prio") == "+1", timeout=5)
 
 
 async def test_enter_on_a_run_not_in_review_says_so(home: Home, studio) -> None:
@@ -245,3 +265,96 @@ async def test_approving_one_output_in_review_continues_the_run_with_it(home: Ho
         run_id,
     )
     assert parent[0] == chosen
+
+
+def execute(home: Home, sql: str, *args: Any) -> None:
+    """Change the store as the engine would (a job starts running): the test's own data."""
+    conn = sqlite3.connect(home.root / "medialab.db", timeout=30)
+    try:
+        conn.execute(sql, args)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def start_running(home: Home, run_id: int) -> None:
+    execute(home, "UPDATE run SET status='running' WHERE id=?", run_id)
+    execute(home, "UPDATE job SET status='running', step=1, total_steps=4 WHERE run_id=?", run_id)
+
+
+async def test_the_jobs_table_follows_the_running_run_until_a_run_is_picked(
+    home: Home, studio
+) -> None:
+    first = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    second = submit(home, txt2img_toml(prompts=["b"], seeds=[2]))
+    third = submit(home, txt2img_toml(prompts=["c"], seeds=[3]))
+    start_running(home, first)
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        runs, jobs = screen.runs_table, screen.jobs_table
+
+        async def shows(run_id: int) -> None:
+            (job,) = job_ids(home, run_id)
+            await until(pilot, lambda: screen.run_id == run_id and cell(jobs, job, 0))
+            assert highlighted(runs) == str(run_id)
+
+        # The running run, not the newest one, is shown; a newer running run takes over.
+        await shows(first)
+        assert "following the running run" in str(screen.query_one("#runs-title").render())
+        start_running(home, second)
+        await shows(second)
+        # Moving the cursor picks a run: a run that starts running now does not move it.
+        await pilot.press("up")
+        await shows(third)
+        assert not screen.follow
+        fourth = submit(home, txt2img_toml(prompts=["d"], seeds=[4]))
+        start_running(home, fourth)
+        await until(pilot, lambda: cell(runs, fourth, "status") == "running")
+        await pilot.pause()
+        assert screen.run_id == third and highlighted(runs) == str(third)
+        # The picked run ends: the screen follows the running run again.
+        home.cli("cancel", f"r{third}", check=True)
+        await shows(fourth)
+        assert screen.follow
+        # Pick again, then `f` follows again.
+        await pilot.press("down", "down")
+        await shows(second)
+        assert not screen.follow
+        await pilot.press("f")
+        await shows(fourth)
+
+
+async def test_plus_on_a_job_shows_in_its_priority_column(home: Home, studio) -> None:
+    run_id = submit(home, txt2img_toml(prompts=["a", "b"], seeds=[1]))
+    first, second = job_ids(home, run_id)
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        jobs = screen.jobs_table
+        await until(pilot, lambda: cell(jobs, second, "prio") == "0")
+        await pilot.press("tab", "down", "plus")
+        await until(pilot, lambda: cell(jobs, second, "prio") == "+1", timeout=10)
+        assert cell(jobs, first, "prio") == "0"
+        await pilot.press("minus", "minus")
+        await until(pilot, lambda: cell(jobs, second, "prio") == "-1", timeout=10)
+
+
+async def test_c_on_a_run_asks_before_cancelling_it(home: Home, studio) -> None:
+    run_id = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, 0))
+        await pilot.press("c")
+        dialog = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        assert f"Cancel run r{run_id}" in str(dialog.query_one(Static).render())
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.pause()
+        assert run_status(home, run_id) == "pending"
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: run_status(home, run_id) == "cancelled", timeout=10)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, "status") == "cancelled")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.dom import DOMNode
 from textual.markup import escape
 from textual.message import Message
@@ -36,7 +37,7 @@ class Studio(Protocol):
 
     def poll_state(self) -> None: ...
 
-    def status_line(self) -> str: ...
+    def status_line(self, level: int = 0) -> str: ...
 
 
 def studio_app(node: DOMNode) -> Studio:
@@ -78,11 +79,22 @@ def plain_cells(*cells: object) -> tuple[object, ...]:
 SCREEN_KEYS = (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery"))
 
 
+def cells(markup: str) -> int:
+    """How many cells a line of Textual markup takes on screen."""
+    return Content.from_markup(markup).cell_length
+
+
 class StudioHeader(Static):
-    """One line: which screen, host or attached, device, queue state and counts."""
+    """One line: which screen, host or attached, device, queue state and counts.
+
+    When the line is too long for the terminal, the least important parts go first:
+    the help hint, the device, the other screens' names, the words of the counts.
+    The host line is never cut.
+    """
 
     DEFAULT_CSS = """
-    StudioHeader { dock: top; height: 1; background: $panel; color: $text; padding: 0 1; }
+    StudioHeader { dock: top; height: 1; background: $panel; color: $text; padding: 0 1;
+                   text-wrap: nowrap; }
     """
 
     def __init__(self, title: str) -> None:
@@ -94,14 +106,44 @@ class StudioHeader(Static):
         # Reads only what the app's state poll already fetched: no I/O here.
         self.set_interval(0.5, self.refresh_state)
 
-    def refresh_state(self) -> None:
-        tabs = "  ".join(
-            f"[b reverse] {key} {name} [/]" if name == self.title else f"[dim]{key}[/] {name}"
+    def on_resize(self) -> None:
+        self.refresh_state()
+
+    def line(self, width: int) -> str:
+        """The header's markup for `width` cells."""
+        current = next((key for key, name in SCREEN_KEYS if name == self.title), "")
+        full = "  ".join(
+            f"[b reverse] {key} {name} [/]" if key == current else f"[dim]{key}[/] {name}"
             for key, name in SCREEN_KEYS
         )
-        # The status names the host (user, machine) from the lock file: shown, not markup.
-        status = escape(visible(studio_app(self).status_line()))
-        self.update(f"{tabs}   [dim]│[/] {status}  [dim]? help[/]")
+        short = " ".join(
+            f"[b reverse] {key} {name} [/]" if key == current else f"[dim]{key}[/]"
+            for key, name in SCREEN_KEYS
+        )
+        alone = f"[b reverse] {current} {self.title} [/]" if current else ""
+        app = studio_app(self)
+        # (screen tabs, how much of the status, help hint), most detailed first.
+        forms = (
+            (full, 0, "  [dim]? help[/]"),
+            (full, 0, ""),
+            (full, 1, ""),
+            (short, 1, ""),
+            (short, 2, ""),
+            (alone, 2, ""),
+            ("", 2, ""),
+        )
+        line = ""
+        for tabs, level, hint in forms:
+            # The status names the host (user, machine) from the lock file: shown, not markup.
+            status = escape(visible(app.status_line(level)))
+            sep = "   [dim]│[/] " if tabs == full else " [dim]│[/] "
+            line = f"{tabs}{sep}{status}{hint}" if tabs else f"{status}{hint}"
+            if cells(line) <= width:
+                break
+        return line
+
+    def refresh_state(self) -> None:
+        self.update(self.line(self.content_region.width or self.app.size.width - 2))
 
 
 class KeysFooter(Static):
@@ -109,14 +151,21 @@ class KeysFooter(Static):
 
     Textual's own Footer mounts a widget per key and restyles each of them on every
     screen switch and focus change (≈ 0.25 s with this app's stylesheet); a line of
-    text shows the same keys for the cost of one update.
+    text shows the same keys for the cost of one update. When they do not all fit, the
+    screen's last keys go first (a screen lists its keys most important first); the
+    app's own keys (Quit) and the palette, where every key can be found, stay.
     """
 
     DEFAULT_CSS = """
     KeysFooter { dock: bottom; height: 1; background: $footer-background;
-                 color: $footer-description-foreground; text-wrap: nowrap;
-                 text-overflow: ellipsis; }
+                 color: $footer-description-foreground; text-wrap: nowrap; }
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.screen_keys: list[str] = []
+        self.app_keys: list[str] = []
+        self.palette = ""
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self.bindings_changed)
@@ -125,29 +174,43 @@ class KeysFooter(Static):
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
+    def on_resize(self) -> None:
+        self.show_keys()
+
     def bindings_changed(self, screen: Screen[object]) -> None:
         if not screen.is_current:
             return
         app = self.app
         seen: set[str] = set()
-        keys = []
-        palette = ""
-        for binding, enabled, _tooltip in (
-            (b.binding, b.enabled, b.tooltip) for b in screen.active_bindings.values()
-        ):
+        self.screen_keys, self.app_keys, self.palette = [], [], ""
+        for active in screen.active_bindings.values():
+            binding = active.binding
             if (
                 binding.action == "app.command_palette"
                 or binding.key == app.COMMAND_PALETTE_BINDING
             ):
-                palette = f"[b]{app.get_key_display(binding)}[/b] palette"
+                self.palette = f"[b]{app.get_key_display(binding)}[/b] palette"
                 continue
             if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)
-            style = "b $footer-key-foreground" if enabled else "dim"
-            keys.append(f"[{style}]{app.get_key_display(binding)}[/] {binding.description}")
-        line = "  ".join(keys)
-        self.update(f" {line}   [dim]│[/] {palette}" if palette else f" {line}")
+            style = "b $footer-key-foreground" if active.enabled else "dim"
+            key = f"[{style}]{escape(app.get_key_display(binding))}[/] {binding.description}"
+            (self.app_keys if active.node is app else self.screen_keys).append(key)
+        self.show_keys()
+
+    def line(self, width: int) -> str:
+        """The footer's markup for `width` cells: as many of the screen's keys as fit."""
+        tail = f"   [dim]│[/] {self.palette}" if self.palette else ""
+        keys = list(self.screen_keys)
+        while True:
+            line = " " + "  ".join([*keys, *self.app_keys]) + tail
+            if cells(line) <= width or not keys:
+                return line
+            keys.pop()
+
+    def show_keys(self) -> None:
+        self.update(self.line(self.size.width or self.app.size.width))
 
 
 class StudioScreen(Screen[None]):

@@ -44,6 +44,7 @@ POLL_S = 1.5
 SEARCH_DELAY_S = 0.3
 INSPECT_DELAY_S = 0.08  # holding an arrow key should not decode every image it passes
 NARROW_BELOW = 140  # columns; below it the inspector sits under the list
+CRAMPED_BELOW = 100  # columns; below it the filter chips get a line of their own
 KINDS = ("", "image", "video", "text")
 THUMB_CACHE = 600
 
@@ -59,18 +60,38 @@ class GalleryScreen(StudioScreen):
     GalleryScreen #gallery-search { width: 1fr; }
     GalleryScreen #gallery-model { width: 30; }
     GalleryScreen #gallery-views { height: 1fr; }
-    GalleryScreen #gallery-status { height: 1; }
-    GalleryScreen #gallery-range { width: 1fr; }
+    GalleryScreen #gallery-status { height: auto; }
+    GalleryScreen #gallery-range { width: 1fr; min-width: 16; }
     GalleryScreen #gallery-chips { width: auto; }
+    GalleryScreen #gallery-empty { display: none; }
+    GalleryScreen.-empty #gallery-empty { display: block; }
     GalleryScreen #gallery-body { layout: horizontal; height: 1fr; }
     GalleryScreen #gallery-main { width: 2fr; }
     GalleryScreen #gallery-inspector { width: 1fr; min-width: 40; }
     GalleryScreen.-narrow #gallery-body { layout: vertical; }
     GalleryScreen.-narrow #gallery-main { width: 1fr; height: 1fr; }
-    GalleryScreen.-narrow #gallery-inspector { width: 1fr; height: 12; layout: horizontal; }
+    GalleryScreen.-narrow #gallery-inspector { width: 1fr; height: 45%; max-height: 14;
+                                               layout: horizontal; }
+    GalleryScreen.-cramped #gallery-status { layout: vertical; }
     GalleryScreen.-narrow Inspector > #inspector-preview { width: 26; height: 1fr; }
     """
+    # The footer shows the first of these that fit: most used first.
     BINDINGS = [
+        Binding(
+            "b",
+            "settings_to_builder",
+            "Settings to builder",
+            id="gallery.settings_to_builder",
+            tooltip="Open the pipeline that made this artifact (its stages, prompt and seed) "
+            "in the builder",
+        ),
+        Binding(
+            "i",
+            "image_to_builder",
+            "Image to builder",
+            id="gallery.image_to_builder",
+            tooltip="Open the builder with this image as an input",
+        ),
         Binding(
             "slash",
             "focus_search",
@@ -79,40 +100,11 @@ class GalleryScreen(StudioScreen):
             tooltip="Type to keep only artifacts whose prompt contains the text",
         ),
         Binding(
-            "g",
-            "toggle_grid",
-            "Grid/list",
-            id="gallery.grid",
-            tooltip="Switch between the list and a grid of thumbnails",
-        ),
-        Binding(
-            "y",
-            "copy_prompt",
-            "Copy prompt",
-            id="gallery.copy_prompt",
-            tooltip="Copy the highlighted artifact's prompt to the clipboard (OSC 52)",
-        ),
-        Binding(
-            "Y",
-            "copy_seed",
-            "Copy seed",
-            id="gallery.copy_seed",
-            show=False,
-            tooltip="Copy the highlighted artifact's seed to the clipboard (OSC 52)",
-        ),
-        Binding(
             "s",
             "star",
             "Star",
             id="gallery.star",
             tooltip="Star or unstar the highlighted artifact",
-        ),
-        Binding(
-            "d",
-            "delete",
-            "Delete",
-            id="gallery.delete",
-            tooltip="Delete the highlighted artifact after asking; its files go to trash/",
         ),
         Binding(
             "R",
@@ -129,11 +121,33 @@ class GalleryScreen(StudioScreen):
             tooltip="Before/after: this image beside the image its stage started from",
         ),
         Binding(
-            "b",
-            "to_builder",
-            "To builder",
-            id="gallery.to_builder",
-            tooltip="Open the builder with this image as an input",
+            "d",
+            "delete",
+            "Delete",
+            id="gallery.delete",
+            tooltip="Delete the highlighted artifact after asking; its files go to trash/",
+        ),
+        Binding(
+            "y",
+            "copy_prompt",
+            "Copy prompt",
+            id="gallery.copy_prompt",
+            tooltip="Copy the highlighted artifact's prompt to the clipboard (OSC 52)",
+        ),
+        Binding(
+            "g",
+            "toggle_grid",
+            "Grid/list",
+            id="gallery.grid",
+            tooltip="Switch between the list and a grid of thumbnails",
+        ),
+        Binding(
+            "Y",
+            "copy_seed",
+            "Copy seed",
+            id="gallery.copy_seed",
+            show=False,
+            tooltip="Copy the highlighted artifact's seed to the clipboard (OSC 52)",
         ),
         Binding(
             "k",
@@ -240,6 +254,7 @@ class GalleryScreen(StudioScreen):
             yield Select[str]([], prompt="all models  (m)", id="gallery-model")
         with Container(id="gallery-body"):
             with Vertical(id="gallery-main"):
+                yield Static("", id="gallery-empty", classes="hint")
                 with ContentSwitcher(initial="gallery-table", id="gallery-views"):
                     yield GalleryTable(id="gallery-table", cursor_type="row", zebra_stripes=True)
                     yield ThumbGrid(id="gallery-grid")
@@ -261,6 +276,7 @@ class GalleryScreen(StudioScreen):
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+        self.set_class(event.size.width < CRAMPED_BELOW, "-cramped")
 
     # -- loading pages -----------------------------------------------------------------
 
@@ -344,15 +360,18 @@ class GalleryScreen(StudioScreen):
 
     def _show_range(self) -> None:
         label = self.query_one("#gallery-range", Static)
+        self.set_class(not self.total, "-empty")
         if not self.total:
             filtered = self.gallery_query != GalleryQuery(
                 newest_first=self.gallery_query.newest_first
             )
-            label.update(
-                "No artifact matches the filters."
+            # On a line of its own: the filters stay in view, to be changed.
+            self.query_one("#gallery-empty", Static).update(
+                "No artifact matches the filters: change them below, or clear the search (/)."
                 if filtered
                 else "No artifacts yet: build and run a pipeline on the Builder (1)."
             )
+            label.update("no rows")
             return
         first, last = self.page_offset + 1, self.page_offset + len(self.page)
         label.update(f"rows {first:,}–{last:,} of {self.total:,}")
@@ -672,7 +691,7 @@ class GalleryScreen(StudioScreen):
             return
         self.app.call_from_thread(self.notify, f"Run {run} queued (re-run of {ref})")
 
-    def action_to_builder(self) -> None:
+    def action_image_to_builder(self) -> None:
         view = self._need_current()
         if view is None:
             return
@@ -680,3 +699,17 @@ class GalleryScreen(StudioScreen):
             self.notify(f"{view.ref} is a {view.kind}, not an image.", severity="error")
             return
         self.post_message(BuilderRequest(images=(view.path,)))
+
+    def action_settings_to_builder(self) -> None:
+        view = self._need_current()
+        if view is not None:
+            self._send_settings(view.ref)
+
+    @work(thread=True, exclusive=True, group="gallery-settings")
+    def _send_settings(self, ref: str) -> None:
+        try:
+            settings = self.client.settings(ref)
+        except MedialabError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.post_message, BuilderRequest(settings=settings))

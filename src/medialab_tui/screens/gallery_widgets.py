@@ -68,6 +68,8 @@ COLUMNS = (
     ("star", "★", 1),
 )
 MIN_PROMPT = 12
+# Left out, in this order, when the prompt would get fewer than MIN_PROMPT cells.
+OPTIONAL = ("model", "seed")
 
 
 class GalleryTable(DataTable[Any]):
@@ -82,13 +84,20 @@ class GalleryTable(DataTable[Any]):
         super().__init__(**kwargs)
         self.views: list[ArtifactView] = []
         self.prompt_width = 0
+        self.shown = COLUMNS
 
-    def _fit_prompt(self) -> int:
-        fixed = sum(w for *_, w in COLUMNS) + 2 * self.cell_padding * len(COLUMNS)
+    def _fit(self) -> tuple[tuple[tuple[str, str, int], ...], int]:
+        """The columns that fit the table's width, and the prompt's width among them."""
         # Leave room for the vertical scrollbar even before it shows, so no row ever scrolls
         # sideways.
-        scrollbar = self.styles.scrollbar_size_vertical
-        return max(MIN_PROMPT, self.size.width - fixed - scrollbar - 1)
+        room = self.size.width - self.styles.scrollbar_size_vertical - 1
+        columns = COLUMNS
+        for left_out in (None, *OPTIONAL):
+            columns = tuple(c for c in columns if c[0] != left_out)
+            fixed = sum(w for *_, w in columns) + 2 * self.cell_padding * len(columns)
+            if room - fixed >= MIN_PROMPT:
+                break
+        return columns, max(MIN_PROMPT, room - fixed)
 
     def show_page(self, views: list[ArtifactView], cursor: int) -> None:
         """Replace the rows with `views` and put the cursor on row `cursor`."""
@@ -102,9 +111,9 @@ class GalleryTable(DataTable[Any]):
         self._rebuild(cursor)
 
     def _rebuild(self, cursor: int) -> None:
-        self.prompt_width = self._fit_prompt()
+        self.shown, self.prompt_width = self._fit()
         self.clear(columns=True)
-        for key, label, width in COLUMNS:
+        for key, label, width in self.shown:
             self.add_column(label, width=width or self.prompt_width, key=key)
         for view in self.views:
             self.add_row(*self._cells(view), key=str(view.id))
@@ -112,17 +121,18 @@ class GalleryTable(DataTable[Any]):
             self.move_cursor(row=cursor, animate=False)
 
     def _cells(self, view: ArtifactView) -> tuple[Any, ...]:
-        return plain_cells(
-            view.ref,
-            view.stage,
-            size_text(view),
-            "—" if view.seed is None else str(view.seed),
+        cells = {
+            "id": view.ref,
+            "stage": view.stage,
+            "size": size_text(view),
+            "seed": "—" if view.seed is None else str(view.seed),
             # Shown before clipping: `^[` takes two cells where ESC took none.
-            clip(visible(view.model), 14),
-            clip(visible(view.prompt.replace("\n", " ")), self.prompt_width),
-            short_date(view),
-            Text("★", style="bold yellow") if view.starred else "",
-        )
+            "model": clip(visible(view.model), 14),
+            "prompt": clip(visible(view.prompt.replace("\n", " ")), self.prompt_width),
+            "created": short_date(view),
+            "star": Text("★", style="bold yellow") if view.starred else "",
+        }
+        return plain_cells(*(cells[key] for key, *_ in self.shown))
 
     def update_star(self, view: ArtifactView) -> None:
         """Redraw one row's star after it changed."""
@@ -130,7 +140,7 @@ class GalleryTable(DataTable[Any]):
         self.update_cell(str(view.id), "star", self._cells(view)[-1])
 
     def on_resize(self) -> None:
-        if self.views and self._fit_prompt() != self.prompt_width:
+        if self.views and self._fit() != (self.shown, self.prompt_width):
             self._rebuild(self.cursor_row)
 
     def _at_last_row(self) -> bool:

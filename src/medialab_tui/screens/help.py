@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,10 +20,16 @@ INTRO = (
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys of `screen` and the app's, each with its description and tooltip.
+
+    Built from Rich text, not markup: key names such as `[` and `]` are shown as
+    they are, and a long tooltip wraps in its own column.
+    """
+
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 80; max-height: 80%; border: round $accent;
-                                  background: $surface; padding: 1 2; }
+    HelpScreen > VerticalScroll { width: 90%; max-width: 100; height: auto; max-height: 90%;
+                                  border: round $accent; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
 
@@ -29,22 +37,33 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.target = screen
 
+    def rows(self, bindings: list[Any]) -> list[tuple[str, Text]]:
+        """One row per described binding: its keys, then its name and what it does."""
+        rows = []
+        for b in bindings:
+            if isinstance(b, Binding) and b.description:
+                keys = ", ".join(self.app.get_key_display(Binding(k, "")) for k in b.key.split(","))
+                what = Text(b.description, style="bold")
+                if b.tooltip:
+                    what.append(f"  {b.tooltip}", style="dim")
+                rows.append((keys, what))
+        return rows
+
     def compose(self) -> ComposeResult:
-        rows = [f"[b]{getattr(self.target, 'TITLE_TEXT', '') or 'medialab'}[/b]", INTRO, ""]
-        for title, bindings in (
-            ("This screen", getattr(self.target, "BINDINGS", [])),
-            ("Everywhere", self.app.BINDINGS),
-        ):
-            rows.append(f"[b]{title}[/b]")
-            for b in bindings:
-                if isinstance(b, Binding) and b.description:
-                    keys = ", ".join(
-                        self.app.get_key_display(Binding(k, "")) for k in b.key.split(",")
-                    )
-                    help_text = f" [dim]{escape(b.tooltip)}[/]" if b.tooltip else ""
-                    rows.append(
-                        f"  [b]{escape(f'{keys:<14}')}[/b] {escape(b.description)}{help_text}"
-                    )
-            rows.append("")
+        title = getattr(self.target, "TITLE_TEXT", "") or "medialab"
+        sections = [
+            ("This screen", self.rows(getattr(self.target, "BINDINGS", []))),
+            ("Everywhere", self.rows(self.app.BINDINGS)),
+        ]
+        # One width for the keys of both sections, so all descriptions line up.
+        width = max((len(keys) for _, rows in sections for keys, _ in rows), default=1)
+        parts: list[RenderableType] = [Text(title, style="bold"), Text(INTRO)]
+        for heading, rows in sections:
+            table = Table.grid(padding=(0, 2))
+            table.add_column(no_wrap=True, style="bold", min_width=width)
+            table.add_column(ratio=1)
+            for keys, what in rows:
+                table.add_row(keys, what)
+            parts += [Text(), Text(heading, style="bold underline"), table]
         with VerticalScroll():
-            yield Static("\n".join(rows))
+            yield Static(Group(*parts), id="help-keys")

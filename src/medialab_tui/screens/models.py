@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ModelView
@@ -15,6 +17,34 @@ from medialab_tui.screens.common import BuilderRequest, StudioScreen, plain_cell
 from medialab_tui.text import human_size, visible
 
 KINDS = ("", "checkpoint", "lora", "vae", "controlnet", "upscaler", "embedding", "unknown")
+NARROW_BELOW = 100  # columns; below it the details sit under the table
+# Most telling first: on a narrow screen the last columns are the ones cut.
+COLUMNS = ("name", "kind", "size", "safe", "arch", "format", "hash")
+
+
+def details(m: ModelView) -> Group:
+    """The details panel: the name, then one labelled line per fact; a long value wraps
+    in its own column, so every value starts under the one above it."""
+    facts = Table.grid(padding=(0, 1))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
+    rows = (
+        ("kind", m.kind),
+        ("arch", m.arch),
+        ("format", m.format),
+        ("size", human_size(m.size)),
+        ("safe", "yes" if m.safe else "no (pickle: can run code)"),
+        ("AutoV2", m.short_hash),
+        ("sha256", m.sha256),
+        ("path", m.path),
+    )
+    for label, value in rows:
+        # Names and paths come from files on disk: shown, neither markup nor sequences.
+        facts.add_row(label, Text(visible(value)))
+    parts: list[RenderableType] = [Text(visible(m.name), style="bold"), Text(), facts]
+    if m.demo:
+        parts += [Text(), Text("random weights: makes abstract noise", style="dim")]
+    return Group(*parts)
 
 
 class ModelsScreen(StudioScreen):
@@ -23,9 +53,16 @@ class ModelsScreen(StudioScreen):
     TITLE_TEXT = "Models"
     DEFAULT_CSS = """
     ModelsScreen #models-body { height: 1fr; }
+    ModelsScreen #models-main { height: 1fr; }
     ModelsScreen #models-table { width: 2fr; }
     ModelsScreen #model-details { width: 1fr; min-width: 30; border-left: solid $panel-lighten-2;
                                   padding: 0 1; }
+    ModelsScreen #models-empty { display: none; }
+    ModelsScreen.-empty #models-empty { display: block; }
+    ModelsScreen.-narrow #models-main { layout: vertical; }
+    ModelsScreen.-narrow #models-table { width: 1fr; height: 1fr; }
+    ModelsScreen.-narrow #model-details { width: 1fr; height: 9; border-left: none;
+                                          border-top: solid $panel-lighten-2; }
     """
     BINDINGS = [
         Binding(
@@ -59,14 +96,19 @@ class ModelsScreen(StudioScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="models-body"):
             yield Static("", id="models-filter", classes="hint")
-            with Horizontal():
+            yield Static("", id="models-empty", classes="hint")
+            with Horizontal(id="models-main"):
                 yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="model-details")
 
     def set_up(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("name", "kind", "arch", "format", "size", "hash", "safe")
+        for name in COLUMNS:
+            table.add_column(Text(name, justify="right") if name == "size" else name, key=name)
         self.load()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -82,26 +124,31 @@ class ModelsScreen(StudioScreen):
         keep = table.cursor_row
         table.clear()
         for m in models:
-            table.add_row(
-                *plain_cells(
-                    m.name + (" (demo)" if m.demo else ""),
-                    m.kind,
-                    m.arch,
-                    m.format,
-                    human_size(m.size),
-                    m.short_hash,
-                    "yes" if m.safe else "NO: pickle",
-                ),
-                key=m.path,
-            )
+            cells = {
+                "name": m.name + (" (demo)" if m.demo else ""),
+                "kind": m.kind,
+                "size": Text(human_size(m.size), justify="right"),
+                "safe": "yes" if m.safe else "NO: pickle",
+                "arch": m.arch,
+                "format": m.format,
+                "hash": m.short_hash,
+            }
+            table.add_row(*plain_cells(*(cells[c] for c in COLUMNS)), key=m.path)
         if models:
             table.move_cursor(row=min(keep, len(models) - 1))
         kind = self.kind or "all kinds"
-        note = "" if models else "  ·  none: `medialab models demo` writes the demo models"
         self.query_one("#models-filter", Static).update(
             f"{len(models)} models · {kind} · [b]k[/b] kind  [b]r[/b] rescan  "
-            f"[b]u[/b] use in builder{note}"
+            "[b]u[/b] use in builder"
         )
+        # Said on a line of its own: the filter line above keeps showing the filter.
+        self.query_one("#models-empty", Static).update(
+            f"No {self.kind} models: [b]k[/b] shows the next kind."
+            if self.kind
+            else "No models yet: `medialab models demo` writes the demo models, "
+            "or add a folder to model_roots in config.toml and press [b]r[/b]."
+        )
+        self.set_class(not models, "-empty")
         self._details()
 
     def _current(self) -> ModelView | None:
@@ -113,24 +160,7 @@ class ModelsScreen(StudioScreen):
     @on(DataTable.RowHighlighted)
     def _details(self) -> None:
         m = self._current()
-
-        def shown(value: str) -> str:
-            # Names and paths come from files on disk: shown, neither markup nor sequences.
-            return escape(visible(value))
-
-        text = (
-            ""
-            if m is None
-            else (
-                f"[b]{shown(m.name)}[/b]\n\nkind  {shown(m.kind)}\narch  {shown(m.arch)}\n"
-                f"format  {shown(m.format)}\n"
-                f"size  {human_size(m.size)}\n"
-                f"safe  {'yes' if m.safe else 'no (pickle: can run code)'}\n"
-                f"AutoV2  {m.short_hash}\nsha256  {m.sha256}\n\n{shown(m.path)}"
-                + ("\n\n[dim]random weights: makes abstract noise[/]" if m.demo else "")
-            )
-        )
-        self.query_one("#model-details", Static).update(text)
+        self.query_one("#model-details", Static).update("" if m is None else details(m))
 
     def action_cycle_kind(self) -> None:
         self.kind = KINDS[(KINDS.index(self.kind) + 1) % len(KINDS)]

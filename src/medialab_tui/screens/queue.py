@@ -3,7 +3,9 @@
 Everything on the screen comes from one poll every 0.5 s in a thread worker; a
 poll never starts while the previous one runs, and rows are updated in place (or
 rebuilt with the cursor put back on the same key) so the cursor stays where the
-user left it.
+user left it. Until the user picks a run (by moving the cursor in the runs table),
+the screen follows the newest running run; it follows again when the picked run
+ends, or on `f`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from textual.worker import Worker
 from medialab_tui.client import JobView, RunView
 from medialab_tui.errors import MedialabError
 from medialab_tui.screens.common import StudioScreen, plain_cells
+from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.review import ReviewScreen
 from medialab_tui.screens.thumbs import ImageWidget, cell_width, image_widget, load_image
+from medialab_tui.store.tables import TERMINAL_RUN
 from medialab_tui.text import visible, visible_lines
 
 POLL_S = 0.5
@@ -35,6 +39,7 @@ LOG_LINES = 14
 ERROR_CELL = 48
 PREVIEW_ROWS = 10
 PREVIEW_TALL = 18
+NARROW_BELOW = 100  # columns; below it the running job's panel sits under the tables
 
 # Rich styles: DataTable cells are Rich text, which knows no theme variables.
 STATUS_STYLES = {
@@ -53,6 +58,10 @@ STATUS_STYLES = {
 
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def priority_text(priority: int) -> str:
+    return f"{priority:+d}" if priority else "0"
 
 
 def progress_bar(fraction: float, width: int = 10) -> Text:
@@ -104,21 +113,26 @@ def run_cells(run: RunView, now: datetime) -> tuple[object, ...]:
         run.ref,
         run.name,
         status_text(run.status),
+        priority_text(run.priority),
         f"{run.stage}/{run.stages}",
         f"{run.jobs_done}/{run.jobs_total}",
-        f"{run.priority:+d}" if run.priority else "0",
         created(run.created_at, now),
     )
 
 
-def job_cells(job: JobView, now: datetime) -> tuple[object, ...]:
+RUN_COLUMNS = ("id", "name", "status", "prio", "stage", "done", "created")
+JOB_COLUMNS = ("id", "stage", "status", "prio", "tries", "progress", "ETA", "error")
+
+
+def job_cells(job: JobView, now: datetime, bar: int = 10) -> tuple[object, ...]:
     return plain_cells(
         job.ref,
         f"{job.stage_index + 1} {job.stage}",
         status_text(job.status),
-        progress_bar(1.0 if job.status == "succeeded" else job.progress),
-        eta(job, now),
+        priority_text(job.priority),
         str(job.attempts),
+        progress_bar(1.0 if job.status == "succeeded" else job.progress, bar),
+        eta(job, now),
         first_line(job.error),
     )
 
@@ -157,7 +171,7 @@ class QueueSnapshot:
     """One poll's worth of queue state, read in a thread worker."""
 
     runs: list[RunView]
-    run_id: int | None
+    run_id: int | None  # the run whose jobs these are
     jobs: list[JobView]
     running: JobView | None
     preview: PILImage.Image | None
@@ -167,7 +181,8 @@ class QueueSnapshot:
 
 
 class QueueScreen(StudioScreen):
-    """Runs (newest first) and the highlighted run's jobs, with the live job on the right."""
+    """Runs (newest first) and the highlighted run's jobs, with the live job on the right
+    (below the tables on a narrow terminal)."""
 
     TITLE_TEXT = "Queue"
     DEFAULT_CSS = """
@@ -180,6 +195,11 @@ class QueueScreen(StudioScreen):
     QueueScreen #running-preview { height: 10; width: 20; margin: 0 1; }
     QueueScreen #worker-log { height: 1fr; padding: 0 1; color: $text-muted;
                               text-wrap: nowrap; text-overflow: ellipsis; }
+    QueueScreen.-narrow #queue-body { layout: vertical; }
+    QueueScreen.-narrow #queue-tables { width: 1fr; height: 1fr; }
+    QueueScreen.-narrow #queue-detail { width: 1fr; height: auto; max-height: 5;
+                                        border-left: none; border-top: solid $panel-lighten-2; }
+    QueueScreen.-narrow #queue-detail .wide-only { display: none; }
     """
     BINDINGS = [
         Binding(
@@ -187,7 +207,8 @@ class QueueScreen(StudioScreen):
             "cancel",
             "Cancel",
             id="queue.cancel",
-            tooltip="Cancel the highlighted job (jobs table) or run; retry undoes it",
+            tooltip="Cancel the highlighted job (jobs table), or the run after asking; "
+            "retry undoes it",
         ),
         Binding(
             "r",
@@ -210,12 +231,27 @@ class QueueScreen(StudioScreen):
             id="queue.lower",
             tooltip="Lower the priority of the highlighted run or job: it runs later",
         ),
+        # One key, two actions: the footer names the one that `p` does now.
         Binding(
             "p",
-            "toggle_pause",
+            "pause",
             "Pause",
             id="queue.pause",
-            tooltip="Pause the whole queue (the running job finishes first) or resume it",
+            tooltip="Pause the whole queue: the running job finishes, nothing new starts",
+        ),
+        Binding(
+            "p",
+            "resume",
+            "Resume",
+            id="queue.resume",
+            tooltip="Resume the paused queue: queued jobs start again",
+        ),
+        Binding(
+            "f",
+            "follow",
+            "Follow running",
+            id="queue.follow",
+            tooltip="Show the newest running run again (moving the cursor picks a run instead)",
         ),
         Binding(
             "enter",
@@ -255,6 +291,9 @@ class QueueScreen(StudioScreen):
         self.runs: dict[int, RunView] = {}
         self.jobs: dict[int, JobView] = {}
         self.run_id: int | None = None
+        # Follow the newest running run until the user picks one.
+        self.follow = True
+        self.paused = False
         self.runs_offset = 0
         self.jobs_offset = 0
         self.preview_stamp: tuple[int, float] | None = None
@@ -269,11 +308,13 @@ class QueueScreen(StudioScreen):
                 yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="job-error")
             with Vertical(id="queue-detail"):
-                yield Static("Running", classes="panel-title")
+                yield Static("Running", classes="panel-title wide-only")
                 yield Static("", id="running-info")
-                yield image_widget(self.studio.config.graphics, id="running-preview")
-                yield Static("Worker log", classes="panel-title")
-                yield Static("", id="worker-log")
+                yield image_widget(
+                    self.studio.config.graphics, id="running-preview", classes="wide-only"
+                )
+                yield Static("Worker log", classes="panel-title wide-only")
+                yield Static("", id="worker-log", classes="wide-only")
 
     @property
     def runs_table(self) -> DataTable[object]:
@@ -284,8 +325,8 @@ class QueueScreen(StudioScreen):
         return self.query_one("#jobs", DataTable)
 
     def set_up(self) -> None:
-        self.runs_table.add_columns("id", "name", "status", "stage", "done", "prio", "created")
-        self.jobs_table.add_columns("id", "stage", "status", "progress", "ETA", "tries", "error")
+        self.runs_table.add_columns(*RUN_COLUMNS)
+        self.jobs_table.add_columns(*JOB_COLUMNS)
         self.query_one("#job-error").display = False
         self.runs_table.focus()
         self.set_interval(POLL_S, self.tick)
@@ -295,7 +336,13 @@ class QueueScreen(StudioScreen):
         self.tick()
 
     def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
         self.size_preview()
+
+    @property
+    def bar_width(self) -> int:
+        """Cells of the progress bars: shorter when the screen is narrow."""
+        return 5 if self.size.width < NARROW_BELOW else 10
 
     def size_preview(self) -> None:
         """Give the preview the cells its aspect needs; taller on tall terminals."""
@@ -314,20 +361,29 @@ class QueueScreen(StudioScreen):
         built ahead of its first show polls once, so it opens with its tables filled)."""
         if self._poll is not None and (self._poll.is_running or not self.is_current):
             return
-        self._poll = self.poll(self.run_id, self.runs_offset, self.jobs_offset, self.preview_stamp)
+        self._poll = self.poll(
+            self.run_id, self.follow, self.runs_offset, self.jobs_offset, self.preview_stamp
+        )
 
     @work(thread=True, exclusive=True, group="queue-poll")
     def poll(
         self,
         run_id: int | None,
+        follow: bool,
         runs_offset: int,
         jobs_offset: int,
         stamp: tuple[int, float] | None,
     ) -> None:
         client = self.client
         runs = client.runs(limit=RUNS_PAGE, offset=runs_offset)
+        shown = run_id
+        running_run = next((r.id for r in runs if r.status == "running"), None)
+        if follow and running_run is not None:
+            run_id = running_run
         if run_id not in {r.id for r in runs}:
             run_id = runs[0].id if runs else None
+        if run_id != shown:
+            jobs_offset = 0
         jobs = client.jobs_page(run_id, limit=JOBS_PAGE, offset=jobs_offset) if run_id else []
         running = client.running_job()
         preview = None
@@ -355,23 +411,48 @@ class QueueScreen(StudioScreen):
     def show(self, snap: QueueSnapshot) -> None:
         """Apply a poll's snapshot to the widgets."""
         now = datetime.now(UTC)
+        picked = self.runs.get(self.run_id or 0)
         self.runs = {r.id: r for r in snap.runs}
         sync_rows(self.runs_table, {str(r.id): run_cells(r, now) for r in snap.runs})
-        first = self.runs_offset + 1
-        self.query_one("#runs-title", Static).update(
-            f"Runs {first}–{self.runs_offset + len(snap.runs)}, newest first"
-            if snap.runs
-            else "Runs: none yet (build a pipeline on 1, or use medialab run FILE)"
-        )
-        if self.run_id is None:
-            self.run_id = snap.run_id
+        if not self.follow and picked is not None and picked.status not in TERMINAL_RUN:
+            # The picked run is over: show what runs now.
+            self.follow = picked.id in self.runs and self.runs[picked.id].status in TERMINAL_RUN
+        want = self.run_id if self.run_id is not None else snap.run_id
+        if self.follow:
+            running = next((r.id for r in snap.runs if r.status == "running"), None)
+            want = running or (self.run_id if self.run_id in self.runs else snap.run_id)
+        if want != self.run_id:
+            self._show_run(want)  # its jobs come with the next poll
+        if self.follow and self.run_id is not None:
+            self._put_cursor(self.runs_table, self.run_id)
+        self._show_runs_title()
         if snap.run_id == self.run_id:
             self.jobs = {j.id: j for j in snap.jobs}
-            sync_rows(self.jobs_table, {str(j.id): job_cells(j, now) for j in snap.jobs})
+            bar = self.bar_width
+            sync_rows(self.jobs_table, {str(j.id): job_cells(j, now, bar) for j in snap.jobs})
+            if self.follow and snap.running is not None and not self.jobs_table.has_focus:
+                self._put_cursor(self.jobs_table, snap.running.id)
             self._show_jobs_title()
             self._show_job_error()
         self._show_running(snap, now)
         self.query_one("#worker-log", Static).update(Text(visible_lines("\n".join(snap.log))))
+        if snap.paused != self.paused:
+            self.paused = snap.paused
+            self.refresh_bindings()
+
+    def _put_cursor(self, table: DataTable[object], key: int) -> None:
+        """Move `table`'s cursor to row `key`, if shown; the screen's own move, not a pick."""
+        if highlighted_key(table) != str(key) and str(key) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(key)))
+
+    def _show_runs_title(self) -> None:
+        title = self.query_one("#runs-title", Static)
+        if not self.runs:
+            title.update("Runs: none yet (build a pipeline on 1, or use medialab run FILE)")
+            return
+        span = f"Runs {self.runs_offset + 1}–{self.runs_offset + len(self.runs)}, newest first"
+        following = "following the running run" if self.follow else "f: follow the running run"
+        title.update(f"{span} · {following}")
 
     def _show_jobs_title(self) -> None:
         run = self.runs.get(self.run_id or 0)
@@ -430,18 +511,25 @@ class QueueScreen(StudioScreen):
 
     @on(DataTable.RowHighlighted, "#runs")
     def run_highlighted(self) -> None:
-        # Read the cursor now, not the event: rebuilds post stale highlights.
+        # Read the cursor now, not the event: rebuilds post stale highlights. The
+        # screen's own moves put the cursor on `run_id`: any other row is the user's pick.
         key = highlighted_key(self.runs_table)
         run_id = int(key) if key is not None else None
         if run_id == self.run_id:
             return
+        self.follow = False
+        self._show_runs_title()
+        self._show_run(run_id)
+        self.tick()
+
+    def _show_run(self, run_id: int | None) -> None:
+        """Show the jobs of `run_id` (they arrive with the next poll)."""
         self.run_id = run_id
         self.jobs_offset = 0
         self.jobs = {}
         self.jobs_table.clear()
         self._show_jobs_title()
         self._show_job_error()
-        self.tick()
 
     @on(DataTable.RowHighlighted, "#jobs")
     def job_highlighted(self) -> None:
@@ -480,8 +568,27 @@ class QueueScreen(StudioScreen):
 
     def action_cancel(self) -> None:
         ref = self.target()
-        if ref is not None:
+        if ref is None:
+            return
+        run = self.runs.get(int(ref[1:])) if ref.startswith("r") else None
+        if run is None:
+            # One job: cheap to undo with retry, so nothing is asked.
             self.request(lambda: self.client.cancel(ref))
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.request(lambda: self.client.cancel(ref))
+
+        left = run.jobs_total - run.jobs_done
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel run {run.ref} ({run.name})?\n"
+                f"Its unfinished jobs stop ({left} of {run.jobs_total}); r queues them again.",
+                yes="Cancel run",
+            ),
+            answered,
+        )
 
     def action_retry(self) -> None:
         ref = self.target()
@@ -499,16 +606,38 @@ class QueueScreen(StudioScreen):
 
         self.request(move)
 
-    def action_toggle_pause(self) -> None:
-        def toggle() -> str:
-            paused = self.client.summary().state != "paused"
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `p` pauses or resumes; only the one that applies is bound (and in the footer).
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        return True
+
+    def action_pause(self) -> None:
+        self._set_paused(True)
+
+    def action_resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        # Shown at once: the footer's `p` must do the other thing on the next press.
+        self.paused = paused
+        self.refresh_bindings()
+
+        def change() -> str:
             self.client.set_paused(paused)
             self.app.call_from_thread(self.studio.poll_state)
             if paused:
                 return "Queue paused: the running job finishes, nothing new starts."
             return "Queue resumed."
 
-        self.request(toggle)
+        self.request(change)
+
+    def action_follow(self) -> None:
+        self.follow = True
+        self._show_runs_title()
+        self.tick()
 
     def action_review(self) -> None:
         key = highlighted_key(self.runs_table)
@@ -538,5 +667,6 @@ class QueueScreen(StudioScreen):
             if direction > 0 and len(self.runs) < RUNS_PAGE:
                 self.notify("This is the last page of runs.")
                 return
+            self.follow = False  # another page of runs: the user is looking for one
             self.runs_offset = max(0, self.runs_offset + direction * RUNS_PAGE)
         self.tick()

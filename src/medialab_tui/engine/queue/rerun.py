@@ -1,4 +1,5 @@
-"""`medialab rerun`: repeat the stage that made an artifact, with the same inputs.
+"""`medialab rerun`: repeat the stage that made an artifact, with the same inputs;
+and the settings that made an artifact, as a pipeline document for the builder.
 
 The new run has one stage (the artifact's), one input item (the artifact's own
 prompt, seed and parent images) and one output, so on the same machine the
@@ -8,8 +9,9 @@ pixels come out identical.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from medialab_tui.engine.pipeline import parse_pipeline
+from medialab_tui.engine.pipeline import SEED_MAX, parse_pipeline
 from medialab_tui.engine.queue.resolve import Prepared, prepare
 from medialab_tui.engine.stages import job_params
 from medialab_tui.errors import InputError
@@ -49,3 +51,61 @@ def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
     if wildcards is not None and prepared.extras:
         prepared.extras[0] = prepared.extras[0].model_copy(update={"wildcards": wildcards})
     return prepared
+
+
+def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
+    """The pipeline document (the shape of a pipeline file) that makes `artifact` again:
+    its run's stages up to the artifact's, from the input it came from.
+
+    The artifact's lineage is followed back through its run as far as one output
+    led to the next: to the run's own input (its prompt, seed, image), or to a job
+    that started from several images (a blend) or from a prompt edited in review,
+    which then become the inputs. The first stage makes one output, with the
+    ancestor's own seed; a later stage's outputs take seeds from the image before,
+    so its `per_input` is cut to the fewest outputs that still include the ancestor.
+    """
+    with store.read() as s:
+        run = s.get(Run, artifact.run_id)
+        job = s.get(Job, artifact.job_id)
+        if job is None or run is None:
+            raise InputError(f"the job that made a{artifact.id} is no longer in the store")
+        chain: list[tuple[Job, Artifact]] = [(job, artifact)]
+        while True:
+            item = chain[0][0].item
+            parents = item.get("parents") or []
+            if len(parents) != 1 or "edited_from" in item:
+                break
+            parent = s.get(Artifact, parents[0])
+            parent_job = s.get(Job, parent.job_id) if parent is not None else None
+            if parent is None or parent_job is None or parent_job.run_id != run.id:
+                break
+            chain.insert(0, (parent_job, parent))
+    start, first = chain[0]
+    stages = [dict(run.pipeline["stages"][j.stage_index]) for j, _ in chain]
+    seed = first.seed if first.seed is not None else start.item.get("seed")
+    for index, (stage, (made_by, made)) in enumerate(zip(stages, chain, strict=True)):
+        if "per_input" not in stage:
+            continue
+        base = made_by.item.get("seed")
+        stage["per_input"] = 1
+        if index > 0 and made.seed is not None and base is not None:
+            stage["per_input"] = (made.seed - int(base)) % (SEED_MAX + 1) + 1
+    inputs: dict[str, Any] = {"negative": start.item.get("negative", "")}
+    if seed is not None:
+        inputs["seeds"] = [seed]
+    images = list(start.item.get("images") or [])
+    missing = [p for p in images if not Path(p).exists()]
+    if missing:
+        raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
+    if images:
+        inputs["images"] = images
+    if start.item.get("prompt") or not images:
+        inputs["prompts"] = [start.item.get("prompt", "")]
+    document = {
+        "name": run.name,
+        "mode": run.mode,
+        "expand": run.pipeline.get("expand", "product"),
+        "inputs": inputs,
+        "stages": stages,
+    }
+    return parse_pipeline(document, f"settings of a{artifact.id}").to_dict()
