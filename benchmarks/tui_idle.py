@@ -12,25 +12,24 @@ screen in turn (Builder, then Queue). Goal ≤ 2 % of a core.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from tui_start import Tmux, engine_host, full_frame, make_home, medialab, tui_env, wait_for_screen
+from tui_start import (
+    Tmux,
+    cpu_seconds,
+    engine_host,
+    full_frame,
+    make_home,
+    medialab,
+    tui_env,
+    wait_for_screen,
+)
 
 GOAL_PERCENT = 2.0
 SETTLE_S = 4.0
 SCREEN_KEYS = {"builder": "1", "queue": "2", "models": "3", "gallery": "4"}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat.rpartition(")")[2].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def idle_percent(pid: int, seconds: float) -> float:
