@@ -102,6 +102,27 @@ def home(tmp_path: Path, demo_models_dir: Path) -> Iterator[Home]:
     h = Home(root)
     h.cli("models", "scan", check=True)
     yield h
+    stop_engine_host(root)
+
+
+def stop_engine_host(root: Path) -> None:
+    """End the engine host a test started (clients start `medialab serve` detached,
+    and it would stay for its keep-alive)."""
+    from medialab_tui.engine.host import HostLock
+
+    holder = HostLock(root / "engine.lock").holder() if (root / "engine.lock").exists() else None
+    pid = (holder or {}).get("pid")
+    if not pid or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and HostLock(root / "engine.lock").holder() is not None:
+        time.sleep(0.05)
+    if HostLock(root / "engine.lock").holder() is not None:
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -203,7 +224,10 @@ def worker_pid(home: Home) -> int | None:
 
 
 def submit(home: Home, text: str, name: str = "p") -> int:
-    proc = home.cli("run", str(home.pipeline(name, text)), "--no-wait", "--json", check=True)
+    """Queue a run without starting an engine host (tests start theirs with `serve`)."""
+    proc = home.cli(
+        "run", str(home.pipeline(name, text)), "--no-wait", "--no-start", "--json", check=True
+    )
     out = json.loads(proc.stdout)
     assert out["status"] == "pending"
     return int(out["run_id"].removeprefix("r"))
@@ -245,7 +269,8 @@ def serve(home: Home) -> Iterator[Callable[[], subprocess.Popen[str]]]:
 def studio(home: Home):
     """Make the real TUI app on a data directory with the demo models.
 
-    `studio(host_engine=True)` hosts the engine on its thread like `medialab` does;
+    `studio(host_engine=True)` starts a detached engine host when none runs, like
+    `medialab` does (the `home` fixture stops it at the end);
     use it inside `async with app.run_test(size=(120, 36)) as pilot:`.
     """
     from medialab_tui.app import MedialabApp
@@ -263,5 +288,3 @@ def studio(home: Home):
         return app
 
     yield make
-    for app in apps:
-        app.engine_host.stop()

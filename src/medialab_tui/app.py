@@ -1,9 +1,10 @@
 """The medialab TUI: four screens over one engine, all by keyboard.
 
-The app hosts the engine on a background thread when no other process does, or
-attaches to the running host; either way it only reads and writes the store
-through `StudioClient`, from thread workers, so the UI never waits on SQLite or
-on the worker.
+The app never hosts the engine: it attaches to the running `medialab serve`, or
+starts one detached when none runs, and heartbeats through the store so that the
+host stays up while it is open. It only reads and writes the store through
+`StudioClient`, from thread workers, so the UI never waits on SQLite or on the
+worker. Quitting, a hang-up or a kill leaves the running job untouched.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from textual.screen import Screen
 
 from medialab_tui.client import QueueSummary, StudioClient
 from medialab_tui.config import Config, DataDir
-from medialab_tui.hosting import EngineHost
+from medialab_tui.hosting import EngineLink
 from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.common import BuilderRequest
-from medialab_tui.screens.dialogs import QuitScreen
 from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.help import HelpScreen
 from medialab_tui.screens.models import ModelsScreen
@@ -35,6 +35,7 @@ from medialab_tui.store.db import Store
 from medialab_tui.text import visible, visible_lines
 
 STATE_POLL_S = 0.5
+CLIENT_BEAT_S = 5.0  # engine.daemon.CLIENT_BEAT_S, without importing the store here
 
 
 class ScreenActions(Provider):
@@ -42,9 +43,10 @@ class ScreenActions(Provider):
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        screen = self.app.screen
+        # The screen the palette was opened from (`self.app.screen` is the palette).
+        screen = self.screen
         seen: set[str] = set()
-        for binding in [*getattr(screen, "BINDINGS", []), *self.app.BINDINGS]:
+        for binding in [*_class_bindings(screen), *self.app.BINDINGS]:
             if not isinstance(binding, Binding) or not binding.description:
                 continue
             if binding.action in seen:
@@ -61,6 +63,14 @@ class ScreenActions(Provider):
                     ),
                     help=binding.tooltip or None,
                 )
+
+
+def _class_bindings(screen: Screen[Any]) -> list[Any]:
+    """A screen's bindings, its base classes' included."""
+    found: list[Any] = []
+    for cls in type(screen).__mro__:
+        found.extend(cls.__dict__.get("BINDINGS", []))
+    return found
 
 
 class MedialabApp(App[None]):
@@ -98,7 +108,7 @@ class MedialabApp(App[None]):
         self.data = data
         self.config = config
         self.client = StudioClient(data, config, store)
-        self.engine_host = EngineHost(data, config, store)
+        self.engine_host = EngineLink(data, store)
         self.pipeline_path = pipeline
         self.host_engine = host_engine
         self.summary = QueueSummary("active", {}, {})
@@ -119,13 +129,12 @@ class MedialabApp(App[None]):
             self.set_keymap(self.config.keys)
         if self.config.theme and self.config.theme not in self.available_themes:
             self.notify(f"config.toml: unknown theme {self.config.theme!r}", severity="warning")
-        # Before hosting: a hang-up from now on must hand the queue over.
         try:
             signal.signal(signal.SIGHUP, self._on_hangup)
         except ValueError:  # not the main thread (tests)
             pass
-        if self.host_engine:
-            self.engine_host.start()
+        self._attach()
+        self.set_interval(CLIENT_BEAT_S, self._beat)
         self.set_interval(STATE_POLL_S, self.poll_state)
         self.poll_state()
 
@@ -165,6 +174,27 @@ class MedialabApp(App[None]):
             )
 
     # -- state shown in every header ----------------------------------------------
+
+    @work(thread=True, exclusive=True, group="host")
+    def _attach(self) -> None:
+        """Say this TUI is open, then find the engine host or start one."""
+        self.engine_host.beat()
+        if self.host_engine:
+            self.engine_host.ensure()
+            self.call_from_thread(self._host_changed)
+
+    @work(thread=True, exclusive=True, group="beat")
+    def _beat(self) -> None:
+        self.engine_host.beat()
+        # A host that crashed (not one stopped on purpose) is started again.
+        if self.host_engine and self.engine_host.should_restart():
+            self.engine_host.ensure()
+        self.call_from_thread(self._host_changed)
+
+    def _host_changed(self) -> None:
+        if self.engine_host.error:
+            self.notify(self.engine_host.error, severity="error", timeout=10)
+            self.engine_host.error = ""
 
     @work(thread=True, exclusive=True, group="state")
     def poll_state(self) -> None:
@@ -208,7 +238,7 @@ class MedialabApp(App[None]):
         header; the host line is always whole.
         """
         s = self.summary
-        device = s.worker.get("device", "?") if self.engine_host.hosting or s.worker else "?"
+        device = s.worker.get("device", "?") if s.worker else "?"
         running = s.counts.get("running", 0)
         queued = s.counts.get("queued", 0)
         host = self.engine_host.describe()
@@ -231,33 +261,15 @@ class MedialabApp(App[None]):
         self.push_screen(HelpScreen(self.screen))
 
     def action_quit_studio(self) -> None:
-        busy = self.summary.counts.get("running", 0) + self.summary.counts.get("queued", 0)
-        if not self.engine_host.hosting or not busy:
-            self._leave(hand_over=False)
-            return
-
-        def decided(choice: str | None) -> None:
-            if choice in ("stop", "background"):
-                self._leave(hand_over=choice == "background")
-
-        self.push_screen(QuitScreen(busy), decided)
-
-    def _leave(self, *, hand_over: bool) -> None:
-        if hand_over:
-            self.engine_host.hand_over()
-        else:
-            self.engine_host.stop()
+        """Quit; the engine host goes on with the queue (and leaves by itself after
+        its keep-alive once the queue is empty)."""
         self.exit()
 
     def _on_hangup(self, _signum: int, _frame: object) -> None:
-        """The terminal is gone: leave the work to a background server, then go.
-
-        Nothing can be drawn or restored on a terminal that no longer exists, so
-        after the hand-over the process ends at once instead of shutting Textual down.
-        """
-        if self.engine_host.hosting:
-            self.engine_host.hand_over()
+        """The terminal is gone: go at once (nothing can be drawn or restored on a
+        terminal that no longer exists). The host runs on, untouched; this TUI's
+        heartbeat goes stale and stops holding the host up."""
         os._exit(0)
 
     def on_unmount(self) -> None:
-        self.engine_host.stop()
+        self.engine_host.leave()

@@ -27,7 +27,7 @@ from medialab_tui.config import (
     open_data_dir,
 )
 from medialab_tui.errors import EngineUnavailable, InputError, MedialabError
-from medialab_tui.text import human_size, visible, visible_lines
+from medialab_tui.text import human_seconds, human_size, visible, visible_lines
 
 if TYPE_CHECKING:
     import sqlite3
@@ -80,12 +80,22 @@ def _table(columns: list[str], rows: list[list[Any]], empty: str) -> None:
     console.print(table)
 
 
-def _engine_note(ctx: Context) -> str:
-    from medialab_tui.engine.host import HostLock, describe_holder
+def _engine_note(ctx: Context, *, start: bool = False) -> str:
+    """Who will do the work just queued; with `start`, an engine host is started when
+    none runs (so work queued from a script does not wait for somebody to open one)."""
+    from medialab_tui.engine.host import describe_holder
+    from medialab_tui.hosting import current_host, engine_log, ensure_host
 
-    holder = HostLock(ctx.data.lock_path).holder()
+    if start:
+        holder, started = ensure_host(ctx.data)
+        if started:
+            return f"Started the engine host (pid {holder.get('pid')}; log {engine_log(ctx.data)})."
+    holder = current_host(ctx.data)
     if holder is None:
-        return "No engine is running: start one with `medialab serve` or open `medialab`."
+        return (
+            "No engine is running: the work waits in the queue until one starts "
+            "(`medialab serve`, `medialab` or `medialab run`)."
+        )
     return f"The engine is hosted by {describe_holder(holder)}."
 
 
@@ -108,6 +118,7 @@ def cmd_tui(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     from medialab_tui.engine.host import HostLock, describe_holder
@@ -118,16 +129,31 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     if not lock.try_acquire("serve"):
         holder = lock.holder() or {}
         raise EngineUnavailable(f"the engine is already hosted by {describe_holder(holder)}")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     store = ctx.store
+    engine: Engine | None = None
 
     async def main() -> None:
+        nonlocal engine
         engine = Engine(ctx.data, store, ctx.config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.request_stop)
         # A dropped SSH session must not stop a server started without nohup.
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
-        print(visible(f"medialab engine serving {ctx.data.root} (Ctrl+C to stop)"), file=sys.stderr)
+        keep = ctx.config.keep_alive
+        print(
+            visible(
+                f"medialab engine serving {ctx.data.root} as pid {engine.pid} "
+                f"(keep-alive {human_seconds(keep)}; Ctrl+C or `medialab stop` to stop)"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         await engine.run()
 
     try:
@@ -137,16 +163,45 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         asyncio.run(main())
     finally:
         lock.release()
-    print("medialab engine stopped; unfinished jobs stay queued.", file=sys.stderr)
+    reason = f" ({engine.leave_reason})" if engine is not None and engine.leave_reason else ""
+    print(f"medialab engine stopped{reason}; unfinished jobs stay queued.", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
+    """Ask the host to leave, after its running job (or at once with --now), and wait."""
+    import time
+
+    from medialab_tui.engine import daemon
+    from medialab_tui.engine.host import describe_holder
+    from medialab_tui.hosting import current_host
+
+    holder = current_host(ctx.data)
+    if holder is None or not holder.get("pid"):
+        print("No engine is running.")
+        return EXIT_OK
+    pid = int(holder["pid"])
+    daemon.request_stop(ctx.store, pid, now=args.now)
+    who = describe_holder(holder)
+    if args.now:
+        print(visible(f"Stopping {who} now; its running job goes back to the queue…"))
+    else:
+        print(visible(f"Stopping {who} after its running job…"))
+    try:
+        while True:
+            now_holder = current_host(ctx.data)
+            if now_holder is None or now_holder.get("pid") != pid:
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        print("Not waiting any more; the engine still leaves as asked.", file=sys.stderr)
+        return EXIT_CANCELLED
+    print("The engine has stopped; unfinished jobs stay queued.")
     return EXIT_OK
 
 
 def _format_seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return human_seconds(seconds)
 
 
 # What a stage's outputs are called in the expansion line of a dry run.
@@ -256,70 +311,51 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 def _submit_and_follow(
     ctx: Context, args: argparse.Namespace, make: Callable[[], Any], rerun_of: int | None
 ) -> int:
+    """Validate and submit; then start the engine host if none runs (it stays warm for
+    `keep_alive` seconds afterwards) and follow the run, or return at once (--no-wait)."""
     import asyncio
 
-    from medialab_tui.engine.host import HostLock
-    from medialab_tui.engine.worker_client import WorkerProcess
+    from medialab_tui.engine import queue
 
     if getattr(args, "dry_run", False):
         _print_plan(ctx, make())
         return EXIT_OK
+    if getattr(args, "no_start", False) and not args.no_wait:
+        raise InputError("--no-start goes with --no-wait (a run that is followed needs an engine)")
+    prepared = make()
+    _confirm_large(prepared, args)
+    run = queue.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
     if args.no_wait:
-        from medialab_tui.engine.queue import submit
-
-        prepared = make()
-        _confirm_large(prepared, args)
-        run = submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
+        note = _engine_note(ctx, start=not getattr(args, "no_start", False))
         if ctx.as_json:
             _print_json({"run_id": run.ref, "status": "pending"})
         else:
-            print(visible(f"Run {run.ref} queued ({run.name}). {_engine_note(ctx)}"))
+            print(visible(f"Run {run.ref} queued ({run.name}). {note}"))
         return EXIT_OK
+    from medialab_tui.follow import EXIT_BY_STATUS, Display, follow_run
+    from medialab_tui.hosting import ensure_host
 
-    lock = HostLock(ctx.data.lock_path)
-
-    async def main() -> int:
-        from medialab_tui.engine import queue
-        from medialab_tui.follow import EXIT_BY_STATUS, Display, follow_run
-
-        worker = None
-        if lock.try_acquire("run"):
-            # Start the worker first: torch loads while we validate and submit. A bad
-            # file costs only a worker killed before it got anywhere.
-            worker = WorkerProcess(ctx.config, ctx.data.logs / "worker.log")
-            await worker.start()
-        try:
-            prepared = make()
-            _confirm_large(prepared, args)
-            run = queue.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
-        except BaseException:
-            if worker is not None:
-                await worker.kill()
-            raise
-        display = Display(ctx.as_json)
-        if not ctx.as_json:
-            print(visible(f"Run {run.ref}: {run.name}"))
-        with display:
-            summary = await follow_run(
+    ensure_host(ctx.data)
+    display = Display(ctx.as_json)
+    if not ctx.as_json:
+        print(visible(f"Run {run.ref}: {run.name}"))
+    with display:
+        summary = asyncio.run(
+            follow_run(
                 ctx.data,
                 ctx.store,
-                ctx.config,
                 run.id or 0,
                 display,
-                lock,
-                worker,
                 on_cancel=lambda: _cancel_quietly(ctx, run.ref),
             )
-        if ctx.as_json:
-            _print_json(summary)
-        else:
-            _print_summary(summary)
-        return EXIT_BY_STATUS.get(summary["status"], EXIT_FAILED)
-
-    try:
-        return asyncio.run(main())
-    finally:
-        lock.release()
+        )
+    if ctx.as_json:
+        _print_json(summary)
+    else:
+        _print_summary(summary)
+    if summary["detached"]:
+        return EXIT_OK  # left to the engine on purpose (a second Ctrl+C)
+    return EXIT_BY_STATUS.get(summary["status"], EXIT_FAILED)
 
 
 def _cancel_quietly(ctx: Context, ref: str) -> None:
@@ -339,6 +375,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  {visible(path)}")
     if status == "review":
         print(f"It waits for review: `medialab approve {summary['run_id']}` continues it.")
+    if summary.get("detached"):
+        print(f"It goes on in the engine host: `medialab show {summary['run_id']}` follows it.")
     if summary.get("error"):
         print(f"error: {visible_lines(summary['error'])}", file=sys.stderr)
 
@@ -565,10 +603,11 @@ def cmd_approve(ctx: Context, args: argparse.Namespace) -> int:
             raise InputError(f"--edit takes ARTIFACT_ID=PROMPT, not {text!r}")
         edits[ref.strip()] = prompt.strip()
     message = approve(ctx.store, args.run, args.select or None, edits=edits)
+    note = _engine_note(ctx, start=True)
     if ctx.as_json:
         _print_json({"run_id": args.run, "result": message})
     else:
-        print(visible_lines(f"{message}. {_engine_note(ctx)}"))
+        print(visible_lines(f"{message}. {note}"))
     return EXIT_OK
 
 
@@ -868,13 +907,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("serve", cmd_serve, "run the engine with no UI until SIGINT/SIGTERM")
+    add(
+        "serve",
+        cmd_serve,
+        "run the engine host with no UI until SIGINT/SIGTERM, `medialab stop`, "
+        "or `keep_alive` idle seconds",
+    )
+    p = add("stop", cmd_stop, "end the engine host after its running job")
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="cancel the running job back to the queue (no attempt counted) and stop at once",
+    )
     p = add("run", cmd_run, "validate a pipeline file, submit it and follow it to the end")
     p.add_argument("file", metavar="FILE.toml")
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan and estimate; submit nothing"
     )
     p.add_argument("--no-wait", action="store_true", help="submit and return at once")
+    p.add_argument(
+        "--no-start",
+        action="store_true",
+        help="with --no-wait: only submit; start no engine host (the run waits for one)",
+    )
     p.add_argument(
         "--yes",
         action="store_true",

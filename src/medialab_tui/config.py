@@ -201,6 +201,11 @@ class Config:
     max_input_pixels: int = 100_000_000
     max_output_pixels: int = 16384 * 16384
     max_video_frames: int = 10_000
+    # Seconds the engine host stays up with an empty queue and no TUI attached, so a
+    # model stays loaded between scripted runs; 0 leaves as soon as it is idle.
+    keep_alive: float = 600.0
+    # The terminal bell rings when a run waits in review, fails or completes.
+    bell: bool = True
 
     @property
     def max_image_pixels(self) -> int:

@@ -47,6 +47,8 @@ class ConfigFile(BaseModel):
     max_input_pixels: Pixels | None = None
     max_output_pixels: Pixels | None = None
     max_video_frames: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    keep_alive: Annotated[float, Field(ge=0, le=30 * 24 * 3600)] | None = None
+    bell: bool | None = None
 
     def settings(self) -> dict[str, Any]:
         """The keys that were given, as `Config` takes them (paths expanded)."""

@@ -61,6 +61,29 @@ def describe_backups(data: DataDir) -> str:
     return f"{len(found)} in {data.backups}, newest {found[0].label}"
 
 
+def describe_host(store: Store | None, holder: dict[str, Any] | None) -> dict[str, Any]:
+    """The running host's pid, user, uptime, loaded models and keep-alive left."""
+    import time
+    from pathlib import Path
+
+    from medialab_tui.engine import daemon
+    from medialab_tui.text import human_seconds
+
+    if holder is None or store is None:
+        return {}
+    info = daemon.host_info(store)
+    if info is None or info.get("pid") != holder.get("pid"):
+        return {"engine_pid": holder.get("pid"), "engine_user": holder.get("user")}
+    loaded = [Path(p).name for p in info.get("loaded", [])]
+    return {
+        "engine_pid": info.get("pid"),
+        "engine_user": info.get("user"),
+        "engine_uptime": human_seconds(time.time() - float(info.get("started_at", time.time()))),
+        "engine_models": ", ".join(loaded) if loaded else "none loaded",
+        "engine_keep_alive": daemon.keep_alive_left(info, daemon.attached_clients(store)),
+    }
+
+
 def gather(
     data: DataDir, config: Config, store: Store | None, damage: StoreDamaged | None = None
 ) -> dict[str, Any]:
@@ -88,6 +111,7 @@ def gather(
         "backups": describe_backups(data),
         "disk_free": f"{disk.free / 1024**3:.1f} GB",
         "engine": describe_holder(holder) if holder else "not running",
+        **describe_host(store, holder),
         "terminal": os.environ.get("TERM", "unknown"),
         "tmux": bool(os.environ.get("TMUX")),
         "graphics": config.graphics if config.graphics != "auto" else terminal_graphics(),

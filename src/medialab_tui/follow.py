@@ -1,8 +1,7 @@
-"""`medialab run`: follow a run to its end, hosting the engine when nobody else does.
+"""`medialab run`: follow a run to its end while the engine host does the work.
 
-The follower only reads the store, so it works the same whether the engine runs
-in this process or in another one. If the host goes away mid-run, the follower
-takes the host lock itself and carries on: no job is left behind.
+The follower only reads the store. If the host goes away mid-run, the follower
+starts a new one and carries on: no job is left behind.
 """
 
 from __future__ import annotations
@@ -18,15 +17,16 @@ from typing import Any, TextIO
 from rich.markup import escape
 from rich.text import Text
 
-from medialab_tui.config import Config, DataDir
-from medialab_tui.engine.host import HostLock
-from medialab_tui.engine.worker_client import WorkerProcess
+from medialab_tui.config import DataDir
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
 from medialab_tui.text import visible, visible_lines
 
-FOLLOW_POLL_S = 0.5
-TAKEOVER_CHECK_S = 1.0
+# The run is read again at least this often, and as soon as the store changes
+# (looked at every CHANGE_POLL_S: one cheap pragma, no query).
+FOLLOW_POLL_S = 1.0
+CHANGE_POLL_S = 0.02
+HOST_CHECK_S = 1.0
 # How long after a first Ctrl+C the run is cancelled, so that a second one can keep it.
 CANCEL_GRACE_S = 2.0
 EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
@@ -127,52 +127,44 @@ def _snapshot(store: Store, run_id: int) -> tuple[Run, list[Job], list[Artifact]
 async def follow_run(
     data: DataDir,
     store: Store,
-    config: Config,
     run_id: int,
     display: Display,
-    lock: HostLock,
-    worker: WorkerProcess | None,
     on_cancel: Callable[[], None],
 ) -> dict[str, Any]:
-    """Show the run's progress until it ends (or waits in review); host when needed."""
-    from medialab_tui.engine.scheduler import Engine
+    """Show the run's progress until it ends (or waits in review).
 
-    engine: Engine | None = None
-    engine_task: asyncio.Task[None] | None = None
+    The engine host does the work; this only reads the store. If the host goes away
+    mid-run (stopped, crashed), a new one is started so that no job is left behind.
+    """
+    from medialab_tui.hosting import current_host, ensure_host
 
-    def host() -> None:
-        nonlocal engine, engine_task
-        engine = Engine(data, store, config, worker=worker, previews=False)
-        engine_task = asyncio.create_task(engine.run(), name="engine")
-
-    if lock.held:
-        host()
     loop = asyncio.get_running_loop()
     interrupts = 0
     pending_cancel: asyncio.TimerHandle | None = None
 
     def on_sigint() -> None:
         # The first Ctrl+C cancels the run after a short grace; a second one within it
-        # leaves the unfinished jobs queued for the next engine (nothing is cancelled).
+        # stops following and leaves the run to the engine (nothing is cancelled).
         nonlocal interrupts, pending_cancel
         interrupts += 1
         if interrupts == 1:
             display.message(
                 f"Cancelling the run in {CANCEL_GRACE_S:g} s "
-                "(Ctrl+C again to leave it queued for the next engine)…"
+                "(Ctrl+C again to leave it running in the engine)…"
             )
             pending_cancel = loop.call_later(CANCEL_GRACE_S, on_cancel)
             return
         if pending_cancel is not None and not pending_cancel.cancelled():
             pending_cancel.cancel()
-            display.message("Leaving the run queued for the next engine.")
-        if engine is not None:
-            engine.request_stop()
+        display.message(
+            f"Leaving the run to the engine: `medialab show r{run_id}` tells how it goes."
+        )
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     seen_jobs: dict[int, tuple[str, int, int]] = {}
     seen_artifacts: set[int] = set()
-    last_takeover = time.monotonic()
+    last_host_check = time.monotonic()
+    changes = ChangeCounter(store.path)
     try:
         while True:
             run, jobs, arts = _snapshot(store, run_id)
@@ -193,27 +185,20 @@ async def follow_run(
                             "path": art.path,
                         }
                     )
-            if run.status in TERMINAL_RUN or run.status == "review":
-                break
-            if engine_task is not None and engine_task.done():
-                engine_task.result()  # surface an engine crash
-                break
-            if interrupts > 1:
+            if run.status in TERMINAL_RUN or run.status == "review" or interrupts > 1:
                 break
             now = time.monotonic()
-            if engine is None and now - last_takeover >= TAKEOVER_CHECK_S:
-                last_takeover = now
-                if lock.try_acquire("run"):
-                    display.message("The engine host went away; this process takes over.")
-                    host()
-            await _pause(engine)
+            if now - last_host_check >= HOST_CHECK_S:
+                last_host_check = now
+                if current_host(data) is None:
+                    display.message("The engine host went away; starting a new one.")
+                    await asyncio.to_thread(ensure_host, data)
+            await changes.wait(FOLLOW_POLL_S, until=lambda: interrupts > 1)
     finally:
+        changes.close()
         loop.remove_signal_handler(signal.SIGINT)
         if pending_cancel is not None and interrupts > 1:
             pending_cancel.cancel()
-        if engine is not None and engine_task is not None:
-            engine.request_stop()
-            await engine_task
     last_stage = max((j.stage_index for j in jobs), default=0)
     finals = [a.path for a in arts if _stage_of(a, jobs) == last_stage]
     summary = {
@@ -222,20 +207,36 @@ async def follow_run(
         "artifacts": finals,
         "all_artifacts": [a.path for a in arts],
         "error": run.error,
+        "detached": interrupts > 1,
     }
     return summary
 
 
-async def _pause(engine: Any) -> None:
-    """Until the next poll, or until the in-process engine says a job ended."""
-    if engine is None:
-        await asyncio.sleep(FOLLOW_POLL_S)
-        return
-    try:
-        await asyncio.wait_for(engine.changed.wait(), FOLLOW_POLL_S)
-    except TimeoutError:
-        return
-    engine.changed.clear()
+class ChangeCounter:
+    """Waits for the next commit to the store by any other connection, cheaply:
+    SQLite's `data_version` on one connection of our own moves when someone else
+    commits, so the follower queries the run only when something changed."""
+
+    def __init__(self, path: Any) -> None:
+        import sqlite3
+
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        self._seen = self._version()
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    async def wait(self, timeout: float, until: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until():
+            version = self._version()
+            if version != self._seen:
+                self._seen = version
+                return
+            await asyncio.sleep(CHANGE_POLL_S)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _stage_of(artifact: Artifact, jobs: list[Job]) -> int:

@@ -1,103 +1,186 @@
-"""Hosting the engine inside an interactive process, on a thread of its own.
+"""Finding the engine host, or starting one, for the TUI and `medialab run`.
 
-The TUI's event loop must never wait on the database or the worker, so the engine
-runs its own asyncio loop in a background thread. `hand_over` stops it cleanly
-(the running job goes back to the queue) and starts a detached `medialab serve`
-that the next `medialab` attaches to.
+No client hosts the engine in its own process. When none runs, a client starts
+`medialab serve` detached (its own session, stdin closed, output appended to
+`<data>/logs/engine.log`) and waits until it holds the host lock; then the client
+only reads and writes the store. A client that quits, hangs up or is killed never
+touches a running job. Two clients starting at once start one host between them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import fcntl
+import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from medialab_tui.config import Config, DataDir
+from medialab_tui.config import DataDir
 from medialab_tui.engine.host import HostLock, describe_holder
-from medialab_tui.store.db import Store
+from medialab_tui.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from medialab_tui.store.db import Store
+
+HOST_START_TIMEOUT_S = 60.0
+ENGINE_LOG = "engine.log"
 
 
-class EngineHost:
-    """Host the engine if nobody else does; otherwise say who does."""
+def engine_log(data: DataDir) -> Path:
+    return data.logs / ENGINE_LOG
 
-    def __init__(self, data: DataDir, config: Config, store: Store, role: str = "tui") -> None:
+
+def current_host(data: DataDir) -> dict[str, Any] | None:
+    """Who hosts the engine of this data directory now (pid, user, role), or None. A
+    host that has just taken the lock may not have written its pid yet (`pid` None)."""
+    return HostLock(data.lock_path).holder()
+
+
+def ensure_host(
+    data: DataDir, timeout: float = HOST_START_TIMEOUT_S
+) -> tuple[dict[str, Any], bool]:
+    """The running host, starting one when none runs: (who hosts, whether we started it).
+
+    Raises `EngineUnavailable` (exit 4) with the log's last line when the new host
+    dies before it takes the lock.
+    """
+    holder = current_host(data)
+    if holder is not None:
+        return holder, False
+    with _starting(data):
+        holder = current_host(data)
+        if holder is not None:
+            return holder, False
+        proc = _spawn(data)
+        lock = HostLock(data.lock_path)
+        deadline = time.monotonic() + timeout
+        while True:
+            # A lock taken but not yet labelled is a host starting: wait for its card.
+            holder = lock.holder()
+            if holder is not None and holder.get("pid"):
+                return holder, holder.get("pid") == proc.pid
+            code = proc.poll()
+            if code is not None and holder is None:
+                raise EngineUnavailable(
+                    f"the engine host could not start (exit {code}): {_last_line(data)}"
+                )
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(
+                    f"the engine host did not start within {timeout:.0f} s; see {engine_log(data)}"
+                )
+            time.sleep(0.02)
+
+
+@contextmanager
+def _starting(data: DataDir) -> Iterator[None]:
+    """One starter at a time per data directory (the others then find its host)."""
+    fd = os.open(data.root / "engine.start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _spawn(data: DataDir) -> subprocess.Popen[bytes]:
+    data.logs.mkdir(parents=True, exist_ok=True)
+    log_fd = os.open(engine_log(data), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medialab_tui", "--data-dir", str(data.root), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            cwd=data.root,
+            start_new_session=True,  # no hang-up or Ctrl+C of this terminal reaches it
+        )
+    finally:
+        os.close(log_fd)
+    # Reap it whenever it leaves, so a long-lived TUI keeps no zombie behind.
+    threading.Thread(target=proc.wait, name="engine-host-reaper", daemon=True).start()
+    return proc
+
+
+def _last_line(data: DataDir) -> str:
+    try:
+        with engine_log(data).open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else f"nothing in {engine_log(data)}"
+
+
+def describe_host(data: DataDir) -> str:
+    """`attached to serve (pid 123, user ana)` or `no engine running`."""
+    holder = current_host(data)
+    return "no engine running" if holder is None else f"attached to {describe_holder(holder)}"
+
+
+class EngineLink:
+    """A TUI's tie to the engine host: its heartbeat, and starting a host when none
+    runs. Every method but `describe` touches the store: call them off the UI thread."""
+
+    def __init__(self, data: DataDir, store: Store) -> None:
+        from medialab_tui.engine.daemon import client_key
+
         self.data = data
-        self.config = config
         self.store = store
-        self.role = role
-        self.lock = HostLock(data.lock_path)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._engine: object | None = None
-        self.error: BaseException | None = None
-
-    @property
-    def hosting(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        self.key = client_key()
+        self.opened = time.time()
+        self.holder: dict[str, Any] | None = None
+        self.stopped_by = ""  # who stopped the host on purpose, while none runs
+        self.error = ""  # why a host could not be started, for the UI to show once
 
     def describe(self) -> str:
-        if self.hosting:
-            return "hosting the engine"
-        holder = self.lock.holder()
-        if holder is None:
-            return "no engine running"
-        return f"attached to {describe_holder(holder)}"
+        """`attached to serve (pid 123, user ana)`, `engine stopped by ana`, …"""
+        holder = self.holder
+        if holder is not None:
+            return f"attached to {describe_holder(holder)}"
+        if self.stopped_by:
+            return f"engine stopped by {self.stopped_by}"
+        return "no engine running"
 
-    def start(self) -> bool:
-        """Become the host if the lock is free; True when this process hosts."""
-        if self.hosting:
-            return True
-        if not self.lock.try_acquire(self.role):
-            return False
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="engine", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return True
+    def refresh(self) -> dict[str, Any] | None:
+        self.holder = current_host(self.data)
+        return self.holder
 
-    def _run(self, ready: threading.Event) -> None:
-        from medialab_tui.engine.scheduler import Engine
+    def beat(self) -> None:
+        from medialab_tui.engine import daemon
 
-        async def main() -> None:
-            engine = Engine(self.data, self.store, self.config, previews=True)
-            self._engine = engine
-            self._loop = asyncio.get_running_loop()
-            ready.set()
-            await engine.run()
+        daemon.beat(self.store, self.key)
+        self.refresh()
+
+    def leave(self) -> None:
+        from medialab_tui.engine import daemon
 
         try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported in the UI, not raised on a thread
-            self.error = exc
-        finally:
-            ready.set()
-            self.lock.release()
+            daemon.leave(self.store, self.key)
+        except Exception:  # noqa: BLE001 - the heartbeat goes stale by itself
+            pass
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the engine; a running job is handed back to the queue."""
-        engine, loop = self._engine, self._loop
-        if engine is not None and loop is not None and self.hosting:
-            loop.call_soon_threadsafe(engine.request_stop)  # type: ignore[attr-defined]
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
+    def ensure(self) -> None:
+        try:
+            self.holder, _ = ensure_host(self.data)
+            self.stopped_by = ""
+        except EngineUnavailable as exc:
+            self.error = str(exc)
 
-    def hand_over(self) -> int:
-        """Stop hosting and leave the queue to a background `medialab serve`; its pid."""
-        self.stop()
-        log = (self.data.logs / "serve.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "medialab_tui", "--data-dir", str(self.data.root), "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # survives this terminal going away
-        )
-        log.close()
-        # Wait until it holds the lock, so the work is never without a host for long.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.lock.holder() is None and proc.poll() is None:
-            time.sleep(0.05)
-        return proc.pid
+    def should_restart(self) -> bool:
+        """No host, and none was stopped on purpose since this TUI opened: the host
+        crashed (or was killed), and the queue needs a new one."""
+        from medialab_tui.engine import daemon
+
+        if self.refresh() is not None:
+            return False
+        stop = daemon.last_stop(self.store)
+        if stop is not None and stop.at >= self.opened:
+            self.stopped_by = stop.by
+            return False
+        return True

@@ -13,6 +13,15 @@ def human_size(n: int) -> str:
     return f"{size:.1f} TB"
 
 
+def human_seconds(seconds: float) -> str:
+    """`12.5 s`, `4.2 min`, `1.5 h`."""
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _shown_controls() -> dict[int, str]:
     """How each control character is shown: C0 and DEL in caret notation (`^[`, `^G`,
     `^?`), C1 (U+0080–U+009F, which some terminals obey like ESC sequences) by name."""

@@ -24,6 +24,7 @@ from conftest import (
     wait_for,
     worker_pid,
 )
+from medialab_tui.engine.host import HostLock
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +74,12 @@ def test_only_one_engine_host_at_a_time(home: Home, serve) -> None:
     assert "Traceback" not in second.stderr
 
 
-def test_run_no_wait_says_when_no_engine_is_running(home: Home) -> None:
+def test_run_no_wait_no_start_only_submits_and_says_the_run_waits(home: Home) -> None:
     path = home.pipeline("p", txt2img_toml(prompts=["x"], seeds=[1]))
-    proc = home.cli("run", str(path), "--no-wait", check=True)
-    assert "No engine is running" in proc.stdout
+    proc = home.cli("run", str(path), "--no-wait", "--no-start", check=True)
+    assert "No engine is running: the work waits in the queue" in proc.stdout
     assert query(home, "SELECT status FROM job") == [("queued",)]
+    assert HostLock(home.root / "engine.lock").holder() is None
 
 
 def test_killed_worker_mid_job_is_retried_and_the_host_lives_on(home: Home, serve) -> None:

@@ -5,7 +5,11 @@ and outcome. Everyone else (CLI, TUIs) changes the queue through the store; the
 engine polls for that every `POLL_S`. A job running when a host died goes back to
 the queue at the next start, unless it has taken down a worker or host
 `max_attempts` times already: then it fails, so a poison job cannot crash-loop
-the box.
+the box. Only such crashes count as attempts: a job handed back by a stop, a
+SIGTERM or a full disk starts again as if it had never started.
+
+The engine leaves by itself after `keep_alive` idle seconds (an empty queue and no
+TUI attached), or when `medialab stop` asks it to (see `engine.daemon`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,8 +27,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from medialab_tui.config import Config, DataDir
-from medialab_tui.engine import queue
+from medialab_tui.config import Config, DataDir, current_user
+from medialab_tui.engine import daemon, queue
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
@@ -32,7 +37,7 @@ from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
 from medialab_tui.store.files import free_bytes, is_disk_full
 from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run, Setting, utcnow
-from medialab_tui.text import human_size
+from medialab_tui.text import human_seconds, human_size
 
 log = logging.getLogger("medialab.engine")
 
@@ -47,6 +52,8 @@ RESTART_BACKOFF_S = (0.0, 1.0, 5.0, 15.0)
 # waits (and says so in the log) until space is back.
 MIN_FREE_BYTES = 16 * 1024 * 1024
 SPACE_CHECK_S = 2.0
+# How often an idle host looks whether its keep-alive is over.
+IDLE_CHECK_S = 1.0
 
 
 @dataclass
@@ -98,6 +105,13 @@ class Engine:
         self._unwritten: list[Job] = []
         self._space_checked = 0.0
         self._space_ok = True
+        # The host's card (`engine.daemon`): since when it idles, what its worker holds.
+        self.pid = os.getpid()
+        self._started = time.time()
+        self._idle_since: float | None = None
+        self._idle_checked = 0.0
+        self._loaded: list[str] = []
+        self.leave_reason = ""
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -115,13 +129,17 @@ class Engine:
         return self._stop.is_set()
 
     async def run(self) -> None:
-        """The engine's main loop, until `request_stop`."""
+        """The engine's main loop, until `request_stop`, `medialab stop` or the keep-alive."""
         self.recover()
+        daemon.clear_stop(self.store)  # a request for an earlier host is not for us
+        self._publish_host()
         if self.worker is None:
             await self._start_worker()
         announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
         try:
             while not self._stop.is_set():
+                if self._time_to_leave():
+                    break
                 job = None
                 try:
                     if self._space_to_work():
@@ -145,6 +163,7 @@ class Engine:
             if self.worker is not None:
                 await self.worker.shutdown()
                 self.worker = None
+            self._unpublish_host()
 
     def recover(self) -> None:
         """At start: jobs left `running` by a dead host go back to the queue, or fail."""
@@ -158,6 +177,78 @@ class Engine:
                     job.cancel_requested = False
                 s.add(job)
                 self.store.record(s, "job.recover", "job", job.id, status=job.status)
+
+    # -- leaving: `medialab stop` and the keep-alive ---------------------------------------
+
+    def _time_to_leave(self) -> bool:
+        """Between jobs: True when a stop was asked for, or the keep-alive is over."""
+        request = daemon.stop_requested(self.store, self.pid)
+        if request is not None:
+            self.leave_reason = f"stopped by {request.by}"
+            return True
+        now = time.monotonic()
+        if now - self._idle_checked < IDLE_CHECK_S:
+            return False
+        self._idle_checked = now
+        if not self._queue_is_empty():
+            self._set_idle(None)
+            return False
+        if self._idle_since is None:
+            self._set_idle(time.time())
+        idle = time.time() - (self._idle_since or time.time())
+        keep_alive = self.config.keep_alive
+        if idle < keep_alive or daemon.attached_clients(self.store):
+            return False
+        self.leave_reason = f"idle for {human_seconds(idle)} with no TUI attached"
+        return True
+
+    def _queue_is_empty(self) -> bool:
+        """No job waits or runs in an active run (a paused queue with jobs is not empty)."""
+        if self._unwritten:
+            return False
+        with self.store.read() as s:
+            waiting = s.exec(
+                select(Job.id)
+                .join(Run, col(Run.id) == Job.run_id)
+                .where(
+                    col(Job.status).in_(("queued", "running")),
+                    col(Run.status).in_(("pending", "running")),
+                )
+                .limit(1)
+            ).first()
+        return waiting is None
+
+    def _set_idle(self, since: float | None) -> None:
+        if (since is None) != (self._idle_since is None):
+            self._idle_since = since
+            self._publish_host()
+
+    def _host_card(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "user": current_user(),
+            "started_at": self._started,
+            "keep_alive": self.config.keep_alive,
+            "idle_since": self._idle_since,
+            "loaded": self._loaded,
+        }
+
+    def _publish_host(self) -> None:
+        """Advisory, like progress: a full disk drops it."""
+        try:
+            daemon.publish_host(self.store, self._host_card())
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("disk full: the host card was not written")
+
+    def _unpublish_host(self) -> None:
+        try:
+            # The stop request stays: open TUIs read it as "stopped on purpose".
+            daemon.forget_host(self.store, self.pid)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
 
     def _fail_poison(self, job: Job) -> None:
         job.status, job.finished_at = "failed", utcnow()
@@ -311,6 +402,8 @@ class Engine:
                 last_poll = now
                 if state.cancel_sent_at is None and self._cancel_wanted(job):
                     state.cancelled_by_user = True
+                if state.cancel_sent_at is None and self._stop_now_wanted():
+                    self.request_stop()
                 if state.cancel_sent_at is None and (
                     self._stop.is_set() or state.cancelled_by_user
                 ):
@@ -330,6 +423,13 @@ class Engine:
                     raise WorkerDied(f"the worker was silent for {STALL_S:.0f} s")
                 if state.step and now - state.last_write >= PROGRESS_WRITE_S:
                     self._write_progress(state)
+
+    def _stop_now_wanted(self) -> bool:
+        request = daemon.stop_requested(self.store, self.pid)
+        if request is None or not request.now:
+            return False
+        self.leave_reason = f"stopped at once by {request.by}"
+        return True
 
     def _cancel_wanted(self, job: Job) -> bool:
         with self.store.read() as s:
@@ -351,6 +451,10 @@ class Engine:
         elif event == "artifact":
             state.artifacts.append(message)
         elif event == "done":
+            loaded = [str(p) for p in message.get("loaded", [])]
+            if loaded != self._loaded:
+                self._loaded = loaded
+                self._publish_host()
             self._succeed(state, message)
             backup.job_completed(self.store.path)
             return True
@@ -536,7 +640,9 @@ class Engine:
             row.cancel_requested = False
             row.finished_at = utcnow() if status != "queued" else None
             if status == "queued":
+                # Handed back by a stop: the job did nothing wrong, so no attempt counts.
                 row.progress, row.step = 0.0, 0
+                row.attempts = max(0, row.attempts - 1)
             s.add(row)
             self.store.record(
                 s,

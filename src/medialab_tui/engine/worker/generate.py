@@ -58,24 +58,34 @@ def txt2img(
         guidance_scale=cfg,
         width=width,
         height=height,
-        callback_on_step_end=_step_end(on_step),
+        callback_on_step_end=_step_end(on_step, steps),
         callback_on_step_end_tensor_inputs=["latents"],
         output_type="pil",
     )
     return list(result.images)
 
 
-def _step_end(on_step: StepCallback) -> Callable[..., dict[str, Any]]:
+def _step_end(on_step: StepCallback, steps: int) -> Callable[..., dict[str, Any]]:
     def step_end(
         pipeline: DiffusionPipeline, step_index: int, _timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
-        # num_timesteps, not steps: second-order and PLMS samplers run more
-        # model evaluations than the requested step count, and img2img runs
-        # only the last `strength` share of them.
-        on_step(step_index + 1, pipeline.num_timesteps, tensors["latents"])
+        on_step(*shown_step(step_index, pipeline.num_timesteps, steps), tensors["latents"])
         return {}
 
     return step_end
+
+
+def shown_step(step_index: int, evaluations: int, steps: int) -> tuple[int, int]:
+    """(done, total) in the steps the user asked for.
+
+    The pipeline counts its model evaluations (`num_timesteps`), which a PLMS or a
+    second-order sampler makes more of than the requested steps (4 steps run 5);
+    the counter people read is the one they typed, so evaluations are scaled to it.
+    """
+    if evaluations <= 0 or steps <= 0:
+        return step_index + 1, max(evaluations, 1)
+    done = max(1, round((step_index + 1) * steps / evaluations))
+    return min(done, steps), steps
 
 
 def denoising_steps(steps: int, strength: float) -> int:
@@ -113,7 +123,7 @@ def img2img(
         generator=[torch.Generator(device="cpu").manual_seed(seed)],
         num_inference_steps=steps,
         guidance_scale=cfg,
-        callback_on_step_end=_step_end(on_step),
+        callback_on_step_end=_step_end(on_step, denoising_steps(steps, strength)),
         callback_on_step_end_tensor_inputs=["latents"],
         output_type="pil",
     )

@@ -99,6 +99,10 @@ class Worker:
             else:
                 print(f"worker: unknown command {name!r}", file=sys.stderr)
 
+    def loaded_models(self) -> list[str]:
+        """The model files the cache holds now, most recently used last."""
+        return list(dict.fromkeys(key[0] for key in self.cache.keys()))
+
     def run_job(self, cmd: dict[str, Any]) -> None:
         from medialab_tui.engine.stages import STAGES
 
@@ -126,6 +130,7 @@ class Worker:
                 "done",
                 job_id=job_id,
                 run_seconds=round(time.perf_counter() - started, 4),
+                loaded=self.loaded_models(),
                 **timings,
             )
         except JobCancelled:

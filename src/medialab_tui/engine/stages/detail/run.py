@@ -255,6 +255,8 @@ def detail_region(
     """`image` with one region inpainted and blended back (a new image)."""
     import torch
 
+    from medialab_tui.engine.worker.generate import denoising_steps, shown_step
+
     crop = region.crop
     box = (crop.x, crop.y, crop.x + crop.w, crop.y + crop.h)
     source = image.crop(box)
@@ -262,7 +264,8 @@ def detail_region(
     work_w, work_h = region.work
 
     def step_end(pipeline: Any, index: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        on_step(index + 1, pipeline.num_timesteps, tensors["latents"])
+        shown = shown_step(index, pipeline.num_timesteps, denoising_steps(steps, strength))
+        on_step(*shown, tensors["latents"])
         return {}
 
     result = inpaint(
