@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.errors import NoWidget
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, Static, TextArea
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, OptionList, Static, TextArea
 
 from conftest import EXAMPLES, Home, query, until
 from medialab_tui.engine.pipeline import load_pipeline_file
@@ -58,6 +62,43 @@ async def type_into(pilot: Pilot[Any], widget: Input, text: str) -> None:
     widget.focus()
     widget.value = ""
     await pilot.press(*text)
+
+
+def on_screen(widget: Widget, *, rows_only: bool = False) -> bool:
+    """All of `widget` is drawn: inside the terminal, not scrolled out of its container
+    (`rows_only`: all its rows, however wide it is)."""
+    try:
+        geometry = widget.screen.find_widget(widget)
+    except NoWidget:
+        return False
+    region, shown = geometry.region, geometry.visible_region
+    if rows_only:
+        return bool(region.height) and (shown.y, shown.height) == (region.y, region.height)
+    return bool(region.area) and widget.screen.region.contains_region(region) and shown == region
+
+
+INPUTS = ("#in-prompts", "#in-negative", "#in-seeds", "#in-images")
+
+
+async def add_stage(pilot: Pilot[Any], stage_type: str) -> None:
+    """Add a stage of `stage_type` after the selected one, from the stage list."""
+    app = pilot.app
+    app.screen.query_one("#stages", OptionList).focus()
+    await pilot.press("a")
+    picker = await until(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen)
+    offered = [o.id for o in picker.query_one(OptionList).options]
+    await pilot.press(*["down"] * offered.index(stage_type), "enter")
+    await until(pilot, lambda: not isinstance(app.screen, PickScreen))
+
+
+async def answer(pilot: Pilot[Any], key: str) -> str:
+    """Answer the confirm question that is up with `key`; its question is returned."""
+    app = pilot.app
+    asked = await until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+    question = asked.question
+    await pilot.press(key)
+    await until(pilot, lambda: app.screen is not asked)
+    return question
 
 
 def runs(home: Home) -> int:
@@ -219,6 +260,9 @@ async def test_saving_a_preset_twice_makes_two_versions(studio: Any, home: Home)
         labels = [str(o.prompt) for o in picker.query_one(OptionList).options]
         assert labels == ["demo  v2", "demo  v1"]
         await pilot.press("enter")
+        # The name was edited after the last save: loading asks before dropping that.
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: screen.query_one("#pipe-name", Input).value == "demo")
 
 
@@ -300,6 +344,56 @@ async def test_a_request_sent_as_the_app_starts_waits_for_the_builder(studio: An
         screen = await builder(pilot)
         images = screen.query_one("#in-images", TextArea)
         await until(pilot, lambda: screen.ready and images.text == "early.png")
+        # Taken, not only shown: the pipeline holds the image and says what is wrong
+        # with it; and the app is quiet before it closes.
+        await until(pilot, lambda: "takes prompts, not images" in estimate(screen))
+        assert screen.document["inputs"]["images"] == ["early.png"]
+        await until(pilot, lambda: settled(app))
+
+
+def settled(app: Any) -> bool:
+    """Every screen is built and mounted and no worker is on its way: closing the app
+    now races nothing."""
+    for mode in app.MODES:
+        try:
+            stack = app.get_screen_stack(mode)
+        except KeyError:
+            return False
+        if not stack or not stack[0].is_mounted:
+            return False
+    return all(worker.is_finished for worker in app.workers)
+
+
+async def test_a_pipeline_loaded_as_the_app_closes_is_not_shown(studio: Any) -> None:
+    """The first pipeline comes back from a worker; if that is while the app closes,
+    it is dropped, not mounted into a screen whose widgets are being taken down."""
+    app = studio()
+    list_models = app.client.models
+
+    def models_once_the_app_closes() -> Any:
+        deadline = time.monotonic() + 30
+        while app.is_running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list_models()
+
+    app.client.models = models_once_the_app_closes
+    shown: list[Any] = []
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        (loading,) = [w for w in app.workers if w.group == "builder-load"]
+        set_document = screen.set_document
+
+        def showing(*args: Any) -> None:
+            shown.append(args)
+            set_document(*args)
+
+        screen.set_document = showing  # type: ignore[method-assign]
+    deadline = time.monotonic() + 30
+    while not loading.is_finished and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert loading.is_finished
+    assert shown == []
+    assert not screen.ready
 
 
 async def test_lora_and_controlnet_fields_edit_and_check_like_the_file(
@@ -335,3 +429,146 @@ async def test_i_opens_the_gallery_to_pick_input_images(studio: Any) -> None:
         await pilot.press("i")
         await until(pilot, lambda: app.current_mode == "gallery")
         assert any("Press b on an image" in n.message for n in app._notifications)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 45)])
+async def test_the_inputs_stay_on_screen_beside_a_long_stage_form(
+    studio: Any, size: tuple[int, int]
+) -> None:
+    """txt2img's form is longer than the screen; prompts, negative, seeds and images
+    are on screen all the same, and stay there while the form scrolls."""
+    app = studio(pipeline=EXAMPLES / "demo.toml")
+    async with app.run_test(size=size) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        widgets = [screen.query_one(selector) for selector in INPUTS]
+        await until(pilot, lambda: all(on_screen(w) for w in widgets))
+        assert screen.form is not None
+        last = screen.form.query_one("#field-review", Checkbox)
+        last.focus()
+        await until(pilot, lambda: on_screen(last, rows_only=True))
+        assert all(on_screen(w) for w in widgets)
+        # `p` goes from the stage list to the prompts.
+        screen.query_one("#stages", OptionList).focus()
+        await pilot.press("p")
+        prompts = screen.query_one("#in-prompts", TextArea)
+        assert app.focused is prompts
+        assert prompts.cursor_location == prompts.document.end
+
+
+async def test_an_added_stage_shows_its_form_from_its_title(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert screen.form is not None
+        last = screen.form.query_one("#field-review", Checkbox)
+        last.focus()
+        title = screen.query_one("#stage-title")
+        await until(pilot, lambda: on_screen(last, rows_only=True) and not on_screen(title))
+        await add_stage(pilot, "img2img")
+        await until(pilot, lambda: screen.form is not None and screen.form.stage_type == "img2img")
+        await until(pilot, lambda: on_screen(title))
+        assert "Stage 2 · img2img" in str(title.render())
+
+
+async def test_opening_a_file_over_unsaved_edits_asks_first(studio: Any, tmp_path: Path) -> None:
+    app = studio()
+    demo = str(EXAMPLES / "demo.toml")
+
+    async def open_file(path: str) -> None:
+        await pilot.press("ctrl+o")
+        asked = await until(pilot, lambda: isinstance(app.screen, TextPrompt) and app.screen)
+        asked.query_one(Input).value = path
+        await pilot.press("enter")
+
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        name = screen.query_one("#pipe-name", Input)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert not screen.unsaved  # a fresh builder holds nothing to lose
+        await open_file(demo)
+        await until(pilot, lambda: name.value == "demo")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert not screen.unsaved
+
+        await type_into(pilot, name, "mine")
+        await until(pilot, lambda: screen.unsaved)
+        screen.set_focus(None)
+        await open_file(demo)
+        question = await answer(pilot, "n")
+        assert "'mine' has unsaved edits" in question
+        assert name.value == "mine"
+        await open_file(demo)
+        await answer(pilot, "enter")
+        await until(pilot, lambda: name.value == "demo")
+        assert not screen.unsaved
+
+        # A save keeps the edits: opening another file afterwards does not ask.
+        await type_into(pilot, name, "saved")
+        screen.set_focus(None)
+        await pilot.press("ctrl+s")
+        asked = await until(pilot, lambda: isinstance(app.screen, TextPrompt) and app.screen)
+        asked.query_one(Input).value = str(tmp_path / "saved.toml")
+        await pilot.press("enter")
+        await until(pilot, lambda: not screen.unsaved)
+        await open_file(demo)
+        await until(pilot, lambda: name.value == "demo")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_settings_from_another_screen_replace_the_pipeline(studio: Any) -> None:
+    """A request with a pipeline's settings loads them like a file: at once into a
+    fresh builder, after asking over unsaved edits; its images land on top."""
+    settings = load_pipeline_file(EXAMPLES / "demo.toml").to_dict()
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        await app.switch_mode("gallery")
+        app.screen.post_message(BuilderRequest(settings=settings))
+        await until(pilot, lambda: screen.document["name"] == "demo")
+        assert app.screen is screen
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img", "upscale"]
+        assert screen.query_one("#in-seeds", Input).value == "1, 2"
+        assert not screen.unsaved
+
+        await type_into(pilot, screen.query_one("#in-negative", Input), "grainy")
+        await until(pilot, lambda: screen.unsaved)
+        other = {**settings, "name": "other"}
+        await app.switch_mode("gallery")
+        app.screen.post_message(BuilderRequest(settings=other, images=("x.png",)))
+        await answer(pilot, "escape")
+        assert screen.document["name"] == "demo"
+        assert screen.document["inputs"]["negative"] == "grainy"
+        assert "images" not in screen.document["inputs"]
+
+        app.screen.post_message(BuilderRequest(settings=other, images=("x.png",)))
+        await answer(pilot, "y")
+        await until(pilot, lambda: screen.document["name"] == "other")
+        assert screen.document["inputs"]["negative"] == "blurry"
+        assert screen.document["inputs"]["images"] == ["x.png"]
+
+
+async def test_removing_a_stage_asks_only_when_its_values_were_edited(studio: Any) -> None:
+    app = studio()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        await add_stage(pilot, "upscale")
+        await until(pilot, lambda: "2 upscale" in estimate(screen))
+        await pilot.press("x")  # untouched since added: gone without a question
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img"]
+        assert not isinstance(app.screen, ConfirmScreen)
+
+        await add_stage(pilot, "upscale")
+        await type_into(pilot, field(screen, "scale"), "4")
+        await until(pilot, lambda: screen.document["stages"][1].get("scale") == 4.0)
+        screen.query_one("#stages", OptionList).focus()
+        await pilot.press("x")
+        question = await answer(pilot, "n")
+        assert question == "Stage 2 (upscale) has edited values. Remove it?"
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img", "upscale"]
+        await pilot.press("x")
+        await answer(pilot, "y")
+        assert [s["type"] for s in screen.document["stages"]] == ["txt2img"]

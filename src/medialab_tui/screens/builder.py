@@ -4,13 +4,19 @@ The pipeline being edited is plain data (`self.document`, the shape of a TOML
 file). Every edit re-validates it at once with the parser the CLI uses (pure,
 no I/O) and shows the first message under its field; the estimate, which needs
 the store, is recomputed in a thread worker 0.4 s after the last edit.
+
+The stage form scrolls; the inputs (prompts, negative, seeds, images) sit under it
+in a panel of their own that is always on screen. Loading another pipeline (a file,
+a preset, settings sent from another screen) over one with unsaved edits, or
+removing a stage whose values were edited, asks first.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -23,8 +29,6 @@ from textual.widgets import Input, Label, OptionList, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
 
 from medialab_tui.engine.pipeline import Pipeline, load_pipeline_file, parse_pipeline, parse_stage
-from medialab_tui.engine.planner import StagePlan
-from medialab_tui.engine.queue import Prepared
 from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.presets import Presets, slug, write_pipeline
@@ -36,10 +40,16 @@ from medialab_tui.screens.builder_form import (
     error_spot,
     format_seeds,
     parse_seeds,
+    pipeline_state,
+    stage_values,
 )
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.text import visible, visible_lines
+
+if TYPE_CHECKING:  # the planner and the queue bring SQLAlchemy: not before the first frame
+    from medialab_tui.engine.planner import StagePlan
+    from medialab_tui.engine.queue import Prepared
 
 ESTIMATE_DELAY_S = 0.4
 SAMPLE_PROMPT = "a lighthouse on a cliff at dusk, oil painting"
@@ -54,6 +64,14 @@ INPUT_FIELDS = {
     "inputs.images": "in-images",
 }
 TOP_FIELDS = {"name": "pipe-name", "mode": "pipe-mode", "expand": "pipe-expand"}
+# The inputs panel, a row each: name (its widget is `#in-<name>`), editor, placeholder,
+# tooltip. The text areas hold one prompt or one path a line.
+INPUT_ROWS: tuple[tuple[str, type[Input] | type[TextArea], str, str], ...] = (
+    ("prompts", TextArea, "one prompt per line", "One prompt per line"),
+    ("negative", Input, "none", "Negative prompt for every job"),
+    ("seeds", Input, "random · 1, 2, 3 · seed 7 count 4", SEEDS_HINT),
+    ("images", TextArea, "one path per line", "Input image paths, one per line"),
+)
 
 
 def _duration(seconds: float) -> str:
@@ -106,19 +124,26 @@ class BuilderScreen(StudioScreen):
     DEFAULT_CSS = """
     BuilderScreen #builder { height: 1fr; }
     BuilderScreen #builder-left { width: 1fr; min-width: 26; border-right: solid $panel; }
-    BuilderScreen #builder-middle { width: 2fr; padding: 0 1; }
+    BuilderScreen #builder-middle { width: 2fr; }
+    BuilderScreen #stage-scroll { height: 1fr; padding: 0 1; }
+    BuilderScreen #builder-inputs { height: auto; max-height: 70%; padding: 0 1;
+                                    border-top: solid $panel; }
     BuilderScreen #builder-right { width: 1fr; min-width: 26; border-left: solid $panel; }
     BuilderScreen .row { height: 1; margin: 1 1 0 1; }
     BuilderScreen .row Label { width: 8; }
-    BuilderScreen #builder-middle .row Label { width: 12; }
     BuilderScreen .row Input, BuilderScreen .row Select { width: 1fr; }
+    BuilderScreen .in-row { height: auto; }
+    BuilderScreen .in-row Label { width: 12; }
+    BuilderScreen .in-row Input { width: 1fr; }
+    BuilderScreen .in-row TextArea { width: 1fr; padding: 0; }
+    BuilderScreen #in-prompts { height: 3; }
+    BuilderScreen #in-images { height: 2; }
     BuilderScreen #form-slot { height: auto; }
     BuilderScreen #stages { height: 1fr; min-height: 4; margin: 0 1; }
-    BuilderScreen TextArea { height: 4; margin-top: 1; }
     BuilderScreen .field-error { color: $error; height: auto; }
     BuilderScreen .field-error.-empty { display: none; }
     BuilderScreen #builder-left .field-error { padding-left: 9; }
-    BuilderScreen #builder-middle .field-error { padding-left: 12; }
+    BuilderScreen #builder-inputs .field-error { padding-left: 12; }
     BuilderScreen #estimate { padding: 0 1; }
     BuilderScreen #estimate.-invalid { color: $error; }
     """
@@ -153,7 +178,15 @@ class BuilderScreen(StudioScreen):
             "Open",
             id="builder.open",
             priority=True,
-            tooltip="Load a pipeline TOML file",
+            tooltip="Load a pipeline TOML file (asks first when there are unsaved edits)",
+        ),
+        Binding(
+            "p",
+            "edit_inputs",
+            "Inputs",
+            id="builder.inputs",
+            tooltip="Go to the inputs: prompts, negative, seeds and images",
+            show=False,
         ),
         Binding(
             "a",
@@ -167,7 +200,7 @@ class BuilderScreen(StudioScreen):
             "remove_stage",
             "Remove stage",
             id="builder.remove_stage",
-            tooltip="Remove the selected stage",
+            tooltip="Remove the selected stage (asks first when its values were edited)",
         ),
         Binding(
             "left_square_bracket",
@@ -197,7 +230,7 @@ class BuilderScreen(StudioScreen):
             "load_preset",
             "Presets",
             id="builder.load_preset",
-            tooltip="Load a saved preset version",
+            tooltip="Load a saved preset version (asks first when there are unsaved edits)",
         ),
         Binding(
             "i",
@@ -223,8 +256,13 @@ class BuilderScreen(StudioScreen):
         self._generation = 0
         self._estimate_timer: Timer | None = None
         self._submitting = False
+        self._submitting_document: dict[str, Any] = {}
         # Requests that came before the first document was shown, taken once it is.
         self._early_requests: list[BuilderRequest] = []
+        # What the pipeline was at the last load, save or run (`pipeline_state`), and
+        # each stage's values when it was loaded or added: edits are told from these.
+        self._kept_state: dict[str, Any] = {}
+        self._stage_origins: list[dict[str, Any]] = []
 
     # -- layout ------------------------------------------------------------------
 
@@ -261,39 +299,28 @@ class BuilderScreen(StudioScreen):
                 yield self._error_line("pipe-expand")
                 yield Static("Stages", classes="panel-title")
                 yield OptionList(id="stages")
-                yield Static("a add · x remove\n[ ] move up/down", classes="hint")
-            # The form scrolls to the focused field, so the scroll itself needs no focus stop.
-            with VerticalScroll(id="builder-middle", can_focus=False):
-                yield Static("", id="stage-title", classes="panel-title")
-                yield Vertical(id="form-slot")
-                yield Static("Inputs", classes="panel-title")
-                yield Static("prompts, one per line", classes="hint")
-                yield TextArea(id="in-prompts", compact=True, tooltip="One prompt per line")
-                yield self._error_line("in-prompts")
-                with Horizontal(classes="row"):
-                    yield Label("negative")
-                    yield Input(
-                        id="in-negative",
-                        compact=True,
-                        placeholder="none",
-                        tooltip="Negative prompt for every job",
-                    )
-                yield self._error_line("in-negative")
-                with Horizontal(classes="row"):
-                    yield Label("seeds")
-                    yield Input(
-                        id="in-seeds", compact=True, placeholder="1, 2, 3", tooltip=SEEDS_HINT
-                    )
-                yield Static(SEEDS_HINT, classes="hint")
-                yield self._error_line("in-seeds")
-                yield Static("images, one path per line", classes="hint")
-                yield TextArea(
-                    id="in-images", compact=True, tooltip="Input image paths, one per line"
-                )
-                yield self._error_line("in-images")
+                yield Static("a add · x remove\n[ ] move · p inputs", classes="hint")
+            with Vertical(id="builder-middle"):
+                # The form scrolls to the focused field, so the scroll needs no focus stop.
+                with VerticalScroll(id="stage-scroll", can_focus=False):
+                    yield Static("", id="stage-title", classes="panel-title")
+                    yield Vertical(id="form-slot")
+                # Under the form and outside its scroll: on screen whatever the form's length.
+                with Vertical(id="builder-inputs"):
+                    yield Static("Inputs [dim](p)[/]", classes="panel-title")
+                    yield from self._compose_inputs()
             with VerticalScroll(id="builder-right"):
                 yield Static("Estimate", classes="panel-title")
                 yield Static("…", id="estimate")
+
+    def _compose_inputs(self) -> ComposeResult:
+        for name, editor, placeholder, tooltip in INPUT_ROWS:
+            with Horizontal(classes="in-row"):
+                yield Label(name)
+                yield editor(
+                    id=f"in-{name}", compact=True, placeholder=placeholder, tooltip=tooltip
+                )
+            yield self._error_line(f"in-{name}")
 
     @staticmethod
     def _error_line(field_id: str) -> Static:
@@ -321,9 +348,9 @@ class BuilderScreen(StudioScreen):
             try:
                 document = load_pipeline_file(path).to_dict()
             except InputError as exc:
-                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                self._on_ui(self.notify, str(exc), severity="error")
             else:
-                self.app.call_from_thread(self._start, suggestions, document, path)
+                self._on_ui(self._start, suggestions, document, path)
                 return
         checkpoints = suggestions["txt2img"]
         stage: dict[str, Any] = {"type": "txt2img", "steps": 8, "width": 64, "height": 64}
@@ -336,7 +363,7 @@ class BuilderScreen(StudioScreen):
             "inputs": {"prompts": [SAMPLE_PROMPT]},
             "stages": [stage],
         }
-        self.app.call_from_thread(self._start, suggestions, document, None)
+        self._on_ui(self._start, suggestions, document, None)
 
     def _start(
         self, suggestions: dict[str, list[str]], document: dict[str, Any], path: Path | None
@@ -344,10 +371,25 @@ class BuilderScreen(StudioScreen):
         self.suggestions = suggestions
         self.set_document(document, path, path)
 
+    def _on_ui(self, callback: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """From a worker: run `callback` on the UI thread, unless the app is closing.
+
+        The app takes its screens' widgets down as it closes; a pipeline shown then
+        would mount a form into a screen that is going away, half built.
+        """
+
+        def if_running() -> None:
+            if self.app.is_running:
+                callback(*args, **kwargs)
+
+        self.app.call_from_thread(if_running)
+
     def set_document(
         self, document: dict[str, Any], source: Path | None, path: Path | None
     ) -> None:
-        """Show a pipeline document in every widget; `path` is where ctrl+s saves it."""
+        """Show a pipeline document in every widget; `path` is where ctrl+s saves it.
+
+        What it shows counts as saved: only edits after this are unsaved."""
         self.document = copy.deepcopy(document)
         self.document.setdefault("inputs", {})
         self.source = str(source) if source else "builder"
@@ -355,13 +397,18 @@ class BuilderScreen(StudioScreen):
             self.path = path
             self.base_dir = path.parent
         inputs = self.document["inputs"]
-        self.query_one("#pipe-name", Input).value = str(self.document.get("name", ""))
+        self.document["name"] = str(self.document.get("name", ""))
+        self.query_one("#pipe-name", Input).value = self.document["name"]
         self.query_one("#pipe-mode", Select).value = self.document.get("mode", "auto")
         self.query_one("#pipe-expand", Select).value = self.document.get("expand", "product")
         self.query_one("#in-prompts", TextArea).text = "\n".join(inputs.get("prompts", []))
         self.query_one("#in-negative", Input).value = str(inputs.get("negative", ""))
         self.query_one("#in-seeds", Input).value = format_seeds(inputs)
         self.query_one("#in-images", TextArea).text = "\n".join(inputs.get("images", []))
+        # The inputs as the widgets hold them, so their change events echo the same.
+        self.document["inputs"] = self._read_inputs()
+        self._keep()
+        self._stage_origins = [stage_values(stage) for stage in self.document["stages"]]
         self.selected = 0
         self._refresh_stage_list()
         self._show_form()
@@ -373,9 +420,50 @@ class BuilderScreen(StudioScreen):
             self._early_requests.clear()
         self.changed()
 
+    def _keep(self, document: dict[str, Any] | None = None) -> None:
+        """`document` (the one on screen by default) was loaded, saved or run."""
+        self._kept_state = pipeline_state(self.document if document is None else document)
+
+    @property
+    def unsaved(self) -> bool:
+        """The pipeline was edited since it was last loaded, saved or run."""
+        return self.ready and pipeline_state(self.document) != self._kept_state
+
+    def replace_document(
+        self,
+        document: dict[str, Any],
+        source: Path | None,
+        path: Path | None,
+        what: str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Show `document` instead of the pipeline on screen (`what` names it), asking
+        first when that one has unsaved edits; `then` runs once it is shown."""
+
+        def load() -> None:
+            self.set_document(document, source, path)
+            self.notify(f"Loaded {what}")
+            if then is not None:
+                then()
+
+        if not self.unsaved:
+            load()
+            return
+
+        def answered(replace: bool | None) -> None:
+            if replace:
+                load()
+            else:
+                self.notify(f"Kept the pipeline on screen; {what} was not loaded")
+
+        name = self.document.get("name") or "untitled"
+        question = f"The pipeline '{name}' has unsaved edits. Drop them and load {what}?"
+        self.app.push_screen(ConfirmScreen(question, yes="Load", no="Keep"), answered)
+
     @on(BuilderRequest)
     def _requested(self, request: BuilderRequest) -> None:
-        """Images or a model from another screen, delivered here by the app."""
+        """Images, a model or a pipeline's settings from another screen, delivered
+        here by the app."""
         request.stop()  # the app posted it here: it must not bubble back up to the app
         if self.ready:
             self._take(request)
@@ -383,11 +471,25 @@ class BuilderScreen(StudioScreen):
             self._early_requests.append(request)
 
     def _take(self, request: BuilderRequest) -> None:
+        if request.settings is None:
+            self._take_parts(request)
+            return
+        try:
+            document = parse_pipeline(copy.deepcopy(request.settings), "settings").to_dict()
+        except InputError as exc:
+            self.notify(f"These settings cannot be loaded: {exc}", severity="error")
+            return
+        what = f"the settings of '{document['name']}'"
+        self.replace_document(document, None, None, what, then=lambda: self._take_parts(request))
+
+    def _take_parts(self, request: BuilderRequest) -> None:
+        """The images and the model of a request, added to the pipeline on screen."""
         if request.images:
             area = self.query_one("#in-images", TextArea)
             lines = [line for line in area.text.splitlines() if line.strip()]
             lines += [i for i in request.images if i not in lines]
             area.text = "\n".join(lines)
+            self._inputs_changed()
             first = STAGES[self.document["stages"][0]["type"]]
             count = f"{len(request.images)} image{'s' if len(request.images) != 1 else ''}"
             if first.takes == "prompt":
@@ -431,6 +533,8 @@ class BuilderScreen(StudioScreen):
         suggestions = {"model": self.suggestions.get(spec.type, [])}
         self.form = StageForm(self.selected, stage, suggestions)
         slot.mount(self.form)
+        # A new form starts at its title, wherever the last one was scrolled to.
+        self.query_one("#stage-title", Static).scroll_visible(animate=False, top=True)
 
     @on(OptionList.OptionHighlighted, "#stages")
     def _stage_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -564,9 +668,9 @@ class BuilderScreen(StudioScreen):
         try:
             prepared = self.client.prepare(pipeline, self.source, self.base_dir)
         except InputError as exc:
-            self.app.call_from_thread(self._estimated, generation, None, exc, dry_run)
+            self._on_ui(self._estimated, generation, None, exc, dry_run)
         else:
-            self.app.call_from_thread(self._estimated, generation, prepared, None, dry_run)
+            self._on_ui(self._estimated, generation, prepared, None, dry_run)
 
     def _estimated(
         self,
@@ -610,6 +714,7 @@ class BuilderScreen(StudioScreen):
             self._blocked(error, "Run")
             return
         self._submitting = True
+        self._submitting_document = copy.deepcopy(self.document)
         self._submit(pipeline, self.source, self.base_dir)
 
     @work(thread=True, exclusive=True, group="builder-submit", exit_on_error=False)
@@ -617,17 +722,22 @@ class BuilderScreen(StudioScreen):
         try:
             prepared = self.client.prepare(pipeline, source, base_dir)
         except InputError as exc:
-            self.app.call_from_thread(self._submitted, "", exc)
+            self._on_ui(self._submitted, "", exc)
             return
         if prepared.large:
-            self.app.call_from_thread(self._confirm_large, prepared)
+            self._on_ui(self._confirm_large, prepared)
         else:
             self._send(prepared)
 
     def _confirm_large(self, prepared: Prepared) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(lambda: self._send(prepared), thread=True, group="builder-submit")
+                self.run_worker(
+                    lambda: self._send(prepared),
+                    thread=True,
+                    group="builder-submit",
+                    exit_on_error=False,
+                )
             else:
                 self._submitted("", InputError("not submitted"))
 
@@ -639,15 +749,16 @@ class BuilderScreen(StudioScreen):
         try:
             ref = self.client.submit(prepared)
         except InputError as exc:
-            self.app.call_from_thread(self._submitted, "", exc)
+            self._on_ui(self._submitted, "", exc)
         else:
-            self.app.call_from_thread(self._submitted, ref, None)
+            self._on_ui(self._submitted, ref, None)
 
     def _submitted(self, ref: str, error: InputError | None) -> None:
         self._submitting = False
         if error is not None:
             self._blocked(error, "Run")
             return
+        self._keep(self._submitting_document)
         self.notify(f"Run {ref} queued")
         self.app.switch_mode("queue")
 
@@ -663,6 +774,12 @@ class BuilderScreen(StudioScreen):
         if self._estimate_timer is not None:
             self._estimate_timer.stop()
         self._estimate(pipeline, self._generation, dry_run=True)
+
+    def action_edit_inputs(self) -> None:
+        """Put the cursor after the last prompt, the first of the inputs."""
+        prompts = self.query_one("#in-prompts", TextArea)
+        prompts.focus()
+        prompts.move_cursor(prompts.document.end)
 
     def action_pick_images(self) -> None:
         """Open the gallery to pick input images; `b` there sends one back here."""
@@ -695,15 +812,38 @@ class BuilderScreen(StudioScreen):
             stage["model"] = models[0]
         self.selected = min(self.selected + 1, len(self.document["stages"]))
         self.document["stages"].insert(self.selected, stage)
+        self._stage_origins.insert(self.selected, stage_values(stage))
         self._stages_reordered()
 
+    def stage_edited(self, index: int) -> bool:
+        """Stage `index` holds values other than those it was loaded or added with."""
+        return stage_values(self.document["stages"][index]) != self._stage_origins[index]
+
     def action_remove_stage(self) -> None:
+        """Remove the selected stage; one whose values were edited only once confirmed."""
         stages = self.document.get("stages", [])
         if len(stages) <= 1:
             self.notify("A pipeline needs at least one stage", severity="warning")
             return
-        removed = stages.pop(self.selected)
-        self.selected = min(self.selected, len(stages) - 1)
+        index = self.selected
+        if not self.stage_edited(index):
+            self._remove_stage(index)
+            return
+        stage = stages[index]
+
+        def answered(remove: bool | None) -> None:
+            # Another pipeline may have been loaded while the question was up.
+            if remove and index < len(self.document["stages"]):
+                if self.document["stages"][index] is stage:
+                    self._remove_stage(index)
+
+        question = f"Stage {index + 1} ({stage['type']}) has edited values. Remove it?"
+        self.app.push_screen(ConfirmScreen(question, yes="Remove", no="Keep"), answered)
+
+    def _remove_stage(self, index: int) -> None:
+        removed = self.document["stages"].pop(index)
+        self._stage_origins.pop(index)
+        self.selected = min(index, len(self.document["stages"]) - 1)
         self._stages_reordered()
         self.notify(f"Removed stage {removed['type']}")
 
@@ -712,7 +852,8 @@ class BuilderScreen(StudioScreen):
         target = self.selected + delta
         if not 0 <= target < len(stages):
             return
-        stages[self.selected], stages[target] = stages[target], stages[self.selected]
+        for values in (stages, self._stage_origins):
+            values[self.selected], values[target] = values[target], values[self.selected]
         self.selected = target
         self._stages_reordered()
 
@@ -734,10 +875,9 @@ class BuilderScreen(StudioScreen):
         try:
             document = load_pipeline_file(path).to_dict()
         except InputError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self._on_ui(self.notify, str(exc), severity="error")
             return
-        self.app.call_from_thread(self.set_document, document, path, path if keep_path else None)
-        self.app.call_from_thread(self.notify, f"Loaded {path}")
+        self._on_ui(self.replace_document, document, path, path if keep_path else None, str(path))
 
     def action_save(self) -> None:
         name = slug(str(self.document.get("name", "")))
@@ -767,14 +907,15 @@ class BuilderScreen(StudioScreen):
         try:
             write_pipeline(path, document)
         except OSError as exc:
-            self.app.call_from_thread(
+            self._on_ui(
                 self.notify, f"{path}: cannot be written ({exc.strerror})", severity="error"
             )
             return
-        self.app.call_from_thread(self._saved, path)
+        self._on_ui(self._saved, path, document)
 
-    def _saved(self, path: Path) -> None:
+    def _saved(self, path: Path, document: dict[str, Any]) -> None:
         self.path = path
+        self._keep(document)
         _, error = self.validate()
         if error is not None:
             self.notify(f"Saved {path}, but it does not validate yet: {error}", severity="warning")
@@ -794,13 +935,12 @@ class BuilderScreen(StudioScreen):
         try:
             version = self.presets.save(name, document)
         except OSError as exc:
-            self.app.call_from_thread(
+            self._on_ui(
                 self.notify, f"The preset cannot be written ({exc.strerror})", severity="error"
             )
             return
-        self.app.call_from_thread(
-            self.notify, f"Saved preset {version.name} v{version.number} ({version.path})"
-        )
+        self._on_ui(self._keep, document)
+        self._on_ui(self.notify, f"Saved preset {version.name} v{version.number} ({version.path})")
 
     def action_load_preset(self) -> None:
         self._pick_preset()
@@ -809,15 +949,11 @@ class BuilderScreen(StudioScreen):
     def _pick_preset(self) -> None:
         options = [(str(v.path), v.label) for v in self.presets.versions()]
         if not options:
-            self.app.call_from_thread(
-                self.notify, "No presets yet: press P to save one", severity="warning"
-            )
+            self._on_ui(self.notify, "No presets yet: press P to save one", severity="warning")
             return
 
         def chosen(path: str | None) -> None:
             if path:
                 self._load_file(Path(path), keep_path=False)
 
-        self.app.call_from_thread(
-            self.app.push_screen, PickScreen("Load which preset?", options), chosen
-        )
+        self._on_ui(self.app.push_screen, PickScreen("Load which preset?", options), chosen)

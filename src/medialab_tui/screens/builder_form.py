@@ -29,7 +29,7 @@ from textual.widgets.option_list import Option
 
 from medialab_tui.engine.stages import STAGES
 from medialab_tui.errors import InputError
-from medialab_tui.text import visible
+from medialab_tui.text import visible, visible_lines
 
 # list: comma-separated values; refs: `name:weight, name` (LoRAs); table: an inline
 # TOML table as in a pipeline file, e.g. {model = "x", image = "edges.png"}.
@@ -122,6 +122,27 @@ def stage_fields(stage_type: str) -> list[FieldSpec]:
     # The stage's own values first, then the LoRA/ControlNet tables, then the
     # booleans: they are switches, not values, and read best under the numbers.
     return sorted(fields, key=lambda f: (f.kind == "bool", f.kind in ("refs", "table")))
+
+
+def stage_values(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage's values with every default filled in: a key left out and a key set to
+    its default are the same value, as they are to the stage that runs it."""
+    stage_type = str(stage.get("type"))
+    fields = stage_fields(stage_type) if stage_type in STAGES else []
+    return {**{f.name: f.default for f in fields}, **stage}
+
+
+def pipeline_state(document: dict[str, Any]) -> dict[str, Any]:
+    """What a pipeline document would run, defaults filled in: two documents that run
+    alike compare equal, however their widgets wrote them."""
+    inputs = document.get("inputs") or {}
+    return {
+        "name": document.get("name", ""),
+        "mode": document.get("mode", "auto"),
+        "expand": document.get("expand", "product"),
+        "inputs": {k: v for k, v in inputs.items() if v is not None and v != "" and v != []},
+        "stages": [stage_values(stage) for stage in document.get("stages", [])],
+    }
 
 
 def form_value(spec: FieldSpec, text: str) -> Any:
@@ -409,9 +430,16 @@ class TextPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question)
-            yield Input(self.initial, placeholder=self.placeholder, id="path")
+            yield Static(visible_lines(self.question), markup=False)
+            # Open with the cursor after the text and nothing selected: a key typed
+            # adds to the prompt or path instead of replacing all of it.
+            yield Input(
+                self.initial, placeholder=self.placeholder, id="path", select_on_focus=False
+            )
             yield Static("[dim]enter accept · esc cancel[/]")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).action_end()
 
     @on(Input.Submitted)
     def _accept(self, event: Input.Submitted) -> None:

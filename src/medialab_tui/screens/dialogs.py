@@ -1,4 +1,4 @@
-"""Small modal questions: confirm a delete, decide what happens on quit."""
+"""Small modal questions: confirm a delete or dropping edits, decide what happens on quit."""
 
 from __future__ import annotations
 
@@ -20,15 +20,31 @@ DIALOG_CSS = """
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Yes/no; `y` confirms, `n` or escape declines."""
+    """Yes/no; `y` or enter confirms, `n` or escape declines (keeps things as they are)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS = [
+        Binding(
+            "y,enter",
+            "answer(True)",
+            "Yes",
+            id="confirm.yes",
+            tooltip="Do what the question asks",
+        ),
+        Binding(
+            "n,escape",
+            "answer(False)",
+            "No",
+            id="confirm.no",
+            tooltip="Leave things as they are",
+        ),
+    ]
 
-    def __init__(self, question: str, yes: str = "Yes") -> None:
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
         super().__init__()
         self.question = question
         self.yes = yes
+        self.no = no
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -36,7 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(visible_lines(self.question), markup=False)
             with Horizontal():
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
-                yield Button("No (n)", id="no")
+                yield Button(f"{self.no} (n)", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
