@@ -6,6 +6,9 @@ at W×W, each saved as a PNG. The engine side is the real command a person types
 baseline is the shortest honest script: import diffusers, load, loop, save.
 Runs alternate (engine, bare, engine, bare, …) so drift hits both alike; the
 figure is the ratio of the medians. Goal: ≤ 1.05 for 16 jobs of 8 steps at 64×64.
+Every engine run is a cold one: the engine host that `run` starts is stopped after
+it (untimed), so each timed run starts a host and loads the model, as the bare
+script does (`warm_run.py` measures the warm host).
 
     .venv/bin/python benchmarks/engine_overhead.py [--jobs 16] [--steps 8] [--rounds 3]
 """
@@ -85,12 +88,15 @@ def main() -> int:
             str(args.size),
             str(args.threads),
         ]
+        stop_cmd = [*medialab, "stop"]
         # One untimed pass of each warms the page cache and compiled bytecode.
         timed(engine_cmd, env)
+        timed(stop_cmd, env)
         timed(bare_cmd, env)
         engine, bare = [], []
         for i in range(args.rounds):
             engine.append(timed(engine_cmd, env))
+            timed(stop_cmd, env)
             bare.append(timed(bare_cmd, env))
             print(
                 f"round {i + 1}: engine {engine[-1]:.2f} s, bare loop {bare[-1]:.2f} s", flush=True
