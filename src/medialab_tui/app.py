@@ -19,7 +19,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
-from textual.notifications import SeverityLevel
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
 from medialab_tui.client import QueueSummary, StudioClient
@@ -113,6 +113,8 @@ class MedialabApp(App[None]):
         self.host_engine = host_engine
         self.summary = QueueSummary("active", {}, {})
         self._last_event: int | None = None  # None until the first summary
+        self._tally_notice: Notification | None = None
+        self._tally = (0, 0)  # jobs finished and failed that the shown notice counts
         if config.theme in self.available_themes:
             self.theme = config.theme
 
@@ -138,18 +140,28 @@ class MedialabApp(App[None]):
         self.set_interval(STATE_POLL_S, self.poll_state)
         self.poll_state()
 
-    def _build_screens_ahead(self, modes: list[str]) -> None:
+    def _build_screens_ahead(self, modes: list[str], *, settled: bool = False) -> None:
         """Build the first of `modes` off screen, then schedule the rest.
 
         A mode's first show otherwise composes its screen and, because its widgets
         bring new CSS, re-parses and re-applies the whole stylesheet (≈ 0.25 s of the
         UI thread, measured with pyinstrument). Textual has no public call for this:
         `_init_mode` is what `switch_mode` uses; if it is gone, screens are built on
-        first show as before.
+        first show as before. The first build waits until the screen on show has
+        filled itself (its thread workers done and what they mounted drawn): a build
+        holds the UI thread, and before that it would hold up the first full frame.
         """
         init_mode = getattr(self, "_init_mode", None)
         # A screen built while the app shuts down changes the stacks Textual is closing.
         if init_mode is None or self._exit or not self.is_running:
+            return
+        step_s, settle_s = 0.05, 0.2  # between builds; for the last mounts to be drawn
+        if not settled:
+            filling = any(w.node is self.screen and not w.is_finished for w in self.workers)
+            self.set_timer(
+                step_s if filling else settle_s,
+                lambda: self._build_screens_ahead(modes, settled=not filling),
+            )
             return
         if not modes:
             # Each build re-applied the stylesheet to every screen (they are all the
@@ -161,7 +173,7 @@ class MedialabApp(App[None]):
         mode, rest = modes[0], modes[1:]
         if mode not in self._screen_stacks and mode != self.current_mode:
             init_mode(mode)
-        self.set_timer(0.05, lambda: self._build_screens_ahead(rest))
+        self.set_timer(step_s, lambda: self._build_screens_ahead(rest, settled=True))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -199,18 +211,65 @@ class MedialabApp(App[None]):
     @work(thread=True, exclusive=True, group="state")
     def poll_state(self) -> None:
         summary = self.client.summary(self._last_event)
-        self.call_from_thread(self._apply_summary, summary)
+        if summary != self.summary:  # the same answer: nothing to show or notify
+            self.call_from_thread(self._apply_summary, summary)
 
     def _apply_summary(self, summary: QueueSummary) -> None:
         self.summary = summary
         self._last_event = summary.last_event
-        endings: tuple[tuple[int, str, SeverityLevel], ...] = (
-            (summary.finished, "finished", "information"),
-            (summary.failed, "failed", "error"),
+        if summary.finished or summary.failed:
+            self._tally_jobs(summary.finished, summary.failed)
+        for run_id, name, ending in summary.run_endings:
+            self._run_ended(run_id, name, ending)
+
+    def _tally_jobs(self, finished: int, failed: int) -> None:
+        """One notice counting the jobs that ended, replaced in place (while it is on
+        screen the counts add up) instead of a stack of toasts over the tables."""
+        shown = self._tally_notice
+        if shown is not None and shown in self._notifications:
+            finished, failed = finished + self._tally[0], failed + self._tally[1]
+            self._unnotify(shown, refresh=False)
+        self._tally = (finished, failed)
+        parts = [f"{finished} job{'s' if finished != 1 else ''} finished"] if finished else []
+        if failed:
+            parts.append(f"{failed} failed")
+        self._tally_notice = self._post_notice(
+            " · ".join(parts), severity="warning" if failed else "information"
         )
-        for count, label, severity in endings:
-            if count:
-                self.notify(f"{count} job{'s' if count > 1 else ''} {label}", severity=severity)
+
+    def _run_ended(self, run_id: int, name: str, ending: str) -> None:
+        """A run that waits in review, failed or completed gets a notice of its own,
+        and the terminal bell (config `bell`)."""
+        words = {
+            "review": ("waits in review (2 opens the Queue)", "warning"),
+            "failed": ("failed", "error"),
+            "succeeded": ("completed", "information"),
+        }
+        text, severity = words.get(ending, (ending, "information"))
+        self._post_notice(
+            f"Run r{run_id} {visible(name)} {text}", title="Run", severity=severity, timeout=8
+        )
+        if self.config.bell:
+            self.bell()
+
+    def _post_notice(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+    ) -> Notification:
+        """A toast of plain text (no markup: it quotes names) whose handle we keep."""
+        notice = Notification(
+            visible_lines(message),
+            visible(title),
+            severity,
+            self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+            markup=False,
+        )
+        self.post_message(Notify(notice))
+        return notice
 
     def notify(
         self,

@@ -158,6 +158,7 @@ def queue_summary(store: Store, after_event: int | None = None) -> QueueSummary:
         )
         last = conn.execute("SELECT max(id) FROM event").fetchone()[0] or 0
         ended: dict[str, int] = {}
+        run_endings: list[tuple[int, str, str]] = []
         if after_event is not None:
             ended = dict(
                 conn.execute(
@@ -166,6 +167,17 @@ def queue_summary(store: Store, after_event: int | None = None) -> QueueSummary:
                     (after_event, last),
                 ).fetchall()
             )
+            run_endings = [
+                (run_id, name, action.removeprefix("run."))
+                for run_id, name, action in conn.execute(
+                    "SELECT event.object_id, run.name, event.action FROM event"
+                    " JOIN run ON run.id = event.object_id"
+                    " WHERE event.id > ? AND event.id <= ?"
+                    " AND event.action IN ('run.review', 'run.succeeded', 'run.failed')"
+                    " ORDER BY event.id LIMIT 20",
+                    (after_event, last),
+                ).fetchall()
+            ]
     worker = settings.get(WORKER_KEY)
     return QueueSummary(
         state=settings.get(QUEUE_KEY, "active"),
@@ -174,6 +186,7 @@ def queue_summary(store: Store, after_event: int | None = None) -> QueueSummary:
         finished=ended.get("job.succeeded", 0),
         failed=ended.get("job.failed", 0),
         last_event=last,
+        run_endings=tuple(run_endings),
     )
 
 

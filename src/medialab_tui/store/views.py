@@ -241,3 +241,6 @@ class QueueSummary:
     finished: int = 0  # jobs that succeeded since the previous summary
     failed: int = 0  # jobs that failed since the previous summary
     last_event: int = 0  # pass it back as `after_event` next time
+    # Runs that reached review, succeeded or failed since the previous summary, in
+    # order: (run id, run name, "review" | "succeeded" | "failed").
+    run_endings: tuple[tuple[int, str, str], ...] = ()
