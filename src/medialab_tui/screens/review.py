@@ -4,9 +4,15 @@ A run whose stage has `review = true` stops in status `review`; this screen
 shows that stage's outputs as thumbnails (or, for enhanced prompts, their text),
 lets the prompt each passes on be edited, and approves all of them, or the ones
 selected, with `StudioClient.approve`.
+
+A card has one line for its prompt; variants of one prompt often differ only at
+the end, so when the cards' lines would read alike, the start they all share is
+left out ("…") and each card shows where its prompt differs.
 """
 
 from __future__ import annotations
+
+import os
 
 from PIL import Image as PILImage
 from textual import work
@@ -24,6 +30,32 @@ from medialab_tui.text import visible, visible_lines
 
 CARD_WIDTH = 26  # cells, border included; the grid fits as many columns as the width allows
 THUMB_SIDE = 192  # pixels kept in memory per thumbnail
+PROMPT_WIDTH = CARD_WIDTH - 4  # cells of a card's prompt line (border and padding off)
+
+
+def distinct_parts(prompts: list[str], width: int = PROMPT_WIDTH) -> list[str]:
+    """The prompts as lines of `width` cells that tell them apart: a prompt whose first
+    `width` characters are another's too loses the words it shares with that one ("…"),
+    but the last of them.
+
+    Prompts that are the same stay whole: the seed tells those cards apart.
+    """
+    different = set(prompts)
+
+    def part(prompt: str) -> str:
+        alike = [
+            other for other in different if other != prompt and other[:width] == prompt[:width]
+        ]
+        if not alike:
+            return prompt
+        shared = max((os.path.commonprefix([prompt, other]) for other in alike), key=len)
+        # Cut at the start of a word, keeping the last shared word to read the rest by.
+        last = shared.rfind(" ")
+        cut = shared.rfind(" ", 0, last) + 1 if last > 0 else 0
+        rest = prompt[(cut or last + 1 or len(shared)) :].strip()
+        return "…" + rest if rest else prompt
+
+    return [part(prompt) for prompt in prompts]
 
 
 class OutputCard(Vertical):
@@ -43,12 +75,20 @@ class OutputCard(Vertical):
                           text-overflow: ellipsis; }}
     """
 
-    def __init__(self, artifact: ArtifactView, image: PILImage.Image | None, graphics: str) -> None:
+    def __init__(
+        self,
+        artifact: ArtifactView,
+        image: PILImage.Image | None,
+        graphics: str,
+        shown_prompt: str | None = None,
+    ) -> None:
         super().__init__()
         self.artifact = artifact
         self.image = image
         self.graphics = graphics
         self.edited: str | None = None  # the prompt typed in review, if any
+        # The part of the prompt the card's line shows (see `distinct_parts`).
+        self.shown_prompt = artifact.prompt if shown_prompt is None else shown_prompt
 
     @property
     def prompt(self) -> str:
@@ -62,7 +102,7 @@ class OutputCard(Vertical):
         else:
             yield image_widget(self.graphics, self.image, classes="thumb")
         yield Static("", classes="caption")
-        yield Static(visible(self.artifact.prompt) or " ", classes="prompt", markup=False)
+        yield Static(visible(self.shown_prompt) or " ", classes="prompt", markup=False)
 
     def on_mount(self) -> None:
         self.show_caption()
@@ -85,10 +125,15 @@ class OutputCard(Vertical):
     def edit(self, prompt: str) -> None:
         """Pass `prompt` on instead of the output's own."""
         self.edited = None if prompt == self.artifact.prompt else prompt
-        self.query_one(".prompt", Static).update(visible(self.prompt) or " ")
+        self.show_prompt(prompt)
         if self.artifact.kind == "text":
             self.query_one(".text-body", Static).update(visible_lines(self.prompt))
         self.show_caption()
+
+    def show_prompt(self, shown: str) -> None:
+        """Show `shown`, the part of the prompt that tells this card from the others."""
+        self.shown_prompt = shown
+        self.query_one(".prompt", Static).update(visible(shown) or " ")
 
 
 class ReviewScreen(StudioScreen):
@@ -194,7 +239,11 @@ class ReviewScreen(StudioScreen):
     def show(self, outputs: list[ArtifactView], images: list[PILImage.Image | None]) -> None:
         grid = self.query_one("#review-grid", Grid)
         graphics = self.studio.config.graphics
-        grid.mount_all(OutputCard(a, im, graphics) for a, im in zip(outputs, images, strict=True))
+        shown = distinct_parts([a.prompt for a in outputs])
+        grid.mount_all(
+            OutputCard(a, im, graphics, part)
+            for a, im, part in zip(outputs, images, shown, strict=True)
+        )
         self.fit_columns()
         # The cards are laid out on the next refresh; only then can the cursor scroll to one.
         self.call_after_refresh(self.move_cursor, 0)
@@ -251,9 +300,16 @@ class ReviewScreen(StudioScreen):
         def edited(text: str | None) -> None:
             if text:
                 card.edit(text)
+                self.show_prompts()
 
         question = f"The prompt {card.artifact.ref} passes on to the next stage:"
         self.app.push_screen(TextPrompt(question, card.prompt, placeholder="a prompt"), edited)
+
+    def show_prompts(self) -> None:
+        """Each card's prompt line, told apart from the others' again (after an edit)."""
+        cards = self.cards
+        for card, shown in zip(cards, distinct_parts([c.prompt for c in cards]), strict=True):
+            card.show_prompt(shown)
 
     def action_approve(self) -> None:
         cards = self.cards
