@@ -88,7 +88,8 @@ class StudioHeader(Static):
     """One line: which screen, host or attached, device, queue state and counts.
 
     When the line is too long for the terminal, the least important parts go first:
-    the help hint, the device, the other screens' names, the words of the counts.
+    the help hint, the device, the words around the queue state and counts, then the
+    other screens' names.
     The host line is never cut.
     """
 
@@ -100,6 +101,7 @@ class StudioHeader(Static):
     def __init__(self, title: str) -> None:
         super().__init__()
         self.title = title
+        self.shown = ""
 
     def on_mount(self) -> None:
         self.refresh_state()
@@ -127,6 +129,7 @@ class StudioHeader(Static):
             (full, 0, "  [dim]? help[/]"),
             (full, 0, ""),
             (full, 1, ""),
+            (full, 2, ""),
             (short, 1, ""),
             (short, 2, ""),
             (alone, 2, ""),
@@ -143,7 +146,10 @@ class StudioHeader(Static):
         return line
 
     def refresh_state(self) -> None:
-        self.update(self.line(self.content_region.width or self.app.size.width - 2))
+        line = self.line(self.content_region.width or self.app.size.width - 2)
+        if line != self.shown:  # twice a second: only a change is drawn again
+            self.shown = line
+            self.update(line)
 
 
 class KeysFooter(Static):

@@ -346,9 +346,11 @@ class QueueScreen(StudioScreen):
 
     def size_preview(self) -> None:
         """Give the preview the cells its aspect needs; taller on tall terminals."""
-        preview = self.query_one("#running-preview", ImageWidget)
-        image = preview.image
-        if not isinstance(image, PILImage.Image):
+        # A screen that Textual closed while it was being built has no widgets.
+        found = self.query("#running-preview")
+        preview = found.first(ImageWidget) if found else None
+        image = preview.image if preview is not None else None
+        if preview is None or not isinstance(image, PILImage.Image):
             return
         rows = PREVIEW_TALL if self.size.height >= 45 else PREVIEW_ROWS
         preview.styles.height = rows
