@@ -164,9 +164,9 @@ async def follow_run(
     seen_jobs: dict[int, tuple[str, int, int]] = {}
     seen_artifacts: set[int] = set()
     last_host_check = time.monotonic()
-    changes = ChangeCounter(store.path)
     try:
         while True:
+            seen = store.changes()
             run, jobs, arts = _snapshot(store, run_id)
             for job in jobs:
                 key = (job.status, job.step, job.total_steps)
@@ -193,9 +193,8 @@ async def follow_run(
                 if current_host(data) is None:
                     display.message("The engine host went away; starting a new one.")
                     await asyncio.to_thread(ensure_host, data)
-            await changes.wait(FOLLOW_POLL_S, until=lambda: interrupts > 1)
+            await _until_changed(store, seen, FOLLOW_POLL_S, lambda: interrupts > 1)
     finally:
-        changes.close()
         loop.remove_signal_handler(signal.SIGINT)
         if pending_cancel is not None and interrupts > 1:
             pending_cancel.cancel()
@@ -212,31 +211,14 @@ async def follow_run(
     return summary
 
 
-class ChangeCounter:
-    """Waits for the next commit to the store by any other connection, cheaply:
-    SQLite's `data_version` on one connection of our own moves when someone else
-    commits, so the follower queries the run only when something changed."""
-
-    def __init__(self, path: Any) -> None:
-        import sqlite3
-
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        self._seen = self._version()
-
-    def _version(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    async def wait(self, timeout: float, until: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until():
-            version = self._version()
-            if version != self._seen:
-                self._seen = version
-                return
-            await asyncio.sleep(CHANGE_POLL_S)
-
-    def close(self) -> None:
-        self._conn.close()
+async def _until_changed(
+    store: Store, seen: tuple[int, int], timeout: float, stop: Callable[[], bool]
+) -> None:
+    """Until the store's change counter differs from `seen` (somebody committed; one
+    pragma per look, no query), `stop()` holds, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop() and store.changes() == seen:
+        await asyncio.sleep(CHANGE_POLL_S)
 
 
 def _stage_of(artifact: Artifact, jobs: list[Job]) -> int:

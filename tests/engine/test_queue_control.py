@@ -58,8 +58,8 @@ def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(
     foreign = home.cli("approve", run_ref, "--select", "a999")
     assert foreign.returncode == 2 and "not an output" in foreign.stderr
 
+    # The host that `run` started is still up (keep-alive): it continues the run.
     home.cli("approve", run_ref, "--select", chosen, check=True)
-    serve()
     wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=90)
     shown = home.json("show", run_ref)
     upscales = [j for j in shown["jobs"] if j["stage"] == "upscale"]
@@ -92,6 +92,7 @@ def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
     assert "\n" not in job["error"] and "Traceback" not in job["error"]
 
     shutil.copytree(demo_models_dir / "demo-sd15", model)
+    home.cli("pause", check=True)  # the warm host would run the retry at once
     home.cli("retry", job["id"], check=True)
     assert home.json("show", run_id)["status"] == "running"
     again = home.cli("retry", job["id"])
@@ -207,8 +208,8 @@ def test_manual_mode_waits_after_each_stage_and_reruns_repeat_lora_controlnet_an
     assert summary["status"] == "review" and len(summary["artifacts"]) == 2
     run_ref = summary["run_id"]
     firsts = [a for a in home.json("gallery") if a["stage"] == "img2img"]
+    # The host that `run` started continues the run once it is approved.
     home.cli("approve", run_ref, "--select", firsts[0]["id"], check=True)
-    server = serve()
     wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=60)
     upscaled = [
         a for a in home.json("gallery") if a["stage"] == "upscale" and a["run_id"] == run_ref
@@ -216,9 +217,6 @@ def test_manual_mode_waits_after_each_stage_and_reruns_repeat_lora_controlnet_an
     assert len(upscaled) == 1 and home.json("show", upscaled[0]["id"])["parents"] == [
         firsts[0]["id"]
     ]
-    server.terminate()
-    server.wait(timeout=30)
-
     for original in (firsts[0], upscaled[0]):
         proc = home.cli("rerun", original["id"], "--json", check=True, timeout=300)
         copy = json.loads(proc.stdout.splitlines()[-1])["artifacts"][0]

@@ -54,6 +54,8 @@ MIN_FREE_BYTES = 16 * 1024 * 1024
 SPACE_CHECK_S = 2.0
 # How often an idle host looks whether its keep-alive is over.
 IDLE_CHECK_S = 1.0
+# An idle engine looks at the queue when the store changed, and at least this often.
+LOOK_S = 5.0
 
 
 @dataclass
@@ -112,6 +114,10 @@ class Engine:
         self._idle_checked = 0.0
         self._loaded: list[str] = []
         self.leave_reason = ""
+        # What the store's change counter said at the last look at the queue.
+        self._seen_changes: tuple[int, int] | None = None
+        self._looked = 0.0
+        self._woken = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -122,6 +128,7 @@ class Engine:
 
     def wake(self) -> None:
         """Look at the queue now instead of at the next poll."""
+        self._woken = True
         self._wake.set()
 
     @property
@@ -138,9 +145,12 @@ class Engine:
         announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
         try:
             while not self._stop.is_set():
+                job = None
+                if not self._store_moved():
+                    await self._idle_wait()
+                    continue
                 if self._time_to_leave():
                     break
-                job = None
                 try:
                     if self._space_to_work():
                         self.sweep_runs()
@@ -153,17 +163,32 @@ class Engine:
                 if job is not None:
                     await self.execute(job)
                     continue
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
-                except TimeoutError:
-                    pass
+                await self._idle_wait()
         finally:
             announce.cancel()
             if self.worker is not None:
                 await self.worker.shutdown()
                 self.worker = None
             self._unpublish_host()
+
+    async def _idle_wait(self) -> None:
+        """Until the next poll, or until something wakes the engine."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), POLL_S)
+        except TimeoutError:
+            pass
+
+    def _store_moved(self) -> bool:
+        """Whether the queue needs a look: somebody committed to the store since the
+        last look (one pragma, no query), or LOOK_S has passed (the keep-alive and the
+        disk space are checked at least that often), or the engine was woken."""
+        changes = self.store.changes()
+        now = time.monotonic()
+        if changes == self._seen_changes and now - self._looked < LOOK_S and not self._woken:
+            return False
+        self._seen_changes, self._looked, self._woken = changes, now, False
+        return True
 
     def recover(self) -> None:
         """At start: jobs left `running` by a dead host go back to the queue, or fail."""
@@ -305,16 +330,25 @@ class Engine:
 
     # -- the queue -----------------------------------------------------------------
 
+    def _next_queued(self, s: Session) -> Job | None:
+        return s.exec(
+            select(Job)
+            .join(Run, col(Run.id) == Job.run_id)
+            .where(Job.status == "queued", col(Run.status).in_(("pending", "running")))
+            .order_by(col(Job.priority).desc(), col(Job.id))
+            .limit(1)
+        ).first()
+
     def claim_next(self) -> Job | None:
-        """Mark the next queued job running: highest priority first, then oldest."""
+        """Mark the next queued job running: highest priority first, then oldest.
+
+        A read first: an idle engine commits nothing, so the store's change counter
+        stays still and the next look is skipped."""
+        with self.store.read() as s:
+            if self._next_queued(s) is None:
+                return None
         with self.store.write() as s:
-            job = s.exec(
-                select(Job)
-                .join(Run, col(Run.id) == Job.run_id)
-                .where(Job.status == "queued", col(Run.status).in_(("pending", "running")))
-                .order_by(col(Job.priority).desc(), col(Job.id))
-                .limit(1)
-            ).first()
+            job = self._next_queued(s)
             if job is None:
                 return None
             job.status, job.started_at = "running", utcnow()
@@ -330,6 +364,12 @@ class Engine:
 
     def sweep_runs(self) -> None:
         """Move on every active run whose current stage has no work left."""
+        with self.store.read() as s:
+            active = s.exec(
+                select(Run.id).where(col(Run.status).in_(("pending", "running"))).limit(1)
+            ).first()
+        if active is None:
+            return
         with self.store.write() as s:
             runs = s.exec(select(Run).where(col(Run.status).in_(("pending", "running")))).all()
             for run in runs:
