@@ -59,39 +59,3 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
-
-
-class QuitScreen(ModalScreen[str | None]):
-    """Quitting with work in the queue: stop it, or leave it to a background server."""
-
-    DEFAULT_CSS = DIALOG_CSS.format(name="QuitScreen")
-    BINDINGS = [
-        Binding("b", "choose('background')", "Keep running"),
-        Binding("s", "choose('stop')", "Stop"),
-        Binding("escape", "choose(None)", "Stay"),
-    ]
-
-    def __init__(self, busy: int) -> None:
-        super().__init__()
-        self.busy = busy
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(
-                f"{self.busy} job{'s are' if self.busy != 1 else ' is'} still queued or "
-                "running.\n\n"
-                "[b]b[/b]  keep it running in a background `medialab serve` "
-                "(the next `medialab` attaches to it)\n"
-                "[b]s[/b]  stop now: the jobs wait in the queue for the next engine\n"
-                "[b]esc[/b] stay here"
-            )
-            with Horizontal():
-                yield Button("Keep running (b)", variant="primary", id="background")
-                yield Button("Stop (s)", id="stop")
-                yield Button("Stay (esc)", id="stay")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(None if event.button.id == "stay" else event.button.id)
-
-    def action_choose(self, choice: str | None) -> None:
-        self.dismiss(choice)
