@@ -7,6 +7,7 @@ screens, not the other way round.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -79,6 +80,7 @@ def plain_cells(*cells: object) -> tuple[object, ...]:
 SCREEN_KEYS = (("1", "Builder"), ("2", "Queue"), ("3", "Models"), ("4", "Gallery"))
 
 
+@lru_cache(maxsize=256)  # the header measures the same lines twice a second
 def cells(markup: str) -> int:
     """How many cells a line of Textual markup takes on screen."""
     return Content.from_markup(markup).cell_length

@@ -29,7 +29,7 @@ from medialab_tui.screens.common import StudioScreen, plain_cells
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.review import ReviewScreen
 from medialab_tui.screens.thumbs import ImageWidget, cell_width, image_widget, load_image
-from medialab_tui.store.tables import TERMINAL_RUN
+from medialab_tui.store.values import TERMINAL_RUN
 from medialab_tui.text import visible, visible_lines
 
 POLL_S = 0.5
@@ -298,6 +298,7 @@ class QueueScreen(StudioScreen):
         self.jobs_offset = 0
         self.preview_stamp: tuple[int, float] | None = None
         self._poll: Worker[None] | None = None
+        self._shown: tuple[object, ...] = ()  # the last snapshot shown, and for which pick
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="queue-body"):
@@ -412,6 +413,10 @@ class QueueScreen(StudioScreen):
 
     def show(self, snap: QueueSnapshot) -> None:
         """Apply a poll's snapshot to the widgets."""
+        # Nothing running and nothing new since the last poll: the widgets show it already.
+        shown, self._shown = self._shown, (snap, self.run_id, self.follow, self.size)
+        if shown == self._shown and snap.running is None:
+            return
         now = datetime.now(UTC)
         picked = self.runs.get(self.run_id or 0)
         self.runs = {r.id: r for r in snap.runs}
