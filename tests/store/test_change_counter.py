@@ -7,6 +7,7 @@ only when it moved.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -157,3 +158,51 @@ def test_a_caller_changing_its_answer_does_not_change_the_next(client: StudioCli
     runs = client.runs()
     runs.clear()
     assert [r.name for r in client.runs()] == ["first"]
+
+
+SETTINGS_WITHOUT_SQLALCHEMY = """
+import json, sys
+from pathlib import Path
+from medialab_tui.store.db import Store
+store = Store(Path(sys.argv[1]))
+before = store.changes()
+store.put_setting("client.a", "1")
+store.put_setting("client.b", "2")
+store.put_setting("client.a", "3")
+store.put_setting("other", "4")
+moved = store.changes() != before
+seen = [store.setting("client.a"), store.setting("gone"), store.settings("client.")]
+store.drop_settings("client.b", "gone")
+seen.append(store.settings("client."))
+print(json.dumps([moved, seen, "sqlalchemy" in sys.modules]))
+"""
+
+
+def test_settings_are_written_and_read_without_sqlalchemy(store: Store) -> None:
+    """A TUI's heartbeat and the host's card are small writes: no SQLAlchemy import."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SETTINGS_WITHOUT_SQLALCHEMY, str(store.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    moved, seen, imported = json.loads(proc.stdout)
+    assert moved and not imported
+    assert seen == ["3", None, {"client.a": "3", "client.b": "2"}, {"client.a": "3"}]
+    # This process sees the other's commits, through its sessions too.
+    assert store.setting("other") == "4"
+    with store.read() as s:
+        row = s.get(Setting, "client.a")
+    assert row is not None and row.value == "3"
+
+
+def test_a_setting_written_here_moves_this_store_counter(store: Store) -> None:
+    before = store.changes()
+    store.put_setting("client.here", "1")
+    after = store.changes()
+    assert after != before
+    store.drop_settings("client.here")
+    assert store.changes() not in (before, after)
+    assert store.setting("client.here") is None

@@ -215,6 +215,8 @@ class Store:
         self._idle_readers: list[sqlite3.Connection] = []
         self._counter: sqlite3.Connection | None = None
         self._own_commits = 0
+        self._writer_lock = threading.Lock()
+        self._plain_writer: sqlite3.Connection | None = None
 
     def _migrate(self) -> None:
         """Create the schema, or bring an older database up to this version.
@@ -324,6 +326,54 @@ class Store:
             version = int(self._counter.execute("PRAGMA data_version").fetchone()[0])
             return version, self._own_commits
 
+    # -- settings, without a session --------------------------------------------------
+
+    def setting(self, key: str) -> str | None:
+        """The value of one `setting` row, None when there is none."""
+        with self.reading() as conn:
+            row = conn.execute("SELECT value FROM setting WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def settings(self, prefix: str) -> dict[str, str]:
+        """The `setting` rows whose keys start with `prefix`, key → value."""
+        with self.reading() as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM setting WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return {str(key): str(value) for key, value in rows}
+
+    def put_setting(self, key: str, value: str) -> None:
+        """Write one `setting` row, in a transaction of its own."""
+        self._write_settings(
+            "INSERT INTO setting (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(key, value)],
+        )
+
+    def drop_settings(self, *keys: str) -> None:
+        """Remove `setting` rows (those that are there), in one transaction."""
+        self._write_settings("DELETE FROM setting WHERE key = ?", [(key,) for key in keys])
+
+    def _write_settings(self, sql: str, rows: list[tuple[str, ...]]) -> None:
+        """Small writes that must not cost SQLAlchemy's import: a TUI's heartbeat, the
+        host's card. One plain connection, kept, used by one thread at a time."""
+        with self._writer_lock:
+            if self._plain_writer is None:
+                self._plain_writer = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
+                self._plain_writer.execute("PRAGMA synchronous=NORMAL")  # as the sessions'
+            conn = self._plain_writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        with self._lock:
+            self._own_commits += 1
+
     # -- sessions --------------------------------------------------------------------
 
     def _engine(self, *, immediate: bool) -> Engine:
@@ -379,7 +429,10 @@ class Store:
         with self._lock:
             readers, self._idle_readers = self._idle_readers, []
             counter, self._counter = self._counter, None
+        with self._writer_lock:
+            writer, self._plain_writer = self._plain_writer, None
         for engine in engines:
             engine.dispose()
-        for conn in [*readers, *([counter] if counter else [])]:
-            conn.close()
+        for conn in [*readers, counter, writer]:
+            if conn is not None:
+                conn.close()
