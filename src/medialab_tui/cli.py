@@ -162,6 +162,7 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         backup.host_started(store.path)
         asyncio.run(main())
     finally:
+        backup.finish_pending()
         lock.release()
     reason = f" ({engine.leave_reason})" if engine is not None and engine.leave_reason else ""
     print(f"medialab engine stopped{reason}; unfinished jobs stay queued.", file=sys.stderr)

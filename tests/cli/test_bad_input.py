@@ -587,8 +587,9 @@ def place(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> It
     )
     medialab(data, "models", "scan")
     medialab(data, "run", str(review))
+    medialab(data, "stop")  # the host `run` started: the cases check that nothing changes
     (files / "pending.toml").write_text(GOOD)
-    medialab(data, "run", str(files / "pending.toml"), "--no-wait")
+    medialab(data, "run", str(files / "pending.toml"), "--no-wait", "--no-start")
     odd = root / "odd"
     odd.mkdir()
     pristine = root / "pristine"

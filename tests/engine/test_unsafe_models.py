@@ -317,7 +317,11 @@ class Damaged:
         assert isinstance(models, list)
         self.listing = {m["name"]: m for m in models}
         queued = self.home.cli(
-            "run", str(txt2img(self.home, "clean-sd15", name="ok")), "--no-wait", check=True
+            "run",
+            str(txt2img(self.home, "clean-sd15", name="ok")),
+            "--no-wait",
+            "--no-start",  # it stays queued: the cases check that nothing changes
+            check=True,
         )
         assert "queued" in queued.stdout
         self.before = stored(self.home)

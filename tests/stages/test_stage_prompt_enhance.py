@@ -360,7 +360,6 @@ def test_review_picks_and_edits_enhanced_prompts_before_the_images(home, serve) 
     assert wrong.returncode == 2 and "not an approved output" in wrong.stderr
     edit = f"a{third}=a fox in the snow, drawn by hand"
     home.cli("approve", run_ref, "--select", f"a{second}", f"a{third}", "--edit", edit, check=True)
-    serve()
     wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=120)
     images = query(
         home,

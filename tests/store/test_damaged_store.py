@@ -86,6 +86,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     home = Home(root)
     home.cli("run", str(home.pipeline("up", UPSCALE)), "--json", check=True)
+    home.cli("stop", check=True)  # the host `run` started; it finishes its backup first
     return root
 
 
@@ -175,8 +176,10 @@ def test_a_new_data_directory_starts_empty(empty_home: Home) -> None:
 
 def test_the_first_completed_job_of_a_host_leaves_an_owner_only_backup(made: Path) -> None:
     found = backup.list_backups(made / "medialab.db")
-    assert len(found) == 1
+    # One at the host's start (the run was queued, nothing made yet), one after its job.
+    assert len(found) == 2
     assert backup.counts(found[0].path) == {"run": 1, "job": 1, "artifact": 1}
+    assert backup.counts(found[1].path) == {"run": 1, "job": 1, "artifact": 0}
     assert stat.S_IMODE(found[0].path.stat().st_mode) == 0o600
     assert stat.S_IMODE((made / "backups").stat().st_mode) == 0o700
 

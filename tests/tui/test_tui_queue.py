@@ -207,6 +207,8 @@ async def test_enter_on_a_run_not_in_review_says_so(home: Home, studio) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_queue(pilot)
         await until(pilot, lambda: cell(screen.runs_table, run_id, 0))
+        screen.runs_table.focus()
+        await until(pilot, lambda: screen.focused is screen.runs_table)
         await pilot.press("enter")
 
         def said() -> bool:

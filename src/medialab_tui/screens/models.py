@@ -102,10 +102,17 @@ class ModelsScreen(StudioScreen):
                 yield Static("", id="model-details")
 
     def set_up(self) -> None:
-        table = self.query_one(DataTable)
-        for name in COLUMNS:
-            table.add_column(Text(name, justify="right") if name == "size" else name, key=name)
+        self._columns()
         self.load()
+
+    def _columns(self) -> DataTable[object]:
+        """The table, with its columns (a load may come back before `set_up` ran)."""
+        table = self.query_one(DataTable)
+        if not table.columns:
+            for name in COLUMNS:
+                label = Text(name, justify="right") if name == "size" else name
+                table.add_column(label, key=name)
+        return table
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
@@ -120,7 +127,7 @@ class ModelsScreen(StudioScreen):
 
     def _show(self, models: list[ModelView]) -> None:
         self.models = models
-        table = self.query_one(DataTable)
+        table = self._columns()
         keep = table.cursor_row
         table.clear()
         for m in models:

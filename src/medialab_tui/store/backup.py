@@ -255,17 +255,29 @@ def host_started(db_path: Path) -> Backup | None:
     return _backup_quietly(db_path)
 
 
+_running: list[threading.Thread] = []
+
+
 def job_completed(db_path: Path) -> None:
-    """Count a completed job; every `BACKUP_EVERY_JOBS`-th one (and the first, in a
-    host that took no backup at start) starts a backup on a thread of its own, so
-    the queue never waits on the copy. Never raises: a failed backup is logged."""
+    """Count a completed job; the host's first (its backup at start predates its
+    work) and every `BACKUP_EVERY_JOBS`-th one start a backup on a thread of its own,
+    so the queue never waits on the copy. Never raises: a failed backup is logged."""
     done = _completed.get(db_path, 0) + 1
     _completed[db_path] = done
-    if db_path in _backed_up and done % BACKUP_EVERY_JOBS:
+    if db_path in _backed_up and done != 1 and done % BACKUP_EVERY_JOBS:
         return
     _backed_up.add(db_path)
     # Not a daemon: a host that leaves right after its last job still finishes the copy.
-    threading.Thread(target=_backup_quietly, args=(db_path,), name="backup").start()
+    thread = threading.Thread(target=_backup_quietly, args=(db_path,), name="backup")
+    _running.append(thread)
+    thread.start()
+
+
+def finish_pending(timeout: float = 60.0) -> None:
+    """Wait for the backups under way (a host does before it lets go of the lock, so
+    whoever takes it next finds them complete)."""
+    while _running:
+        _running.pop().join(timeout)
 
 
 def _backup_quietly(db_path: Path) -> Backup | None:
