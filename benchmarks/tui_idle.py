@@ -4,7 +4,8 @@ Starts `medialab serve` on a data directory holding a few finished runs, opens
 `medialab` in a detached tmux pane of 100×30, waits for its first full frame and a
 few seconds more (it builds the other screens just after start), then reads the
 process's user and system time from /proc/<pid>/stat over a quiet window on each
-screen in turn (Builder, then Queue). Goal ≤ 2 % of a core.
+screen in turn (Builder, then Queue; `--screens` takes any of the four). Goal ≤ 2 % of
+a core.
 
     .venv/bin/python benchmarks/tui_idle.py [--seconds 20] [--screens builder,queue]
 """
@@ -12,6 +13,7 @@ screen in turn (Builder, then Queue). Goal ≤ 2 % of a core.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +67,7 @@ def main() -> int:
             tmux.shutdown()
     for screen, percent in results.items():
         print(f"{screen:<8} {percent:5.2f} % of a core over {args.seconds:.0f} s")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     worst = max(results.values())
     verdict = "meets" if worst <= GOAL_PERCENT else "misses"
     print(f"idle TUI: at most {worst:.2f} % of a core (goal ≤ {GOAL_PERCENT} %: {verdict})")

@@ -198,11 +198,19 @@ def test_settings_are_written_and_read_without_sqlalchemy(store: Store) -> None:
     assert row is not None and row.value == "3"
 
 
-def test_a_setting_written_here_moves_this_store_counter(store: Store) -> None:
+def test_a_setting_written_here_moves_this_store_counter(store: Store, data: DataDir) -> None:
     before = store.changes()
     store.put_setting("client.here", "1")
     after = store.changes()
     assert after != before
+    # The same value again writes nothing: neither this store nor another sees a change.
+    elsewhere = Store(data.db_path)
+    seen = elsewhere.changes()
+    store.put_setting("client.here", "1")
+    store.drop_settings("not.there")
+    assert (store.changes(), elsewhere.changes()) == (after, seen)
     store.drop_settings("client.here")
     assert store.changes() not in (before, after)
+    assert elsewhere.changes() != seen
     assert store.setting("client.here") is None
+    elsewhere.dispose()

@@ -17,11 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import col, select
-
 from medialab_tui.config import current_user
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Setting
 
 HOST_INFO_KEY = "host.info"
 STOP_KEY = "host.stop"
@@ -33,29 +30,22 @@ CLIENT_STALE_S = 20.0
 
 
 def _get(store: Store, key: str) -> dict[str, Any] | None:
-    with store.read() as s:
-        row = s.get(Setting, key)
-    if row is None:
+    text = store.setting(key)
+    if text is None:
         return None
     try:
-        value = json.loads(row.value)
+        value = json.loads(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
 def _put(store: Store, key: str, value: dict[str, Any]) -> None:
-    with store.write() as s:
-        row = s.get(Setting, key) or Setting(key=key, value="")
-        row.value = json.dumps(value)
-        s.add(row)
+    store.put_setting(key, json.dumps(value))
 
 
 def _drop(store: Store, key: str) -> None:
-    with store.write() as s:
-        row = s.get(Setting, key)
-        if row is not None:
-            s.delete(row)
+    store.drop_settings(key)
 
 
 # -- the host's card ------------------------------------------------------------------
@@ -149,21 +139,15 @@ def attached_clients(store: Store, now: float | None = None) -> int:
     """How many TUIs have heartbeat lately; the stale rows of gone ones are removed."""
     now = time.time() if now is None else now
     fresh, stale = 0, []
-    with store.read() as s:
-        rows = s.exec(select(Setting).where(col(Setting.key).startswith(CLIENT_PREFIX))).all()
-    for row in rows:
+    for key, value in store.settings(CLIENT_PREFIX).items():
         try:
-            at = float(json.loads(row.value).get("at", 0))
+            at = float(json.loads(value).get("at", 0))
         except (ValueError, AttributeError, TypeError):
             at = 0.0
         if now - at <= CLIENT_STALE_S:
             fresh += 1
         else:
-            stale.append(row.key)
+            stale.append(key)
     if stale:
-        with store.write() as s:
-            for key in stale:
-                row = s.get(Setting, key)
-                if row is not None:
-                    s.delete(row)
+        store.drop_settings(*stale)
     return fresh

@@ -343,10 +343,11 @@ class Store:
         return {str(key): str(value) for key, value in rows}
 
     def put_setting(self, key: str, value: str) -> None:
-        """Write one `setting` row, in a transaction of its own."""
+        """Write one `setting` row, in a transaction of its own (the same value again
+        changes nothing, so the change counter stays)."""
         self._write_settings(
-            "INSERT INTO setting (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO setting (key, value) VALUES (?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
             [(key, value)],
         )
 
@@ -364,6 +365,7 @@ class Store:
                 )
                 self._plain_writer.execute("PRAGMA synchronous=NORMAL")  # as the sessions'
             conn = self._plain_writer
+            before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(sql, rows)
@@ -371,8 +373,10 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        with self._lock:
-            self._own_commits += 1
+            changed = conn.total_changes != before
+        if changed:
+            with self._lock:
+                self._own_commits += 1
 
     # -- sessions --------------------------------------------------------------------
 
