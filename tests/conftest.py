@@ -105,6 +105,15 @@ def home(tmp_path: Path, demo_models_dir: Path) -> Iterator[Home]:
     stop_engine_host(root)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_engine_host_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end, stop every engine host a test started in its data directories
+    (module fixtures' included): none outlives the test session."""
+    yield
+    for lock in tmp_path_factory.getbasetemp().rglob("engine.lock"):
+        stop_engine_host(lock.parent)
+
+
 def stop_engine_host(root: Path) -> None:
     """End the engine host a test started (clients start `medialab serve` detached,
     and it would stay for its keep-alive)."""

@@ -38,6 +38,7 @@ def made(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Hom
     home.cli("models", "scan", check=True)
     pipeline = home.pipeline("g", txt2img_toml(prompts=PROMPTS, seeds=[3], extra=UPSCALE))
     home.cli("run", str(pipeline), "--json", check=True, timeout=300)
+    home.cli("stop", check=True)  # the host `run` started: the listings need none
     store = Store(DataDir(root).db_path)
     with store.write() as s:
         old = s.get(Artifact, int(OLD[1:]))
