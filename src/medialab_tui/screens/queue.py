@@ -25,6 +25,7 @@ from textual.worker import Worker
 
 from medialab_tui.client import JobView, RunView
 from medialab_tui.errors import MedialabError
+from medialab_tui.progress import StepRates
 from medialab_tui.screens.common import StudioScreen, plain_cells
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.review import ReviewScreen
@@ -87,14 +88,17 @@ def aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+# Step rates of the running jobs, as this process has seen them (see progress.py).
+STEP_RATES = StepRates()
+
+
 def eta(job: JobView, now: datetime) -> str:
-    """Time left for a running job, extrapolated from its progress since it started."""
+    """Time left for a running job at the step rate it shows now (a model load before
+    its first step is not counted in); `…` until two steps have been seen."""
     if job.status != "running":
         return ""
-    if job.started_at is None or job.progress <= 0:
-        return "…"
-    elapsed = (now - aware(job.started_at)).total_seconds()
-    return duration(elapsed * (1 - job.progress) / job.progress)
+    left = STEP_RATES.seconds_left(job.id or 0, job.step, job.total_steps)
+    return "…" if left is None else duration(left)
 
 
 def created(ts: datetime, now: datetime) -> str:
