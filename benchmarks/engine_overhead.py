@@ -53,6 +53,19 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+MEDIALAB = [sys.executable, "-m", "medialab_tui"]
+
+
+def demo_home(tmp: str, config: str) -> tuple[Path, dict[str, str]]:
+    """A data directory in `tmp` with `config.toml` and the demo models; its env."""
+    home = Path(tmp) / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(config)
+    env = {**os.environ, "MEDIALAB_HOME": str(home)}
+    subprocess.run([*MEDIALAB, "models", "demo"], env=env, check=True, capture_output=True)
+    return home, env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
@@ -63,12 +76,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="medialab-bench-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        (home / "config.toml").write_text(f"threads = {args.threads}\n")
-        env = {**os.environ, "MEDIALAB_HOME": str(home)}
-        medialab = [sys.executable, "-m", "medialab_tui"]
-        subprocess.run([*medialab, "models", "demo"], env=env, check=True, capture_output=True)
+        home, env = demo_home(tmp, f"threads = {args.threads}\n")
+        medialab = MEDIALAB
         pipeline = Path(tmp) / "bench.toml"
         pipeline.write_text(
             f'name = "bench"\n[inputs]\nprompts = ["a lighthouse at dusk"]\n'

@@ -18,7 +18,6 @@ job's `started_at` in the store (goal ≤ 0.5 s).
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine_overhead import BARE_LOOP, timed  # noqa: E402
+from engine_overhead import BARE_LOOP, MEDIALAB, demo_home, timed  # noqa: E402
 
 
 def started_after_exec(db: Path, called_at: float) -> float:
@@ -52,12 +51,8 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="medialab-bench-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        (home / "config.toml").write_text(f"threads = {args.threads}\nkeep_alive = 600\n")
-        env = {**os.environ, "MEDIALAB_HOME": str(home)}
-        medialab = [sys.executable, "-m", "medialab_tui"]
-        subprocess.run([*medialab, "models", "demo"], env=env, check=True, capture_output=True)
+        home, env = demo_home(tmp, f"threads = {args.threads}\nkeep_alive = 600\n")
+        medialab = MEDIALAB
         pipeline = Path(tmp) / "one.toml"
         pipeline.write_text(
             'name = "one"\n[inputs]\nprompts = ["a lighthouse at dusk"]\nseeds = [1]\n'
