@@ -7,6 +7,7 @@ screens, not the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -252,6 +253,17 @@ class StudioScreen(Screen[None]):
     def action_leave_field(self) -> None:
         if isinstance(self.focused, (Input, TextArea)):
             self.set_focus(None)
+
+    def from_worker(self, show: Callable[..., object], *args: object) -> None:
+        """Call `show(*args)` on the app's thread, from a thread worker. A load that
+        comes back after the screen closed (the app shutting down, a screen built
+        ahead and closed unshown) is dropped: its widgets are gone."""
+
+        def on_app_thread() -> None:
+            if self.children and self.app.is_running:
+                show(*args)
+
+        self.app.call_from_thread(on_app_thread)
 
     @property
     def studio(self) -> Studio:

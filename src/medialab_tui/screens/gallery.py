@@ -301,9 +301,7 @@ class GalleryScreen(StudioScreen):
         views = self.client.gallery(query, limit=PAGE_SIZE, offset=offset)
         images = self._load_thumbs(views) if self.grid_mode else {}
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(
-                self._show_page, query, offset, total, views, images, keep, row
-            )
+            self.from_worker(self._show_page, query, offset, total, views, images, keep, row)
 
     def _show_page(
         self,
@@ -352,7 +350,7 @@ class GalleryScreen(StudioScreen):
     def _fill_grid(self, views: list[ArtifactView]) -> None:
         images = self._load_thumbs(views)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_grid, views, images)
+            self.from_worker(self._show_grid, views, images)
 
     def _show_grid(self, views: list[ArtifactView], images: dict[int, Any]) -> None:
         if views is self.page and self.grid_mode:
@@ -400,7 +398,7 @@ class GalleryScreen(StudioScreen):
     @work(thread=True, group="gallery-poll")
     def _count(self, query: GalleryQuery) -> None:
         total = self.client.gallery_count(query)
-        self.app.call_from_thread(self._counted, query, total)
+        self.from_worker(self._counted, query, total)
 
     def _counted(self, query: GalleryQuery, total: int) -> None:
         if query == self.gallery_query and total != self.total:
@@ -410,7 +408,7 @@ class GalleryScreen(StudioScreen):
     @work(thread=True, exclusive=True, group="gallery-facets")
     def _load_facets(self) -> None:
         models, stages = self.client.gallery_facets()
-        self.app.call_from_thread(self._show_facets, models, stages)
+        self.from_worker(self._show_facets, models, stages)
 
     def _show_facets(self, models: list[str], stages: list[str]) -> None:
         self.stages = stages
@@ -458,7 +456,7 @@ class GalleryScreen(StudioScreen):
             full = view  # deleted by someone else meanwhile: show what the page knew
         image = load_image(full.path, 512) if full.kind == "image" else None
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._inspected, full, image)
+            self.from_worker(self._inspected, full, image)
 
     def _inspected(self, view: ArtifactView, image: PILImage.Image | None) -> None:
         current = self.current
@@ -631,7 +629,7 @@ class GalleryScreen(StudioScreen):
         except InputError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return
-        self.app.call_from_thread(self._starred, view.id, starred)
+        self.from_worker(self._starred, view.id, starred)
 
     def _starred(self, artifact_id: int, starred: bool) -> None:
         ref = f"a{artifact_id}"
@@ -671,7 +669,7 @@ class GalleryScreen(StudioScreen):
         except InputError as e:
             self.app.call_from_thread(self.notify, str(e), severity="error")
             return
-        self.app.call_from_thread(self._deleted, view)
+        self.from_worker(self._deleted, view)
 
     def _deleted(self, view: ArtifactView) -> None:
         self.notify(f"Deleted {view.ref}; its files are in trash/")

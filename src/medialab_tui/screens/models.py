@@ -123,7 +123,7 @@ class ModelsScreen(StudioScreen):
     @work(thread=True, exclusive=True, group="models")
     def load(self) -> None:
         models = self.client.models(self.kind)
-        self.app.call_from_thread(self._show, models)
+        self.from_worker(self._show, models)
 
     def _show(self, models: list[ModelView]) -> None:
         self.models = models
@@ -190,7 +190,7 @@ class ModelsScreen(StudioScreen):
         )
         self.app.call_from_thread(self.notify, message)
         models = self.client.models(self.kind)
-        self.app.call_from_thread(self._show, models)
+        self.from_worker(self._show, models)
 
     def action_use(self) -> None:
         m = self._current()

@@ -413,12 +413,10 @@ class QueueScreen(StudioScreen):
             log=client.log_tail(LOG_LINES),
             paused=client.summary().state == "paused",
         )
-        self.app.call_from_thread(self.show, snapshot)
+        self.from_worker(self.show, snapshot)
 
     def show(self, snap: QueueSnapshot) -> None:
         """Apply a poll's snapshot to the widgets."""
-        if not self.query("#runs"):
-            return  # a poll that came back while the app closed the screen
         # Nothing running and nothing new since the last poll: the widgets show it already.
         shown, self._shown = self._shown, (snap, self.run_id, self.follow, self.size)
         if shown == self._shown and snap.running is None:

@@ -234,7 +234,7 @@ class ReviewScreen(StudioScreen):
     def load(self) -> None:
         outputs = self.client.review_outputs(self.run_id)
         images = [load_image(a.path, THUMB_SIDE) for a in outputs]
-        self.app.call_from_thread(self.show, outputs, images)
+        self.from_worker(self.show, outputs, images)
 
     def show(self, outputs: list[ArtifactView], images: list[PILImage.Image | None]) -> None:
         grid = self.query_one("#review-grid", Grid)

@@ -332,7 +332,7 @@ def _token_notices(
             if tokens > family.text_tokens - 2:
                 short = text if len(text) <= 40 else text[:37] + "…"
                 notices.append(
-                    f"stage {index + 1} ({stage.type}): the prompt \"{short}\" is about "
+                    f'stage {index + 1} ({stage.type}): the prompt "{short}" is about '
                     f"{tokens} tokens; {family.title}'s text encoder reads "
                     f"{family.text_tokens - 2}, the rest is dropped"
                 )

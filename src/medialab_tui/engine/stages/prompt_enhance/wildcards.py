@@ -37,10 +37,7 @@ def read_wildcards(
             raise ctx.error(f"wildcard file {path} has no entries")
         lists[name] = lines
         todo += [n for line in lines for n in names_in(line)]
-    refers = {
-        name: {n for line in lines for n in names_in(line)}
-        for name, lines in lists.items()
-    }
+    refers = {name: {n for line in lines for n in names_in(line)} for name, lines in lists.items()}
     cycle = find_cycle(refers)
     if cycle:
         chain = " → ".join(f"__{n}__" for n in cycle)
