@@ -12,13 +12,15 @@ import base64
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medialab_tui import __version__
 from medialab_tui.engine.worker.protocol import ModelRef, RunCommand
 from medialab_tui.store.artifacts import write_png, write_sidecar
+from medialab_tui.store.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -175,6 +177,46 @@ class JobContext:
         meta = {**meta, "width": image.width, "height": image.height, "name": name}
         write_png(path, image, meta)
         self.announce(path, "image", meta, width=image.width, height=image.height)
+
+    def save_video(
+        self,
+        frames: Iterable[Any],
+        name: str,
+        meta: dict[str, Any],
+        *,
+        fps: Fraction,
+        frame_count: int,
+        size: tuple[int, int],
+        audio_from: Path | None = None,
+    ) -> Path:
+        """Write `frames` (RGB arrays or PIL images, `frame_count` of them, `size` each)
+        as `<name>.mp4` at exactly `fps`, with a first-frame thumbnail
+        `<name>.thumb.png`, then announce it. `meta` goes into the container's comment
+        tag and the sidecar."""
+        from medialab_tui.store.videos import first_frame, write_video
+
+        fps = Fraction(fps)
+        width, height = size[0] // 2 * 2, size[1] // 2 * 2
+        path = self.out_dir / f"{name}.mp4"
+        meta = {
+            **meta,
+            "name": name,
+            "width": width,
+            "height": height,
+            "frames": frame_count,
+            "fps": float(fps),
+            "fps_exact": f"{fps.numerator}/{fps.denominator}",
+            "duration": float(frame_count / fps),
+        }
+        written = write_video(path, frames, fps, meta=meta, audio_from=audio_from)
+        if written != frame_count:
+            path.unlink(missing_ok=True)
+            raise JobFailed("internal", f"{name}.mp4 got {written} frames, not {frame_count}")
+        buf = io.BytesIO()
+        first_frame(path).save(buf, format="PNG")
+        atomic_write_bytes(path.with_suffix(".thumb.png"), buf.getvalue())
+        self.announce(path, "video", meta, width=width, height=height)
+        return path
 
     def announce(self, path: Path, kind: str, meta: dict[str, Any], **fields: Any) -> None:
         """Write the output's sidecar and tell the engine about it (it indexes it when the
