@@ -49,9 +49,9 @@ _NAME_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
 def detect_arch(path: Path) -> tuple[str, str, str]:
     """Return ``(kind, arch, format)`` for a model folder or file.
 
-    kind is one of checkpoint, lora, vae, controlnet, upscaler, embedding,
-    detector, unknown; arch is sd15, sdxl, sdxl-refiner, sd2, esrgan,
-    opencv-cascade or unknown (or a lowercased pipeline class for other
+    kind is one of checkpoint, video, lora, vae, controlnet, upscaler,
+    embedding, detector, unknown; arch is sd15, sdxl, sdxl-refiner, sd2, svd,
+    wan, ltx, esrgan, opencv-cascade or unknown (or a lowercased pipeline class for other
     diffusers folders); format is diffusers, safetensors, pickle or xml (an
     OpenCV cascade, which holds no code).
 
@@ -202,7 +202,7 @@ def _detect_diffusers_folder(path: Path) -> tuple[str, str, str]:
         if arch is not None:
             if family.index_variant is not None:
                 arch = family.index_variant(index, arch)
-            return ("checkpoint", arch, "diffusers")
+            return (family.kind, arch, "diffusers")
     return ("checkpoint", class_name.lower(), "diffusers")
 
 
