@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from medialab_tui.engine.families.base import IMAGE_STAGES, Family
+from medialab_tui.engine.families.base import IMAGE_STAGES, VIDEO_STAGES, Family
 
 
 def _discover() -> dict[str, Family]:
@@ -48,6 +48,7 @@ __all__ = [
     "ARCHS",
     "FAMILIES",
     "IMAGE_STAGES",
+    "VIDEO_STAGES",
     "Family",
     "archs_running",
     "family_of",

@@ -21,6 +21,8 @@ LatentRGB = tuple[tuple[tuple[float, float, float], ...], tuple[float, float, fl
 
 # The diffusion stages a text-to-image family runs.
 IMAGE_STAGES = ("txt2img", "img2img", "refine", "detail", "blend")
+# The stages an image-to-video family runs.
+VIDEO_STAGES = ("i2v",)
 
 
 # CLIP's tokenizer splits words, digits and punctuation apart; most common words are
@@ -34,6 +36,46 @@ def estimate_tokens(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class VideoLimits:
+    """What a video family accepts, as numbers: checked at submit, named in the sentence.
+
+    Frame counts are `frame_step`·k + 1 (Wan 4k+1, LTX 8k+1; a step of 1 takes any
+    count) between `min_frames` and `max_frames`; sizes are multiples of
+    `size_multiple`; the output plays at `fps_min`…`fps_max`.
+    """
+
+    size_multiple: int
+    frame_step: int
+    min_frames: int
+    max_frames: int
+    fps_min: int
+    fps_max: int
+    default_fps: int
+    default_cfg: float
+    # The family reads a motion prompt (Wan, LTX) / a motion bucket (SVD).
+    prompt: bool = False
+    motion: bool = False
+
+    def frame_rule(self) -> str:
+        """`4k+1` (or `any count`), as the sentences say it."""
+        return f"{self.frame_step}k+1" if self.frame_step > 1 else "any count"
+
+    def valid_frames(self, frames: int) -> bool:
+        return self.min_frames <= frames <= self.max_frames and (frames - 1) % self.frame_step == 0
+
+    def nearest_frames(self, frames: int) -> tuple[int, ...]:
+        """The valid counts next to `frames`: the nearest below and above, where there are."""
+        valid = [n for n in range(self.min_frames, self.max_frames + 1) if self.valid_frames(n)]
+        below = [n for n in valid if n < frames][-1:]
+        above = [n for n in valid if n > frames][:1]
+        return (*below, *above)
+
+    def fit_size(self, size: int) -> int:
+        """`size` rounded down to the family's multiple (at least one multiple)."""
+        return max(self.size_multiple, size // self.size_multiple * self.size_multiple)
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family (SD1.5, SDXL, …) and every architecture (`arch`) it owns."""
 
@@ -41,6 +83,8 @@ class Family:
     title: str
     # Registry `arch` → the stage types that can run a model of it.
     archs: dict[str, tuple[str, ...]]
+    # The registry `kind` of its models (`checkpoint`; `video` for video families).
+    kind: str = "checkpoint"
     # model_index.json `_class_name` → arch, for diffusers folders; `index_variant`
     # may then tell variants apart from the whole index: (index, arch) → arch.
     index_classes: dict[str, str] = field(default_factory=dict)
@@ -66,6 +110,8 @@ class Family:
     # Seconds per denoising step at 512×512 when nothing was measured, by device kind.
     step_seconds: dict[str, float] = field(default_factory=dict)
     latent_rgb: LatentRGB | None = None
+    # Frame counts, sizes and frame rates of a video family; None for image families.
+    video: VideoLimits | None = None
 
     @property
     def default_arch(self) -> str:
