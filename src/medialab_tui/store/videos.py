@@ -218,6 +218,7 @@ def write_video(
     first = next(pictures, None)
     if first is None:
         raise BadVideo(f"{path} would hold no frames")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.mp4", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
