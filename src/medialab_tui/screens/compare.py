@@ -1,6 +1,9 @@
-"""Before/after: an artifact beside the image its stage started from (SPEC §9)."""
+"""Before/after: an artifact beside the image its stage started from, or a video
+beside the video it was made from, both playing in step (SPEC §9)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from PIL import Image as PILImage
 from textual.app import ComposeResult
@@ -10,6 +13,8 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from medialab_tui.screens.playback import Clip
+from medialab_tui.screens.player import PlayerScreen
 from medialab_tui.screens.thumbs import image_widget
 from medialab_tui.text import visible
 
@@ -60,3 +65,21 @@ class CompareScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss()
+
+
+class VideoCompareScreen(PlayerScreen):
+    """A video beside the one it was made from (an interpolated video and its source),
+    on one clock: at any moment both show the frame of the same instant, so the
+    source's frame holds while the interpolated one moves through the frames between."""
+
+    BINDINGS = [Binding("c", "close", "Close", id="compare.close", show=False)]
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        title: str,
+        graphics: str,
+        labels: Sequence[str] = ("before", "after"),
+    ) -> None:
+        """`clips` are (before, after)."""
+        super().__init__(clips, f"Compare {title}", graphics, labels)

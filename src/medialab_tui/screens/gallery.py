@@ -27,16 +27,22 @@ from textual.worker import Worker, get_current_worker
 from medialab_tui.client import GALLERY_DAYS, ArtifactView, GalleryQuery
 from medialab_tui.errors import InputError, MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
-from medialab_tui.screens.compare import CompareScreen
+from medialab_tui.screens.compare import CompareScreen, VideoCompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
 from medialab_tui.screens.gallery_widgets import (
     GalleryTable,
     GridHighlighted,
+    GridSelected,
     Inspector,
     PageRequest,
     ThumbGrid,
+    VideoDetails,
+    caption,
+    video_clip,
 )
-from medialab_tui.screens.thumbs import load_image
+from medialab_tui.screens.playback import Clip
+from medialab_tui.screens.player import PlayerScreen
+from medialab_tui.screens.thumbs import load_preview
 from medialab_tui.text import visible
 
 PAGE_SIZE = 100
@@ -47,8 +53,28 @@ NARROW_BELOW = 140  # columns; below it the inspector sits under the list
 CRAMPED_BELOW = 100  # columns; below it the filter chips get a line of their own
 KINDS = ("", "image", "video", "text")
 THUMB_CACHE = 600
+DETAILS_CACHE = 200  # videos opened for the inspector (codec, file size)
 
 DAYS_LABELS = {0: "any time", 1: "today", 7: "this week", 30: "this month"}
+
+
+def playable_clip(view: ArtifactView) -> Clip:
+    """The clip to play for a video artifact: its rate and frame count from its
+    metadata, else from opening the file (blocking: call it from a thread worker).
+
+    Raises MedialabError (one sentence naming the file) when the file is gone or is
+    no longer a readable video.
+    """
+    from medialab_tui.store.videos import probe_video
+
+    path = Path(view.path)
+    if not path.is_file():
+        raise InputError(f"the file of {view.ref} is missing: {path}")
+    found = video_clip(view)
+    if found is not None:
+        return found
+    info = probe_video(path)
+    return Clip(path, info.fps, info.frames, caption(view))
 
 
 class GalleryScreen(StudioScreen):
@@ -77,6 +103,13 @@ class GalleryScreen(StudioScreen):
     """
     # The footer shows the first of these that fit: most used first.
     BINDINGS = [
+        Binding(
+            "p,enter",
+            "play",
+            "Play",
+            id="gallery.play",
+            tooltip="Play the highlighted video in the terminal (shown only on a video)",
+        ),
         Binding(
             "b",
             "settings_to_builder",
@@ -118,7 +151,8 @@ class GalleryScreen(StudioScreen):
             "compare",
             "Compare",
             id="gallery.compare",
-            tooltip="Before/after: this image beside the image its stage started from",
+            tooltip="Before/after: this image beside the image its stage started from; an "
+            "interpolated video plays beside its source, in step",
         ),
         Binding(
             "d",
@@ -238,6 +272,8 @@ class GalleryScreen(StudioScreen):
         self._inspect_timer: Timer | None = None
         self._thumbs: dict[int, PILImage.Image | None] = {}
         self._thumbs_lock = threading.Lock()
+        self._details: dict[int, VideoDetails] = {}
+        self._playable = False  # the highlighted artifact is a video: `p` shows
 
     @property
     def graphics(self) -> str:
@@ -338,7 +374,7 @@ class GalleryScreen(StudioScreen):
                 cached = view.id in self._thumbs
                 image = self._thumbs.get(view.id)
             if not cached:
-                image = load_image(view.path, 160) if view.kind == "image" else None
+                image = load_preview(view.kind, view.path, 160)
                 with self._thumbs_lock:
                     if len(self._thumbs) >= THUMB_CACHE:
                         self._thumbs.pop(next(iter(self._thumbs)))
@@ -436,7 +472,23 @@ class GalleryScreen(StudioScreen):
             self.cursor = index
             self._schedule_inspect()
 
+    @on(DataTable.RowSelected, "#gallery-table")
+    @on(GridSelected)
+    def _selected(self) -> None:
+        """enter on a row or a thumbnail plays a video (other kinds have nothing to open)."""
+        if self._playable:
+            self.action_play()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "play":
+            return self._playable
+        return True
+
     def _schedule_inspect(self) -> None:
+        playable = self.current is not None and self.current.kind == "video"
+        if playable != self._playable:
+            self._playable = playable
+            self.refresh_bindings()
         if self._inspect_timer is not None:
             self._inspect_timer.stop()
         self._inspect_timer = self.set_timer(INSPECT_DELAY_S, self._inspect_current)
@@ -454,14 +506,51 @@ class GalleryScreen(StudioScreen):
             full = self.client.artifact(view.ref)
         except InputError:
             full = view  # deleted by someone else meanwhile: show what the page knew
-        image = load_image(full.path, 512) if full.kind == "image" else None
+        image = load_preview(full.kind, full.path, 512)
         if not get_current_worker().is_cancelled:
             self.from_worker(self._inspected, full, image)
 
     def _inspected(self, view: ArtifactView, image: PILImage.Image | None) -> None:
         current = self.current
-        if current is not None and current.id == view.id:
-            self.query_one(Inspector).show(view, image)
+        if current is None or current.id != view.id:
+            return
+        inspector = self.query_one(Inspector)
+        inspector.show(view, image)
+        if view.kind == "video":
+            details = self._details.get(view.id)
+            if details is None:
+                self._open_video(view)
+            else:
+                inspector.show_details(view.id, details)
+
+    @work(thread=True, exclusive=True, group="gallery-probe")
+    def _open_video(self, view: ArtifactView) -> None:
+        """Open the video for the facts its metadata does not hold (codec, audio, file
+        size): it decodes every frame to count them, so only for the inspector, and once."""
+        from medialab_tui.store.videos import probe_video
+
+        path = Path(view.path)
+        try:
+            info = probe_video(path)
+            details = VideoDetails(
+                codec=info.codec,
+                audio=info.has_audio,
+                file_size=path.stat().st_size,
+                fps=info.fps,
+                frames=info.frames,
+            )
+        except MedialabError as exc:
+            details = VideoDetails(error=str(exc))
+        except OSError:
+            details = VideoDetails(error="the file is missing")
+        # Kept even when the cursor moved on meanwhile: the file is not opened again.
+        self.from_worker(self._video_opened, view.id, details)
+
+    def _video_opened(self, artifact_id: int, details: VideoDetails) -> None:
+        if len(self._details) >= DETAILS_CACHE:
+            self._details.pop(next(iter(self._details)))
+        self._details[artifact_id] = details
+        self.query_one(Inspector).show_details(artifact_id, details)
 
     # -- filters -----------------------------------------------------------------------
 
@@ -552,6 +641,26 @@ class GalleryScreen(StudioScreen):
             self.notify("No artifact is highlighted.", severity="warning")
         return view
 
+    def action_play(self) -> None:
+        view = self._need_current()
+        if view is None:
+            return
+        if view.kind != "video":
+            self.notify(f"{view.ref} is {view.kind}, not a video.", severity="warning")
+            return
+        self._play(view)
+
+    @work(thread=True, exclusive=True, group="gallery-play")
+    def _play(self, view: ArtifactView) -> None:
+        try:
+            clip = playable_clip(view)
+        except MedialabError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        prompt = visible(view.prompt.splitlines()[0]) if view.prompt.strip() else ""
+        title = " · ".join(p for p in (view.ref, view.stage, prompt) if p)
+        self.from_worker(self.app.push_screen, PlayerScreen([clip], title, self.graphics))
+
     def action_compare(self) -> None:
         view = self._need_current()
         if view is not None:
@@ -559,23 +668,32 @@ class GalleryScreen(StudioScreen):
 
     @work(thread=True, exclusive=True, group="gallery-compare")
     def _compare(self, view: ArtifactView) -> None:
-        """Find the image this artifact was made from (its parent, or the input file its
-        job took) and open the two side by side."""
-
-        def caption(a: ArtifactView) -> str:
-            return f"{a.ref} · {a.stage} · {a.width}×{a.height}"
-
+        """Find what this artifact was made from (its parent, or the input file its job
+        took) and open the two side by side: two pictures (a video by its first frame),
+        or a video and the video it was interpolated from, playing in step."""
         try:
             after = self.client.artifact(view.ref)
             before = self.client.artifact(f"a{after.parents[0]}") if after.parents else None
             sources = [] if before else self.client.source_images(after.job_id)
+            if after.kind == "video" and before is not None and before.kind == "video":
+                clips = [playable_clip(before), playable_clip(after)]
+                interpolated = after.stage == "interpolate"
+                screen: CompareScreen | VideoCompareScreen = VideoCompareScreen(
+                    clips,
+                    f"{view.ref} and the video it was made from",
+                    self.graphics,
+                    ("source", "interpolated") if interpolated else ("before", "after"),
+                )
+                self.from_worker(self.app.push_screen, screen)
+                return
         except MedialabError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
+        pictured = ("image", "video")
         if (
-            after.kind != "image"
+            after.kind not in pictured
             or (before is None and not sources)
-            or (before is not None and before.kind != "image")
+            or (before is not None and before.kind not in pictured)
         ):
             self.app.call_from_thread(
                 self.notify,
@@ -587,19 +705,20 @@ class GalleryScreen(StudioScreen):
         if before is not None:
             first: tuple[str, PILImage.Image | None] = (
                 caption(before),
-                load_image(before.path, 1024),
+                load_preview(before.kind, before.path, 1024),
             )
         else:
-            image = load_image(sources[0], 1024)
+            image = load_preview("image", sources[0], 1024)
             size = f" · {image.width}×{image.height}" if image else ""
             first = (f"input {Path(sources[0]).name}{size}", image)
+        frame = " · first frame" if after.kind == "video" else ""
         screen = CompareScreen(
             first,
-            (caption(after), load_image(after.path, 1024)),
+            (caption(after) + frame, load_preview(after.kind, after.path, 1024)),
             f"{view.ref} and what it started from",
             self.graphics,
         )
-        self.app.call_from_thread(self.app.push_screen, screen)
+        self.from_worker(self.app.push_screen, screen)
 
     def action_copy_prompt(self) -> None:
         view = self._need_current()

@@ -6,6 +6,8 @@ the screen asks the store for pages and decodes files in thread workers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from PIL import Image as PILImage
@@ -20,11 +22,13 @@ from textual.widgets import DataTable, Static
 
 from medialab_tui.client import ArtifactView
 from medialab_tui.screens.common import plain_cells
+from medialab_tui.screens.playback import Clip
 from medialab_tui.screens.thumbs import ImageWidget, image_widget
-from medialab_tui.text import visible, visible_lines
+from medialab_tui.store.videos import fps_text
+from medialab_tui.text import human_size, visible, visible_lines
 
 THUMB_WIDTH = 22  # cells per grid column, border included
-PLACEHOLDERS = {"video": "▶ video", "text": "¶ text"}
+PLACEHOLDERS = {"text": "¶ text"}  # kinds without a picture; a video shows its first frame
 
 
 class PageRequest(Message):
@@ -43,12 +47,57 @@ class GridHighlighted(Message):
         self.index = index
 
 
+class GridSelected(Message):
+    """enter on the grid's highlighted thumbnail."""
+
+
 def short_date(view: ArtifactView) -> str:
     return view.created_at.strftime("%m-%d %H:%M")
 
 
 def size_text(view: ArtifactView) -> str:
     return f"{view.width}×{view.height}" if view.width else "—"
+
+
+def video_clip(view: ArtifactView) -> Clip | None:
+    """The clip a video artifact's metadata describes; None for other kinds, or a video
+    whose metadata does not give its rate and frame count."""
+    if view.kind != "video":
+        return None
+    return Clip.from_meta(view.path, view.params, caption(view))
+
+
+def caption(view: ArtifactView) -> str:
+    """`a12 · i2v · 64×64`: an artifact in a few words (compare, the player)."""
+    return f"{view.ref} · {view.stage} · {size_text(view)}"
+
+
+def short_rate(fps: Fraction) -> str:
+    """`24`, `29.97`: a frame rate in few cells."""
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.2f}".rstrip("0")
+
+
+def video_marker(view: ArtifactView) -> str:
+    """`▶ 2.0s 24fps` for a video (`▶` alone when its length is not known); empty for
+    other kinds."""
+    if view.kind != "video":
+        return ""
+    found = video_clip(view)
+    if found is None:
+        return "▶"
+    return f"▶ {float(found.duration):.1f}s {short_rate(found.fps)}fps"
+
+
+@dataclass(frozen=True)
+class VideoDetails:
+    """What opening a video file tells (read on a thread, only for the inspector)."""
+
+    codec: str = ""
+    audio: bool = False
+    file_size: int = 0
+    fps: Fraction | None = None
+    frames: int = 0
+    error: str = ""
 
 
 def clip(text: str, width: int) -> str:
@@ -128,11 +177,23 @@ class GalleryTable(DataTable[Any]):
             "seed": "—" if view.seed is None else str(view.seed),
             # Shown before clipping: `^[` takes two cells where ESC took none.
             "model": clip(visible(view.model), 14),
-            "prompt": clip(visible(view.prompt.replace("\n", " ")), self.prompt_width),
+            "prompt": self._prompt(view),
             "created": short_date(view),
             "star": Text("★", style="bold yellow") if view.starred else "",
         }
         return plain_cells(*(cells[key] for key, *_ in self.shown))
+
+    def _prompt(self, view: ArtifactView) -> str | Text:
+        """The prompt, after a video's marker (`▶ 2.0s 24fps`)."""
+        prompt = visible(view.prompt.replace("\n", " "))
+        marker = video_marker(view)
+        if not marker:
+            return clip(prompt, self.prompt_width)
+        text = Text(marker, style="bold cyan")
+        room = self.prompt_width - len(marker) - 1
+        if prompt and room > 0:
+            text.append(" " + clip(prompt, room))
+        return text
 
     def update_star(self, view: ArtifactView) -> None:
         """Redraw one row's star after it changed."""
@@ -202,7 +263,8 @@ class Thumb(Vertical):
     def _caption(self) -> str:
         star = "★ " if self.view.starred else ""
         seed = f" s{self.view.seed}" if self.view.seed is not None else ""
-        return clip(f"{star}{self.view.ref}{seed}", THUMB_WIDTH - 2)
+        marker = video_marker(self.view)
+        return clip(f"{star}{marker}{' ' if marker else ''}{self.view.ref}{seed}", THUMB_WIDTH - 2)
 
     def set_view(self, view: ArtifactView) -> None:
         """Show a changed artifact (a star added or removed) without decoding it again."""
@@ -226,6 +288,7 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "jump(0)", "First", show=False),
         Binding("end", "jump(-1)", "Last", show=False),
+        Binding("enter", "select", "Open", show=False),
     ]
 
     cursor: reactive[int] = reactive(0, init=False)
@@ -292,6 +355,10 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
     def action_jump(self, index: int) -> None:
         self.cursor = max(0, len(self.children) - 1) if index < 0 else 0
 
+    def action_select(self) -> None:
+        if self.children:
+            self.post_message(GridSelected())
+
 
 class Inspector(Container):
     """The highlighted artifact: a larger preview and everything known about it."""
@@ -309,6 +376,7 @@ class Inspector(Container):
         super().__init__(id=id)
         self.graphics = graphics
         self.view: ArtifactView | None = None
+        self.details: VideoDetails | None = None
 
     def compose(self) -> ComposeResult:
         with Container(id="inspector-preview"):
@@ -318,8 +386,9 @@ class Inspector(Container):
             yield Static("Nothing selected", id="inspector-meta")
 
     def show(self, view: ArtifactView | None, image: PILImage.Image | None) -> None:
-        """Describe `view` (None: nothing highlighted) with its decoded picture."""
-        self.view = view
+        """Describe `view` (None: nothing highlighted) with its decoded picture (a
+        video's first frame)."""
+        self.view, self.details = view, None
         picture = self.query_one("#inspector-picture", ImageWidget)
         placeholder = self.query_one("#inspector-placeholder", Static)
         picture.image = image
@@ -327,16 +396,46 @@ class Inspector(Container):
         placeholder.display = image is None
         if view is None:
             placeholder.update("")
-            self.border_title = ""
+            self.border_title = self.border_subtitle = ""
             self.query_one("#inspector-meta", Static).update("Nothing selected")
             return
         placeholder.update(PLACEHOLDERS.get(view.kind, "the file is missing"))
         self.border_title = f"{view.ref}{' ★' if view.starred else ''}"
+        self.border_subtitle = "▶ p plays" if view.kind == "video" else ""
         self.query_one("#inspector-meta", Static).update(describe(view))
 
+    def show_details(self, artifact_id: int, details: VideoDetails) -> None:
+        """Add what opening the video told (codec, file size) when it is still shown."""
+        if self.view is not None and self.view.id == artifact_id:
+            self.details = details
+            self.query_one("#inspector-meta", Static).update(describe(self.view, details))
 
-def describe(view: ArtifactView) -> Text:
-    """The inspector's text: one labelled line per fact, long values wrapped."""
+
+def video_rows(view: ArtifactView, details: VideoDetails | None) -> list[tuple[str, str]]:
+    """A video's rate (exact where it is not a whole number), frames, length, codec and
+    file size; the codec and size once the file has been opened (`details`)."""
+    found = video_clip(view)
+    fps = found.fps if found else details.fps if details else None
+    frames = found.frames if found else details.frames if details else 0
+    if details is None:
+        codec = file_size = "…"
+    elif details.error:
+        codec = file_size = details.error
+    else:
+        codec = details.codec + (" · with audio" if details.audio else "")
+        file_size = human_size(details.file_size)
+    return [
+        ("fps", fps_text(fps) if fps else "—"),
+        ("frames", str(frames) if frames else "—"),
+        ("duration", f"{float(frames / fps):.2f} s" if fps and frames else "—"),
+        ("codec", codec),
+        ("file", file_size),
+    ]
+
+
+def describe(view: ArtifactView, details: VideoDetails | None = None) -> Text:
+    """The inspector's text: one labelled line per fact, long values wrapped; a video's
+    own facts after its size."""
     meta = view.params
     stage_params = meta.get("params") or {}
 
@@ -354,6 +453,7 @@ def describe(view: ArtifactView) -> Text:
         ("cfg", str(param("cfg"))),
         ("sampler", str(param("sampler"))),
         ("size", size_text(view)),
+        *(video_rows(view, details) if view.kind == "video" else []),
         ("model", f"{view.model or '—'}" + (f" [{model_hash}]" if model_hash else "")),
         ("stage", f"{view.stage} · {view.kind}"),
         ("run", f"r{view.run_id} · job j{view.job_id}"),

@@ -1,7 +1,9 @@
 """Small images for the queue and review screens, drawn with textual-image.
 
-Files are decoded in thread workers (`load_image`) and the widgets are handed a
-PIL image, so the event loop never reads a file the engine may be rewriting.
+Files are decoded in thread workers (`load_image`, `load_preview`) and the widgets
+are handed a PIL image, so the event loop never reads a file the engine may be
+rewriting. A video's picture is its first frame: the `<name>.thumb.png` written
+beside it, else the frame decoded from the file.
 `ImageWidget` is the base of every textual-image widget, with its `image` property.
 """
 
@@ -44,6 +46,37 @@ def load_image(path: str | Path, max_side: int = 256) -> PILImage.Image | None:
             image = im.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError):
         return None
+    image.thumbnail((max_side, max_side))
+    return image
+
+
+def video_thumb_path(path: str | Path) -> Path:
+    """The first-frame thumbnail written beside a video: `<name>.thumb.png`."""
+    return Path(path).with_suffix(".thumb.png")
+
+
+def load_preview(kind: str, path: str | Path, max_side: int = 256) -> PILImage.Image | None:
+    """The picture of an artifact of `kind`: an image itself, a video's first frame
+    (its thumbnail file, else decoded from the video); None for texts and bad files.
+
+    Blocking: call it from a thread worker.
+    """
+    if kind == "image":
+        return load_image(path, max_side)
+    if kind != "video":
+        return None
+    image = load_image(video_thumb_path(path), max_side)
+    if image is not None:
+        return image
+    import av
+
+    from medialab_tui.errors import MedialabError
+    from medialab_tui.store.videos import first_frame
+
+    try:
+        image = first_frame(Path(path)).convert("RGB")
+    except (MedialabError, av.error.FFmpegError, OSError, IndexError):
+        return None  # missing, not a video, or no video stream: no picture, like a bad PNG
     image.thumbnail((max_side, max_side))
     return image
 

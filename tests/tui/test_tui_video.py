@@ -1,0 +1,308 @@
+"""Videos in the TUI: the gallery's marker and inspector, playback in the terminal,
+and the compare screen for an interpolated video beside its source.
+
+The videos are real H.264 files written by `store.videos.write_video`, with the
+thumbnail, sidecar and metadata a video job leaves, indexed in a real store the way
+the scheduler indexes a job's outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_tui_gallery import inspector_text, open_gallery
+from textual.widgets import Static
+
+from conftest import Home, until
+from medialab_tui.config import DataDir
+from medialab_tui.screens.compare import VideoCompareScreen
+from medialab_tui.screens.gallery import GalleryScreen
+from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
+from medialab_tui.screens.playback import frame_at
+from medialab_tui.screens.player import PlayerScreen, VideoPane
+from medialab_tui.store.artifacts import write_sidecar
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run
+from medialab_tui.store.videos import first_frame, write_video
+
+SIZE = (48, 32)  # width, height
+
+
+def moving_square(count: int, *, shift: int = 0) -> list[np.ndarray]:
+    """Frames of a bright square crossing a dark field: each frame differs."""
+    width, height = SIZE
+    frames = []
+    for i in range(count):
+        frame = np.full((height, width, 3), 20, np.uint8)
+        x = (i * 2 + shift) % (width - 8)
+        frame[8:16, x : x + 8] = (240, 200, 40)
+        frames.append(frame)
+    return frames
+
+
+class Videos:
+    """Runs, jobs and video artifacts written into a data directory's store."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = DataDir(root).ensure()
+        self.store = Store(self.data.db_path)
+
+    def add(self, row: Any) -> Any:
+        with self.store.write() as s:
+            s.add(row)
+            s.flush()
+            s.expunge(row)
+        return row
+
+    def video(
+        self,
+        stage: str,
+        frames: list[np.ndarray],
+        fps: Fraction,
+        *,
+        prompt: str = "a lighthouse at dusk",
+        parent: Artifact | None = None,
+    ) -> Artifact:
+        """A video as a video job leaves it: the mp4, its thumbnail and sidecar, its row."""
+        params = {"type": stage, "model": "demo-svd"} if stage == "i2v" else {"type": stage}
+        run = self.add(
+            Run(
+                name=stage,
+                pipeline={"stages": [params]},
+                stage_count=1,
+                status="succeeded",
+            )
+        )
+        job = self.add(
+            Job(
+                run_id=run.id,
+                stage_index=0,
+                stage=stage,
+                item={"prompt": prompt, "seed": 5, "parents": [parent.id] if parent else []},
+                params=params,
+                status="succeeded",
+            )
+        )
+        folder = self.data.artifacts / f"r{run.id}" / f"j{job.id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "5.mp4"
+        width, height = SIZE
+        meta = {
+            "stage": stage,
+            "params": params,
+            "prompt": prompt,
+            "seed": 5,
+            "parents": [parent.id] if parent else [],
+            "model": params.get("model", ""),
+            "name": "5",
+            "width": width,
+            "height": height,
+            "frames": len(frames),
+            "fps": float(fps),
+            "fps_exact": f"{fps.numerator}/{fps.denominator}",
+            "duration": float(len(frames) / fps),
+        }
+        write_video(path, frames, fps, meta=meta)
+        write_sidecar(path, meta)
+        first_frame(path).save(folder / "5.thumb.png")
+        artifact = self.add(
+            Artifact(
+                run_id=run.id,
+                job_id=job.id,
+                stage=stage,
+                kind="video",
+                path=str(path),
+                name="5",
+                prompt=prompt,
+                seed=5,
+                model=meta["model"],
+                width=width,
+                height=height,
+                params=meta,
+            )
+        )
+        if parent is not None:
+            self.add(ArtifactParent(artifact_id=artifact.id, parent_id=parent.id))
+        return artifact
+
+
+@pytest.fixture
+def videos(home: Home) -> Videos:
+    return Videos(home.root)
+
+
+def table_text(table: GalleryTable, row: int) -> str:
+    return " ".join(str(cell) for cell in table.get_row_at(row))
+
+
+async def test_gallery_shows_a_video_with_its_marker_first_frame_and_facts(
+    studio: Any, videos: Videos
+) -> None:
+    made = videos.video("i2v", moving_square(12), Fraction(24))
+    app = studio()
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_gallery(app, pilot)
+        table = screen.query_one(GalleryTable)
+        assert table.row_count == 1
+        assert "▶ 0.5s 24fps" in table_text(table, 0)
+
+        inspector = screen.query_one(Inspector)
+        await until(pilot, lambda: inspector.details is not None)
+        text = inspector_text(screen)
+        assert "fps      24" in text
+        assert "frames   12" in text
+        assert "duration 0.50 s" in text
+        assert "codec    h264" in text
+        assert re.search(r"file     [\d.]+ (B|KB)\n", text)
+        picture = inspector.query_one("#inspector-picture")
+        assert getattr(picture, "image", None) is not None  # the first frame
+        assert inspector.border_subtitle == "▶ p plays"
+        assert "Play" in str(screen.query_one("KeysFooter").render())
+
+        # The kind filter keeps videos.
+        await pilot.press("k")
+        await until(pilot, lambda: screen.gallery_query.kind == "image" and table.row_count == 0)
+        await pilot.press("k")
+        await until(pilot, lambda: screen.gallery_query.kind == "video" and table.row_count == 1)
+
+        # The grid shows its first frame with the marker in the caption.
+        await pilot.press("g")
+        grid = screen.query_one(ThumbGrid)
+        await until(pilot, lambda: len(grid.query(Thumb)) == 1)
+        thumb = grid.query_one(Thumb)
+        assert thumb.image is not None
+        assert f"▶ 0.5s 24fps {made.ref}" in str(thumb.query_one(".thumb-caption", Static).render())
+
+
+async def test_inspector_shows_an_ntsc_rate_as_its_exact_fraction(
+    studio: Any, videos: Videos
+) -> None:
+    videos.video("i2v", moving_square(6), Fraction(30000, 1001))
+    app = studio()
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_gallery(app, pilot)
+        assert "▶ 0.2s 29.97fps" in table_text(screen.query_one(GalleryTable), 0)
+        await until(pilot, lambda: "codec    h264" in inspector_text(screen))
+        assert "fps      29.97 (30000/1001)" in inspector_text(screen)
+
+
+def pane_index(app: Any) -> int:
+    return app.screen.query_one(VideoPane).index
+
+
+async def test_player_plays_pauses_and_steps_frame_by_frame(studio: Any, videos: Videos) -> None:
+    videos.video("i2v", moving_square(48), Fraction(24))
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_gallery(app, pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PlayerScreen))
+        player = app.screen
+        assert isinstance(player, PlayerScreen)
+        # Playing: the frame on show moves on by itself.
+        await until(pilot, lambda: pane_index(app) >= 0)
+        start = pane_index(app)
+        await until(pilot, lambda: pane_index(app) > start)
+        status = player.query_one("#player-status", Static)
+        assert "/48 · 24 fps" in str(status.render())
+
+        await pilot.press("space")
+        assert not player.clock.playing
+        pane = player.query_one(VideoPane)
+        # Paused on the frame of the moment (once decoded, if it was not yet).
+        held = frame_at(pane.clip, *player.clock.at())[1]
+        await until(pilot, lambda: pane_index(app) == held and "paused" in str(status.render()))
+        # Paused: the frame stays while the decoder and the clock would have moved on.
+        for _ in range(6):
+            await pilot.pause(0.05)
+            assert pane_index(app) == held
+
+        await pilot.press("right")
+        await until(pilot, lambda: pane_index(app) == (held + 1) % 48)
+        assert f"frame {(held + 1) % 48 + 1}/48" in str(status.render())
+        await pilot.press("left", "left")
+        await until(pilot, lambda: pane_index(app) == max(0, held - 1))
+
+        await pilot.press("space")
+        await until(pilot, lambda: pane_index(app) > max(0, held - 1) + 1)
+
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+
+
+async def test_player_shows_the_frames_the_file_holds(studio: Any, videos: Videos) -> None:
+    """What the pane shows is the decoded frame of that index: its square is where it
+    was drawn (H.264 is lossy, so the test looks for the square, not exact bytes)."""
+    videos.video("i2v", moving_square(20), Fraction(10))
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_gallery(app, pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PlayerScreen))
+        await pilot.press("space")
+        await pilot.press("home")
+        for index in (0, 1, 2):
+            await until(pilot, lambda index=index: pane_index(app) == index)
+            pane = app.screen.query_one(VideoPane)
+            assert pane.shown is not None
+            pixels = np.asarray(pane.shown.image.convert("RGB"))
+            scale = pixels.shape[1] / SIZE[0]
+            row = pixels[int(12 * scale)]
+            bright = np.flatnonzero(row[:, 0] > 150)
+            assert bright.size
+            assert abs(bright[0] / scale - index * 2) <= 1.5
+            await pilot.press("right")
+
+
+async def test_compare_plays_an_interpolated_video_beside_its_source(
+    studio: Any, videos: Videos
+) -> None:
+    source = videos.video("i2v", moving_square(12), Fraction(12))
+    doubled = videos.video("interpolate", moving_square(24), Fraction(24), parent=source)
+    app = studio()
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await open_gallery(app, pilot)
+        assert screen.current is not None and screen.current.id == doubled.id
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, VideoCompareScreen))
+        compare = app.screen
+        before, after = compare.query(VideoPane)
+        assert before.label == "source" and after.label == "interpolated"
+        assert before.clip.frames == 12 and after.clip.frames == 24
+        await until(pilot, lambda: after.index > 2)
+
+        # In step: paused, a step moves the interpolated video one frame and the source
+        # shows the frame of the same instant (every second step a new one).
+        await pilot.press("space", "home")
+        await until(pilot, lambda: before.index == 0 and after.index == 0)
+        seen = []
+        for n in range(1, 5):
+            await pilot.press("right")
+            await until(pilot, lambda n=n: after.index == n and before.index == n // 2)
+            seen.append((before.index, after.index))
+        assert seen == [(0, 1), (1, 2), (1, 3), (2, 4)]
+        status = str(compare.query_one("#player-status", Static).render())
+        assert "source frame 3/12 · 12 fps" in status
+        assert "interpolated frame 5/24 · 24 fps" in status
+
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+
+
+async def test_play_says_so_when_the_video_file_is_gone(studio: Any, videos: Videos) -> None:
+    made = videos.video("i2v", moving_square(6), Fraction(12))
+    Path(made.path).unlink()
+    app = studio()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_gallery(app, pilot)
+        await pilot.press("p")
+        await until(
+            pilot,
+            lambda: any("is missing" in str(n.message) for n in app._notifications),
+        )
+        assert not isinstance(app.screen, PlayerScreen)
