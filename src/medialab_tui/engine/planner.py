@@ -143,11 +143,13 @@ def outputs_per_job(stage: StageParams) -> int:
 
 
 def pixel_steps(stage: StageParams) -> float:
-    """The work of one job in pixel-steps, the unit estimates are kept in."""
-    width = getattr(stage, "width", 512)
-    height = getattr(stage, "height", 512)
+    """The work of one job in pixel-steps, the unit estimates are kept in: a video's
+    counts every frame (a size taken from the input counts as 512×512)."""
+    width = getattr(stage, "width", None) or 512
+    height = getattr(stage, "height", None) or 512
     steps = getattr(stage, "steps", 1)
-    return float(width * height * steps * outputs_per_job(stage))
+    frames = getattr(stage, "frames", 1)
+    return float(width * height * steps * frames * outputs_per_job(stage))
 
 
 def measured_rate(store: Store, stage: StageParams) -> float | None:

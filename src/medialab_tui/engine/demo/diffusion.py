@@ -82,14 +82,17 @@ def write_demo_models(models_dir: Path) -> list[Path]:
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    sd15 = _ensure_folder(models_dir, DEMO_SD15, _build_sd15)
-    sdxl = _ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
+    sd15 = ensure_folder(models_dir, DEMO_SD15, _build_sd15)
+    sdxl = ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
     single = _ensure_single_file(models_dir / DEMO_SD15_SINGLE_FILE, sd15)
     from medialab_tui.engine.demo.adapters import write_demo_adapters
     from medialab_tui.engine.demo.upscaler import write_demo_upscaler
+    from medialab_tui.engine.demo.video import write_demo_videos
 
     adapters = write_demo_adapters(models_dir, sd15)
-    return [sd15, sdxl, single, *adapters, *write_demo_upscaler(models_dir)]
+    videos = write_demo_videos(models_dir)
+    # The ESRGAN comes last: `make run` takes it as the sign that every demo is written.
+    return [sd15, sdxl, single, *adapters, *videos, *write_demo_upscaler(models_dir)]
 
 
 def is_complete_demo_folder(folder: Path) -> bool:
@@ -101,18 +104,26 @@ def is_complete_demo_folder(folder: Path) -> bool:
 # --- writing atomically -------------------------------------------------------
 
 
-def _ensure_folder(
-    models_dir: Path, name: str, build: Callable[[], tuple[DiffusionPipeline, str]]
+def ensure_folder(
+    models_dir: Path,
+    name: str,
+    build: Callable[[], tuple[DiffusionPipeline, str]],
+    is_complete: Callable[[Path], bool] = is_complete_demo_folder,
+    *,
+    clip_tokenizers: bool = True,
 ) -> Path:
+    """Build a demo pipeline and publish it as ``models_dir / name`` (unless complete);
+    `clip_tokenizers` adds the BPE files older transformers read to its tokenizers."""
+
     def write(tmp: Path) -> None:
         pipe, arch = build()
         with _quiet_transformers():
             pipe.save_pretrained(tmp, safe_serialization=True)
-        for tokenizer_dir in sorted(tmp.glob("tokenizer*")):
+        for tokenizer_dir in sorted(tmp.glob("tokenizer*")) if clip_tokenizers else ():
             _write_bpe_files(tokenizer_dir)
         write_marker(tmp, {"demo": True, "arch": arch, "note": _NOTE})
 
-    return publish_folder(models_dir / name, is_complete_demo_folder, write)
+    return publish_folder(models_dir / name, is_complete, write)
 
 
 def _ensure_single_file(target: Path, sd15_folder: Path) -> Path:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 # One matrix row per latent channel (to RGB in [-1, 1]) and a bias: the widely used
 # approximations (ComfyUI's latent formats) that make step previews possible
@@ -73,6 +74,26 @@ class VideoLimits:
     def fit_size(self, size: int) -> int:
         """`size` rounded down to the family's multiple (at least one multiple)."""
         return max(self.size_multiple, size // self.size_multiple * self.size_multiple)
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One video to make, every value resolved (the stage's keys, else the family's
+    defaults): what a video family's `load.generate` and `load.decode_calls` read."""
+
+    image: Any  # a PIL image of `width`×`height`
+    prompt: str
+    negative: str
+    width: int
+    height: int
+    frames: int
+    fps: int
+    steps: int
+    cfg: float
+    # SVD's own conditioning; the other families ignore them.
+    motion: int
+    noise_aug: float
+    decode_chunk_size: int
 
 
 @dataclass(frozen=True)

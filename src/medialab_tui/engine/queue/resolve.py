@@ -31,7 +31,7 @@ from medialab_tui.engine.planner import (
     plan,
 )
 from medialab_tui.engine.stages import STAGES, StageParams
-from medialab_tui.engine.stages.base import Size
+from medialab_tui.engine.stages.base import ModelProblem, Size
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
@@ -132,6 +132,8 @@ def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | 
             predicate=False,
         )
     problem = spec.check_model(stage, row.arch) if spec.check_model else None
+    if isinstance(problem, ModelProblem):
+        raise InputError(problem.text, loc=replace(loc, key=problem.key), predicate=False)
     if problem:
         raise InputError(f"'{ref}' {problem}", loc=at, predicate=False)
     return model_ref(row).model_copy(update={"config_dir": _config_dir(store, row, at)})

@@ -13,6 +13,7 @@ import builtins
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
@@ -68,6 +69,17 @@ class StageParams(BaseModel):
         in or out); most image stages keep the input's size."""
         return size
 
+    def output_rate(self, rate: Fraction | None) -> Fraction | None:
+        """The frame rate of this stage's videos from an input at `rate` (None: no video
+        or not known); stages that make videos at a rate of their own (`i2v`'s `fps`)
+        or raise it (`interpolate`) say so. Only read for stages that give videos."""
+        return rate
+
+    def rate_problem(self, rate: Fraction, whose: str) -> tuple[str, str] | None:
+        """(key, what is wrong) when this stage cannot take videos at `rate`; `whose`
+        names where they come from ("the clip's", "stage 1 (i2v)'s") for the sentence."""
+        return None
+
 
 class ResolveContext(Protocol):
     """What a stage's `resolve` hook may use at submit (the queue provides it)."""
@@ -89,6 +101,15 @@ class ResolveContext(Protocol):
 
 if TYPE_CHECKING:
     Resolver = Callable[[Any, ResolveContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """A stage key whose value the stage's model cannot take (`frames` for a family
+    with a frame rule): the sentence, and the key it is about."""
+
+    text: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -118,8 +139,9 @@ class StageSpec:
     # so that a mistake fails the submit, not a job an hour later.
     resolve: Resolver | None = None
     # A rule on the stage's model beyond its kind and family: (params, arch) → what is
-    # wrong with that model for these parameters, or None.
-    check_model: Callable[[Any, str], str | None] | None = None
+    # wrong with that model for these parameters (a clause after the model's name, or
+    # a `ModelProblem` at another key), or None.
+    check_model: Callable[[Any, str], str | ModelProblem | None] | None = None
 
     def outputs_of(self, params: StageParams) -> int:
         """How many outputs one job of this stage makes."""
