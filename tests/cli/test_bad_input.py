@@ -139,7 +139,11 @@ PIPELINES = [
     run('name = "x"\nstages = [1]\n', "stage 1 must be a table", id="stage-not-a-table"),
     run('name = "x"\n[[stages]]\nsteps = 3\n', "stage 1", "'type'", "is required", id="no-type"),
     run(GOOD.replace('"txt2img"', '"paint"'), "unknown stage type 'paint'", id="unknown-type"),
-    run(GOOD.replace('"txt2img"', '"i2v"'), "'i2v' is not available", id="planned-type"),
+    run(
+        GOOD.replace('"txt2img"', '"interpolate"'),
+        "'interpolate' is not available",
+        id="planned-type",
+    ),
     run(GOOD.replace('"txt2img"', "3"), "unknown stage type 3", id="type-a-number"),
     run(GOOD + "brightness = 3\n", "stage 1 (txt2img)", "'brightness'", id="unknown-key"),
     run(GOOD.replace('name = "ok"', "name = 3"), "'name'", "must be text", id="name-a-number"),

@@ -26,6 +26,7 @@ from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     write_demo_models,
 )
 from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
+from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN  # noqa: E402
 from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
 from medialab_tui.engine.worker.generate import (  # noqa: E402
     lanczos_upscale,
@@ -90,7 +91,7 @@ def all_files(root: Path) -> dict[str, bytes]:
 # --- writing ------------------------------------------------------------------
 
 
-def test_writes_two_folders_and_a_single_file(models_dir: Path) -> None:
+def test_writes_the_demo_folders_and_files(models_dir: Path) -> None:
     assert sorted(p.name for p in models_dir.iterdir()) == sorted(
         [
             DEMO_SD15,
@@ -98,6 +99,9 @@ def test_writes_two_folders_and_a_single_file(models_dir: Path) -> None:
             DEMO_SD15_SINGLE_FILE,
             DEMO_SD15_LORA,
             DEMO_SD15_CONTROLNET,
+            DEMO_SVD,
+            DEMO_WAN,
+            DEMO_LTX,
             DEMO_ESRGAN,
         ]
     )
@@ -128,6 +132,9 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
         DEMO_SD15_SINGLE_FILE,
         DEMO_SD15_LORA,
         DEMO_SD15_CONTROLNET,
+        DEMO_SVD,
+        DEMO_WAN,
+        DEMO_LTX,
         DEMO_ESRGAN,
     ]
     assert all_files(tmp_path) == all_files(models_dir)
@@ -145,6 +152,9 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_SD15_SINGLE_FILE,
         models_dir / DEMO_SD15_LORA,
         models_dir / DEMO_SD15_CONTROLNET,
+        models_dir / DEMO_SVD,
+        models_dir / DEMO_WAN,
+        models_dir / DEMO_LTX,
         models_dir / DEMO_ESRGAN,
     ]
     assert {p: p.stat().st_mtime_ns for p in models_dir.rglob("*")} == before
