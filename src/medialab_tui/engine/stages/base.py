@@ -69,16 +69,42 @@ class StageParams(BaseModel):
         in or out); most image stages keep the input's size."""
         return size
 
-    def output_rate(self, rate: Fraction | None) -> Fraction | None:
+    def output_rate(self, rate: Fraction | None, arch: str | None = None) -> Fraction | None:
         """The frame rate of this stage's videos from an input at `rate` (None: no video
-        or not known); stages that make videos at a rate of their own (`i2v`'s `fps`)
-        or raise it (`interpolate`) say so. Only read for stages that give videos."""
+        or not known), `arch` being the family of the stage's model; stages that make
+        videos at a rate of their own (`i2v`'s `fps`, else its family's) or raise it
+        (`interpolate`) say so. Only read for stages that give videos."""
         return rate
 
     def rate_problem(self, rate: Fraction, whose: str) -> tuple[str, str] | None:
         """(key, what is wrong) when this stage cannot take videos at `rate`; `whose`
         names where they come from ("the clip's", "stage 1 (i2v)'s") for the sentence."""
         return None
+
+
+class RatedVideo(Protocol):
+    """What `constant_rate` reads of a probed video (`store.videos.VideoInfo`)."""
+
+    @property
+    def fps(self) -> Fraction: ...
+
+    @property
+    def variable_rate(self) -> bool: ...
+
+
+def constant_rate(video: RatedVideo) -> Fraction:
+    """The constant rate a video stage reads a clip at: its own rate; a variable-rate
+    clip is resampled to its average rate snapped to a common one (the nearest whole
+    rate, or an NTSC /1001 rate within 0.006 fps of it), so its checks at submit and
+    its frames in the worker agree."""
+    if not video.variable_rate:
+        return video.fps
+    from medialab_tui.store.videos import as_fraction
+
+    snapped = as_fraction(float(video.fps))
+    if snapped.denominator not in (1, 1001):
+        snapped = Fraction(max(1, round(float(video.fps))))
+    return snapped
 
 
 class ResolveContext(Protocol):
@@ -126,6 +152,8 @@ class StageSpec:
     model_kinds: tuple[str, ...] = ()
     # Built-in model names that need no registry entry.
     builtin_models: tuple[str, ...] = ()
+    # The key that names the stage's model (`interpolate` calls it `method`).
+    model_key: str = "model"
     # True when one job takes every input at once (blend) instead of one job each.
     gathers: bool = False
     # True when the stage takes `loras` and `control` options.

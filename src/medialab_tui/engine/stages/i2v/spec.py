@@ -9,6 +9,7 @@ image's size, rounded down to the family's multiple.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -70,6 +71,14 @@ class I2VParams(StageParams):
         if size is None:
             return (self.width, self.height) if self.width and self.height else None
         return (self.width or size[0], self.height or size[1])
+
+    def output_rate(self, rate: Fraction | None, arch: str | None = None) -> Fraction | None:
+        """The videos play at `fps`, else at the model family's default rate."""
+        if self.fps is not None:
+            return Fraction(self.fps)
+        family = family_of(arch) if arch else None
+        limits = family.video if family else None
+        return Fraction(limits.default_fps) if limits else None
 
 
 # SVD's defaults for its own keys, used when the stage leaves them unset.
