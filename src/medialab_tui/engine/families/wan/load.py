@@ -15,7 +15,7 @@ from medialab_tui.engine.families.base import VideoRequest
 if not hasattr(pipeline_wan_i2v, "ftfy"):
     # Wan cleans prompts with ftfy (mojibake repair) and fails by name without it;
     # medialab's prompts are already clean text, so its other cleaning suffices.
-    pipeline_wan_i2v.ftfy = SimpleNamespace(fix_text=lambda text: text)  # type: ignore[attr-defined]
+    pipeline_wan_i2v.ftfy = SimpleNamespace(fix_text=lambda text: text)
 
 
 def pipeline_class(arch: str) -> type[DiffusionPipeline]:
