@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from test_tui_gallery import inspector_text, open_gallery
+from textual.geometry import Region
 from textual.widgets import Static
 
 from conftest import Home, until
@@ -25,6 +26,7 @@ from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
 from medialab_tui.screens.playback import frame_at
 from medialab_tui.screens.player import PlayerScreen, VideoPane
+from medialab_tui.screens.thumbs import HalfcellFrameImage
 from medialab_tui.store.artifacts import write_sidecar
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run
@@ -91,7 +93,7 @@ class Videos:
         folder = self.data.artifacts / f"r{run.id}" / f"j{job.id}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "5.mp4"
-        width, height = SIZE
+        height, width = frames[0].shape[:2]
         meta = {
             "stage": stage,
             "params": params,
@@ -235,26 +237,33 @@ async def test_player_plays_pauses_and_steps_frame_by_frame(studio: Any, videos:
         await until(pilot, lambda: isinstance(app.screen, GalleryScreen))
 
 
-async def test_player_shows_the_frames_the_file_holds(studio: Any, videos: Videos) -> None:
-    """What the pane shows is the decoded frame of that index: its square is where it
-    was drawn (H.264 is lossy, so the test looks for the square, not exact bytes)."""
+async def test_player_shows_the_frames_the_file_holds_in_half_cells(
+    studio: Any, home: Home, videos: Videos
+) -> None:
+    """The pane draws the decoded frame of that index: the square is in the cells where
+    it was drawn (H.264 is lossy, so the test looks for the square, not exact bytes)."""
+    with (home.root / "config.toml").open("a") as config:
+        config.write('graphics = "halfcell"\n')
     videos.video("i2v", moving_square(20), Fraction(10))
     app = studio()
     async with app.run_test(size=(120, 36)) as pilot:
         await open_gallery(app, pilot)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, PlayerScreen))
-        await pilot.press("space")
-        await pilot.press("home")
+        await pilot.press("space", "home")
+        pane = app.screen.query_one(VideoPane)
+        picture = pane.query_one(".pane-picture")
+        assert isinstance(picture, HalfcellFrameImage)
         for index in (0, 1, 2):
             await until(pilot, lambda index=index: pane_index(app) == index)
-            pane = app.screen.query_one(VideoPane)
-            assert pane.shown is not None
-            pixels = np.asarray(pane.shown.image.convert("RGB"))
-            scale = pixels.shape[1] / SIZE[0]
-            row = pixels[int(12 * scale)]
-            bright = np.flatnonzero(row[:, 0] > 150)
-            assert bright.size
+            await until(pilot, lambda: picture.size.width > 0)
+            lines = picture.render_lines(Region(0, 0, picture.size.width, picture.size.height))
+            scale = picture.size.width / SIZE[0]
+            # The square spans rows 8–15 of 32: the cells of rows 4–7 hold it.
+            row = lines[int(6 * picture.size.height / 16)]
+            colours = [seg.style.color.triplet for seg in row if seg.text == "▀" and seg.style]
+            bright = [x for x, rgb in enumerate(colours) if rgb is not None and rgb.red > 150]
+            assert bright, f"no square drawn in frame {index}"
             assert abs(bright[0] / scale - index * 2) <= 1.5
             await pilot.press("right")
 

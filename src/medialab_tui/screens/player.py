@@ -24,7 +24,7 @@ from textual_image.widget import get_cell_size
 
 from medialab_tui.screens.common import KeysFooter
 from medialab_tui.screens.playback import Clip, Frame, FrameFeed, PlayClock, frame_at
-from medialab_tui.screens.thumbs import ImageWidget, image_widget
+from medialab_tui.screens.thumbs import ImageWidget, frame_widget
 from medialab_tui.store.videos import fps_text
 from medialab_tui.text import visible
 
@@ -66,7 +66,7 @@ class VideoPane(Vertical):
         # Captions name files and artifacts: shown as text, never markup or sequences.
         yield Static(f"{label}{escape(visible(self.clip.caption))}", classes="pane-caption")
         with Container(classes="pane-frame"):
-            yield image_widget(self.graphics, classes="pane-picture")
+            yield frame_widget(self.graphics, classes="pane-picture")
         yield Static("", classes="pane-error")
 
     def _box(self) -> tuple[int, int]:
