@@ -214,6 +214,7 @@ _OUTPUT_WORDS = {
     "detail": "detailed",
     "upscale": "upscaled",
     "blend": "blended",
+    "i2v": "videos",
 }
 
 
@@ -232,9 +233,20 @@ def _expansion_tree(prepared: Any) -> str:
     return " → ".join(chain)
 
 
+def _video_seconds(prepared: Any, step: Any) -> float:
+    """Seconds of video a stage's outputs hold together (0 for stages that make none
+    of their own frames): frames × outputs at the rate the stage gives them."""
+    stage = prepared.pipeline.stages[step.index]
+    frames = getattr(stage, "frames", None)
+    model = prepared.models[step.index]
+    rate = stage.output_rate(None, model.arch if model else None) if frames else None
+    return float(frames * step.outputs / rate) if frames and rate else 0.0
+
+
 def _print_plan(ctx: Context, prepared: Any) -> None:
     total = sum(p.seconds for p in prepared.plan)
     price = ctx.config.price_per_gpu_hour
+    video = {p.index: _video_seconds(prepared, p) for p in prepared.plan}
     if ctx.as_json:
         _print_json(
             {
@@ -247,6 +259,7 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
                         "outputs": p.outputs,
                         "seconds": round(p.seconds, 2),
                         "basis": p.basis,
+                        **_video_cost(p.seconds, video[p.index], price),
                     }
                     for p in prepared.plan
                 ],
@@ -272,6 +285,13 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
     if price:
         line += f", about {total / 3600 * price:.2f} at {price:g} per GPU-hour"
     print(line)
+    for p in prepared.plan:
+        cost = _video_cost(p.seconds, video[p.index], price)
+        if cost:
+            line = f"stage {p.index + 1} ({p.type}): {cost['video_seconds']:g} s of video"
+            if "cost_per_video_second" in cost:
+                line += f", about {cost['cost_per_video_second']:.4f} per video second"
+            print(line)
     for notice in prepared.notices:
         print(visible(f"note: {notice}"), file=sys.stderr)
     if prepared.pipeline.mode == "auto" and any(s.review for s in prepared.pipeline.stages):
@@ -280,6 +300,17 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
             '"checkpoint" mode',
             file=sys.stderr,
         )
+
+
+def _video_cost(seconds: float, video_seconds: float, price: float) -> dict[str, float]:
+    """A video stage's seconds of video and, with a price per GPU-hour, what one of
+    them costs; nothing for other stages."""
+    if not video_seconds:
+        return {}
+    cost = {"video_seconds": round(video_seconds, 3)}
+    if price:
+        cost["cost_per_video_second"] = round(seconds / 3600 * price / video_seconds, 6)
+    return cost
 
 
 def _confirm_large(prepared: Any, args: argparse.Namespace) -> None:
