@@ -140,9 +140,10 @@ PIPELINES = [
     run('name = "x"\n[[stages]]\nsteps = 3\n', "stage 1", "'type'", "is required", id="no-type"),
     run(GOOD.replace('"txt2img"', '"paint"'), "unknown stage type 'paint'", id="unknown-type"),
     run(
-        GOOD.replace('"txt2img"', '"interpolate"'),
-        "'interpolate' is not available",
-        id="planned-type",
+        '[inputs]\nprompts = ["x"]\n[[stages]]\ntype = "interpolate"\nmultiplier = 2\n',
+        "'inputs.videos'",
+        "at least one video for stage 1 (interpolate)",
+        id="interpolate-without-videos",
     ),
     run(GOOD.replace('"txt2img"', "3"), "unknown stage type 3", id="type-a-number"),
     run(GOOD + "brightness = 3\n", "stage 1 (txt2img)", "'brightness'", id="unknown-key"),

@@ -30,6 +30,7 @@ class Inputs(BaseModel):
     prompts: list[PromptText] = Field(default_factory=list)
     negative: PromptText = ""
     images: list[str] = Field(default_factory=list)
+    videos: list[str] = Field(default_factory=list)
     seeds: list[int] | None = None
     seed: int | None = None
     count: int | None = Field(default=None, ge=1, le=100_000)
@@ -177,22 +178,23 @@ def check_stage_chain(pipeline: Pipeline, source: str) -> None:
     first = STAGES[pipeline.stages[0].type]
     inputs = pipeline.inputs
     stage_one = f"stage 1 ({first.type})"
-    if first.takes == "prompt":
-        if not [p for p in inputs.prompts if p.strip()]:
+    given = {"image": inputs.images, "video": inputs.videos}
+    if first.takes == "prompt" and not [p for p in inputs.prompts if p.strip()]:
+        raise InputError(
+            f"must hold at least one prompt for {stage_one}",
+            loc=ErrorLoc(file=source, stage=1, key="inputs.prompts"),
+        )
+    for kind, paths in given.items():
+        if paths and first.takes != kind:
             raise InputError(
-                f"must hold at least one prompt for {stage_one}",
-                loc=ErrorLoc(file=source, stage=1, key="inputs.prompts"),
-            )
-        if inputs.images:
-            raise InputError(
-                f"{stage_one} takes prompts, not images",
-                loc=ErrorLoc(file=source, stage=1, key="inputs.images"),
+                f"{stage_one} takes {first.takes}s, not {kind}s",
+                loc=ErrorLoc(file=source, stage=1, key=f"inputs.{kind}s"),
                 predicate=False,
             )
-    elif first.takes == "image" and not inputs.images:
+    if first.takes in given and not given[first.takes]:
         raise InputError(
-            f"must list at least one image for {stage_one}",
-            loc=ErrorLoc(file=source, stage=1, key="inputs.images"),
+            f"must list at least one {first.takes} for {stage_one}",
+            loc=ErrorLoc(file=source, stage=1, key=f"inputs.{first.takes}s"),
         )
     pairs = zip(pipeline.stages, pipeline.stages[1:], strict=False)
     for i, (prev, cur) in enumerate(pairs, start=2):

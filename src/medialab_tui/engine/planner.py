@@ -9,6 +9,8 @@ of the same stage and model), else from a guess per architecture.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
@@ -86,33 +88,40 @@ def initial_items(pipeline: Pipeline, fallback_seed: int) -> list[dict[str, Any]
                 }
             )
     else:
-        pairs = _pair(list(inputs.images), prompts or [""], pipeline.expand, "images and prompts")
-        for image, prompt in pairs:
-            items.append(
-                {
-                    "prompt": prompt,
-                    "negative": inputs.negative,
-                    "seed": seeds[0],
-                    "images": [image],
-                    "parents": [],
-                }
-            )
+        video = first.takes == "video"
+        paths = list(inputs.videos if video else inputs.images)
+        what = f"{first.takes}s and prompts"
+        for path, prompt in _pair(paths, prompts or [""], pipeline.expand, what):
+            item: dict[str, Any] = {
+                "prompt": prompt,
+                "negative": inputs.negative,
+                "seed": seeds[0],
+                "images": [] if video else [path],
+                "parents": [],
+            }
+            if video:
+                item["videos"] = [path]
+            items.append(item)
     return items
 
 
 def item_from_artifact(artifact: Any) -> dict[str, Any]:
     """The next stage's input item made from one output of this stage.
 
-    A text output (an enhanced prompt) carries its prompt and no image.
+    A text output (an enhanced prompt) carries its prompt and no image; a video
+    output carries its file under `videos`.
     """
     params = artifact.params or {}
-    return {
+    item = {
         "prompt": artifact.prompt,
         "negative": params.get("negative", ""),
         "seed": artifact.seed if artifact.seed is not None else 0,
-        "images": [artifact.path] if artifact.kind != "text" else [],
+        "images": [artifact.path] if artifact.kind == "image" else [],
         "parents": [artifact.id],
     }
+    if artifact.kind == "video":
+        item["videos"] = [artifact.path]
+    return item
 
 
 def next_items(
@@ -154,7 +163,8 @@ def pixel_steps(stage: StageParams) -> float:
 
 def measured_rate(store: Store, stage: StageParams) -> float | None:
     """Seconds per pixel-step of recent succeeded jobs of this stage and model."""
-    model = getattr(stage, "model", "")
+    key = STAGES[stage.type].model_key
+    model = getattr(stage, key, "")
     with store.read() as s:
         rows = s.exec(
             select(Job.run_seconds, Job.params)
@@ -164,7 +174,7 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
         ).all()
     rates = []
     for seconds, params in rows:
-        if params.get("model") != model:
+        if params.get(key) != model:
             continue
         work = pixel_steps(job_params(stage.type, params))
         rates.append(seconds / work)
@@ -243,3 +253,33 @@ def check_output_pixels(
                 ),
             )
         size = made
+
+
+def check_frame_rates(
+    pipeline: Pipeline,
+    input_rates: list[tuple[str, Fraction]],
+    models: list[ModelRef | None],
+    source: str,
+) -> None:
+    """Refuse, before anything runs, a stage that cannot take the videos it would get at
+    their frame rate (an `interpolate` target that is no integer multiple of it): each
+    clip of `inputs.videos` (path, rate) is followed through the stages, and a video
+    made by a stage (`i2v`) has the rate that stage's keys give it."""
+    starts: list[tuple[Fraction | None, str]] = [
+        (rate, f"{Path(path).name}'s") for path, rate in input_rates
+    ] or [(None, "")]
+    for rate, whose in starts:
+        for index, stage in enumerate(pipeline.stages):
+            spec = STAGES[stage.type]
+            if spec.takes == "video" and rate is not None:
+                problem = stage.rate_problem(rate, whose)
+                if problem is not None:
+                    key, text = problem
+                    raise InputError(
+                        text,
+                        loc=ErrorLoc(file=source, stage=index + 1, stage_type=stage.type, key=key),
+                        predicate=False,
+                    )
+            arch = models[index].arch if models[index] else None
+            rate = stage.output_rate(rate, arch) if spec.gives == "video" else None
+            whose = f"stage {index + 1} ({stage.type})'s"

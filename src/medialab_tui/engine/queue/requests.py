@@ -37,9 +37,15 @@ from medialab_tui.store.values import QUEUE_KEY
 
 def submit(store: Store, data: DataDir, prepared: Prepared, *, rerun_of: int | None = None) -> Run:
     """Write the run and its first stage's jobs in one transaction."""
-    stored = {str(p): store_input_file(data.inputs, p) for p in prepared.image_sources}
+    sources = [*prepared.image_sources, *prepared.video_sources]
+    stored = {str(p): store_input_file(data.inputs, p) for p in sources}
     items = [
-        {**item, "images": [stored.get(i, i) for i in item["images"]]} for item in prepared.items
+        {
+            **item,
+            "images": [stored.get(i, i) for i in item["images"]],
+            **({"videos": [stored.get(v, v) for v in item["videos"]]} if "videos" in item else {}),
+        }
+        for item in prepared.items
     ]
     document = prepared.pipeline.to_dict()
     # The run keeps what each stage resolved to: the engine builds its jobs' commands

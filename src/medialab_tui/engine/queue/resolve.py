@@ -25,19 +25,21 @@ from medialab_tui.engine.families.base import estimate_tokens
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
 from medialab_tui.engine.planner import (
     StagePlan,
+    check_frame_rates,
     check_output_pixels,
     initial_items,
     megapixels,
     plan,
 )
 from medialab_tui.engine.stages import STAGES, StageParams
-from medialab_tui.engine.stages.base import ModelProblem, Size
+from medialab_tui.engine.stages.base import ModelProblem, Size, constant_rate
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.files import atomic_copy
 from medialab_tui.store.tables import Model, Setting
 from medialab_tui.store.values import WORKER_KEY
+from medialab_tui.store.videos import VideoInfo
 
 # A run with more jobs than this is submitted only when the operator confirms it.
 LARGE_RUN_JOBS = 500
@@ -53,6 +55,7 @@ class Prepared:
     items: list[dict[str, Any]]
     plan: list[StagePlan]
     image_sources: list[Path] = field(default_factory=list)
+    video_sources: list[Path] = field(default_factory=list)
     # Per stage: resolved LoRAs, ControlNet (with its image), detector, wildcard lists.
     extras: list[Extras] = field(default_factory=list)
     # Things worth knowing before it runs (a prompt the text encoder will cut short).
@@ -118,10 +121,10 @@ def _config_dir(store: Store, row: Model, loc: ErrorLoc) -> str | None:
 
 def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | None:
     spec = STAGES[stage.type]
-    ref = getattr(stage, "model", None)
+    ref = getattr(stage, spec.model_key, None)
     if not spec.uses_model or ref is None or ref in spec.builtin_models:
         return None
-    at = replace(loc, key="model")
+    at = replace(loc, key=spec.model_key)
     row = _lookup(store, ref, spec.model_kinds, at)
     family = family_of(row.arch)
     runnable = archs_running(stage.type)
@@ -236,6 +239,22 @@ def find_image(raw: str, base: Path, loc: ErrorLoc, max_pixels: int) -> tuple[Pa
     return path, (width, height)
 
 
+def find_video(raw: str, base: Path, loc: ErrorLoc, max_frames: int) -> tuple[Path, VideoInfo]:
+    """The video file `raw` names (relative to `base`) and what it holds, decoded once
+    to check it: a file that is no video, has no video stream (audio only), is
+    truncated, or has more than `max_frames` frames (config `max_video_frames`) is
+    refused."""
+    from medialab_tui.store.videos import BadVideo, probe_video
+
+    path = (base / raw).expanduser() if not Path(raw).is_absolute() else Path(raw)
+    if not path.is_file():
+        raise InputError(f"{raw} does not exist", loc=loc, predicate=False)
+    try:
+        return path, probe_video(path, max_frames=max_frames)
+    except BadVideo as exc:
+        raise InputError(str(exc), loc=loc, predicate=False) from None
+
+
 def queue_device(store: Store) -> str:
     """The device the last worker reported, for estimates ("cpu" if none yet)."""
     with store.read() as s:
@@ -281,8 +300,20 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
         for raw in pipeline.inputs.images
     ]
     images = [path for path, _ in found_images]
+    videos_loc = ErrorLoc(file=source, key="inputs.videos")
+    found_videos = [
+        find_video(raw, base_dir, videos_loc, config.max_video_frames)
+        for raw in pipeline.inputs.videos
+    ]
+    videos = [path for path, _ in found_videos]
     check_output_pixels(
-        pipeline, [size for _, size in found_images], config.max_output_pixels, source
+        pipeline,
+        [size for _, size in found_images] + [(v.width, v.height) for _, v in found_videos],
+        config.max_output_pixels,
+        source,
+    )
+    check_frame_rates(
+        pipeline, [(str(path), constant_rate(v)) for path, v in found_videos], models, source
     )
     fallback_seed = random.randrange(SEED_MAX + 1)
     if pipeline.inputs.seeds is None and pipeline.inputs.seed is None:
@@ -295,8 +326,11 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
     except InputError as exc:
         raise exc.at(file=source) from None
     image_map = {raw: str(p) for raw, p in zip(pipeline.inputs.images, images, strict=True)}
+    video_map = {raw: str(p) for raw, p in zip(pipeline.inputs.videos, videos, strict=True)}
     for item in items:
         item["images"] = [image_map.get(i, i) for i in item["images"]]
+        if "videos" in item:
+            item["videos"] = [video_map.get(v, v) for v in item["videos"]]
     prompts = [i["prompt"] for i in items]
     extras = []
     for index, (stage, loc) in enumerate(zip(pipeline.stages, stage_locs, strict=True)):
@@ -315,7 +349,7 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
     stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
     _check_gathers(pipeline, stage_plan, source)
     notices = _token_notices(pipeline, models, prompts)
-    return Prepared(pipeline, source, models, items, stage_plan, images, extras, notices)
+    return Prepared(pipeline, source, models, items, stage_plan, images, videos, extras, notices)
 
 
 def _token_notices(
@@ -348,7 +382,11 @@ def wildcards_dir(store: Store) -> Path:
 
 def store_input_file(inputs_dir: Path, path: Path) -> str:
     """Copy an input file into `<data>/inputs/` by content; the original is never touched."""
-    digest = blake3.blake3(path.read_bytes()).hexdigest()[:24]
+    hasher = blake3.blake3()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            hasher.update(chunk)
+    digest = hasher.hexdigest()[:24]
     target = inputs_dir / f"{digest}{path.suffix.lower()}"
     if not target.exists():
         atomic_copy(path, target)

@@ -41,6 +41,6 @@ def job_params(stage: str, raw: Mapping[str, Any]) -> StageParams:
 
 
 # Stage types of the contract (SPEC §4) that this version does not run yet.
-PLANNED = ("interpolate",)
+PLANNED: tuple[str, ...] = ()
 
 __all__ = ["PLANNED", "STAGES", "StageParams", "StageSpec", "job_params"]

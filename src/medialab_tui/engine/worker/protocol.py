@@ -91,12 +91,14 @@ class Extras(_Record):
 
 
 class Item(_Record):
-    """One input item of a job: a prompt with its seed, and images it starts from."""
+    """One input item of a job: a prompt with its seed, and the images or videos it
+    starts from (stored copies of inputs, or the previous stage's outputs)."""
 
     prompt: str = ""
     negative: str = ""
     seed: int | None = None
     images: list[str] = Field(default_factory=list)
+    videos: list[str] = Field(default_factory=list)
     parents: list[int] = Field(default_factory=list)
     # The prompt an output had before it was edited in review.
     edited_from: str | None = None

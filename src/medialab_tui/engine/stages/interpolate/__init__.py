@@ -1,0 +1,1 @@
+"""The `interpolate` stage: `spec.py` (parameters, no torch) and `run.py` (the worker side)."""
