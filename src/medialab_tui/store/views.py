@@ -183,9 +183,41 @@ class ArtifactView:
             "height": self.height,
             "starred": self.starred,
         }
+        if self.kind == "video":
+            data.update(
+                fps=self.fps,
+                fps_exact=self.fps_exact,
+                frames=self.frames,
+                duration=self.duration,
+            )
         if lineage:
             data["parents"] = [f"a{p}" for p in self.parents]
         return data
+
+    # A video's rate and length, from the metadata written with it (None for others).
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second as a number (29.97…); `fps_exact` is the rational."""
+        value = self.params.get("fps")
+        return float(value) if self.kind == "video" and value is not None else None
+
+    @property
+    def fps_exact(self) -> str | None:
+        """The exact frame rate as a fraction, "60000/1001"."""
+        value = self.params.get("fps_exact")
+        return str(value) if self.kind == "video" and value is not None else None
+
+    @property
+    def frames(self) -> int | None:
+        value = self.params.get("frames")
+        return int(value) if self.kind == "video" and value is not None else None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds: frames at the exact frame rate."""
+        value = self.params.get("duration")
+        return float(value) if self.kind == "video" and value is not None else None
 
 
 @dataclass(frozen=True)
