@@ -205,9 +205,19 @@ def review_outputs(store: Store, run_id: int) -> list[ArtifactView]:
 
 def job_images(store: Store, job_id: int) -> list[str]:
     """The image files a job took as its input (stored copies)."""
+    return _job_inputs(store, job_id, "images")
+
+
+def job_videos(store: Store, job_id: int) -> list[str]:
+    """The video files a job took as its input (stored copies of `inputs.videos`, or
+    the previous stage's videos)."""
+    return _job_inputs(store, job_id, "videos")
+
+
+def _job_inputs(store: Store, job_id: int, kind: str) -> list[str]:
     with store.reading() as conn:
         row = conn.execute("SELECT item FROM job WHERE id = ?", (job_id,)).fetchone()
-    return [str(p) for p in (row["item"].get("images", []) if row else [])]
+    return [str(p) for p in (row["item"].get(kind, []) if row else [])]
 
 
 @dataclass(frozen=True)
