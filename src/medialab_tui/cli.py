@@ -215,6 +215,7 @@ _OUTPUT_WORDS = {
     "upscale": "upscaled",
     "blend": "blended",
     "i2v": "videos",
+    "interpolate": "interpolated",
 }
 
 
@@ -224,8 +225,8 @@ def _expansion_tree(prepared: Any) -> str:
 
     inputs = prepared.pipeline.inputs
     first = STAGES[prepared.plan[0].type]
-    if first.takes == "image":
-        count, noun = len(inputs.images), "image"
+    if first.takes in ("image", "video"):
+        count, noun = len(getattr(inputs, f"{first.takes}s")), first.takes
     else:
         count, noun = len([p for p in inputs.prompts if p.strip()]), "prompt"
     chain = [f"{count} {noun}{'s' if count != 1 else ''}"]
@@ -566,6 +567,15 @@ def _show_artifact(ctx: Context, a: ArtifactView) -> int:
             ("path", a.path),
             ("kind", a.kind),
             ("size", f"{a.width}×{a.height}" if a.width else ""),
+            *(
+                [
+                    ("fps", f"{a.fps:g} ({a.fps_exact})" if a.fps is not None else ""),
+                    ("frames", a.frames if a.frames is not None else ""),
+                    ("duration", f"{a.duration:.3f} s" if a.duration is not None else ""),
+                ]
+                if a.kind == "video"
+                else []
+            ),
             ("stage", a.stage),
             ("prompt", a.prompt),
             ("seed", a.seed),

@@ -32,11 +32,9 @@ def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
     inputs: dict[str, object] = {"negative": job.item.get("negative", "")}
     if artifact.seed is not None:
         inputs["seeds"] = [artifact.seed]
-    if job.item.get("images"):
-        missing = [p for p in job.item["images"] if not Path(p).exists()]
-        if missing:
-            raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
-        inputs["images"] = list(job.item["images"])
+    files = _input_files(artifact, job.item)
+    if files:
+        inputs.update(files)
         if job.item.get("prompt"):
             inputs["prompts"] = [job.item["prompt"]]
     else:
@@ -93,13 +91,9 @@ def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
     inputs: dict[str, Any] = {"negative": start.item.get("negative", "")}
     if seed is not None:
         inputs["seeds"] = [seed]
-    images = list(start.item.get("images") or [])
-    missing = [p for p in images if not Path(p).exists()]
-    if missing:
-        raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
-    if images:
-        inputs["images"] = images
-    if start.item.get("prompt") or not images:
+    files = _input_files(artifact, start.item)
+    inputs.update(files)
+    if start.item.get("prompt") or not files:
         inputs["prompts"] = [start.item.get("prompt", "")]
     document = {
         "name": run.name,
@@ -109,3 +103,13 @@ def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
         "stages": stages,
     }
     return parse_pipeline(document, f"settings of a{artifact.id}").to_dict()
+
+
+def _input_files(artifact: Artifact, item: dict[str, Any]) -> dict[str, list[str]]:
+    """The images and videos a job started from, as `[inputs]` keys (none when it
+    started from a prompt); a file that is gone is an InputError."""
+    files = {kind: list(item.get(kind) or []) for kind in ("images", "videos")}
+    missing = [p for paths in files.values() for p in paths if not Path(p).exists()]
+    if missing:
+        raise InputError(f"a{artifact.id} was made from {missing[0]}, which no longer exists")
+    return {kind: paths for kind, paths in files.items() if paths}
