@@ -26,6 +26,7 @@ from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
 from medialab_tui.screens.playback import frame_at
 from medialab_tui.screens.player import PlayerScreen, VideoPane
+from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.thumbs import HalfcellFrameImage
 from medialab_tui.store.artifacts import write_sidecar
 from medialab_tui.store.db import Store
@@ -315,3 +316,42 @@ async def test_play_says_so_when_the_video_file_is_gone(studio: Any, videos: Vid
             lambda: any("is missing" in str(n.message) for n in app._notifications),
         )
         assert not isinstance(app.screen, PlayerScreen)
+
+
+async def test_queue_shows_a_video_job_denoising_then_decoding(studio: Any, videos: Videos) -> None:
+    """The worker counts an i2v job's 20 steps and then its 4 decode chunks in one total
+    of 24: the running job reads `step 12/20`, then `decoding 2/4`."""
+    stage = {"type": "i2v", "model": "demo-svd", "frames": 14, "steps": 20, "per_input": 1}
+    run = videos.add(
+        Run(name="clip", pipeline={"stages": [stage]}, stage_count=1, status="running")
+    )
+    job = videos.add(
+        Job(
+            run_id=run.id,
+            stage_index=0,
+            stage="i2v",
+            item={"prompt": "waves", "seed": 1, "images": []},
+            params=stage,
+            status="running",
+            step=12,
+            total_steps=24,
+            progress=0.5,
+        )
+    )
+    app = studio()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.switch_mode("queue")
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+
+        def running() -> str:
+            return str(screen.query_one("#running-info", Static).render())
+
+        await until(pilot, lambda: "step 12/20" in running())
+        with videos.store.write() as s:
+            row = s.get(Job, job.id)
+            assert row is not None
+            row.step, row.progress = 22, 22 / 24
+            s.add(row)
+        await until(pilot, lambda: "decoding 2/4" in running())
+        assert "step" not in running().split("\n")[1]

@@ -101,6 +101,27 @@ def eta(job: JobView, now: datetime) -> str:
     return "…" if left is None else duration(left)
 
 
+def step_text(job: JobView) -> str:
+    """Where a running job is: `step 12/20`. A video job's worker counts its denoising
+    steps and then its decode chunks in one total, per video: `step 12/20` while it
+    denoises, `decoding 2/4` while it decodes (with `video 2/3 ·` when it makes several)."""
+    if not job.total_steps:
+        return "starting"
+    steps, videos = job.params.get("steps"), job.params.get("per_input", 1)
+    if job.stage != "i2v" or not isinstance(steps, int) or not isinstance(videos, int):
+        return f"step {job.step}/{job.total_steps}"
+    per_video = job.total_steps // max(1, videos)
+    chunks = per_video - steps
+    if chunks < 1 or per_video * videos != job.total_steps:
+        return f"step {job.step}/{job.total_steps}"  # not counted as the video stage counts
+    video, done = divmod(max(0, job.step - 1), per_video)
+    done += 1 if job.step else 0
+    which = f"video {video + 1}/{videos} · " if videos > 1 else ""
+    if done <= steps:
+        return f"{which}step {done}/{steps}"
+    return f"{which}decoding {done - steps}/{chunks}"
+
+
 def created(ts: datetime, now: datetime) -> str:
     local = aware(ts).astimezone()
     today = local.date() == now.astimezone().date()
@@ -500,7 +521,7 @@ class QueueScreen(StudioScreen):
             preview.display = False
             self.preview_stamp = None
             return
-        steps = f"step {job.step}/{job.total_steps}" if job.total_steps else "starting"
+        steps = step_text(job)
         left = eta(job, now)
         lines = [
             Text.assemble((job.ref, "bold"), f" of r{job.run_id} · {job.stage}"),

@@ -100,6 +100,7 @@ class JobView:
     run_seconds: float
     error_kind: str = ""
     created_at: datetime | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the stage's, as stored
 
     @classmethod
     def of(cls, job: sqlite3.Row) -> JobView:
@@ -111,6 +112,7 @@ class JobView:
                 ref=f"j{job['id']}",
                 prompt=str(item.get("prompt", "")),
                 seed=item.get("seed"),
+                params=dict(job["params"] or {}),
             )
         )
 
