@@ -309,3 +309,45 @@ def test_cancel_during_i2v_stops_within_one_step(bench: Bench) -> None:
     assert stopped < 400
     assert query(home, "SELECT count(*) FROM artifact WHERE run_id=?", run_id) == [(0,)]
     assert not list((home.root / "artifacts" / f"r{run_id}").rglob("*.mp4"))
+
+
+def test_cancel_during_decode_stops_within_one_chunk(bench: Bench) -> None:
+    home = bench.home
+    # One step, then 64 decode chunks of one frame each, a tenth of a second apiece.
+    text = i2v_toml(
+        [str(bench.image)],
+        prompt=None,
+        model=SVD,
+        frames=64,
+        steps=1,
+        width=96,
+        height=96,
+        decode_chunk_size=1,
+    )
+    proc = home.cli("run", str(home.pipeline("decode", text)), "--no-wait", "--json", check=True)
+    run_id = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
+    job_id = query(home, "SELECT id FROM job WHERE run_id=?", run_id)[0][0]
+    wait_for(lambda: job_row(home, job_id)["step"] >= 3)  # the step and two chunks
+    home.cli("cancel", f"j{job_id}", check=True)
+    wait_for(lambda: job_row(home, job_id)["status"] == "cancelled", timeout=20)
+    sent, stopped = cancel_steps(home, job_id)
+    assert stopped - sent <= 1, (sent, stopped)
+    assert query(home, "SELECT total_steps FROM job WHERE id=?", job_id) == [(65,)]
+    assert stopped < 65
+    assert query(home, "SELECT count(*) FROM artifact WHERE run_id=?", run_id) == [(0,)]
+
+
+def test_dry_run_says_the_seconds_of_video_and_what_one_costs(bench: Bench) -> None:
+    home = bench.home
+    config = home.root / "config.toml"
+    config.write_text(config.read_text() + "price_per_gpu_hour = 2.5\n")
+    text = i2v_toml([str(bench.image)], model=WAN, frames=17, per_input=3)
+    proc = home.cli("run", str(home.pipeline("cost", text)), "--dry-run", "--json", check=True)
+    (stage,) = json.loads(proc.stdout)["stages"]
+    # Three videos of 17 frames at Wan's 16 fps.
+    assert stage["video_seconds"] == pytest.approx(3 * 17 / 16, abs=1e-3)
+    expected = stage["seconds"] / 3600 * 2.5 / stage["video_seconds"]
+    assert stage["cost_per_video_second"] == pytest.approx(expected, rel=1e-2)
+    proc = home.cli("run", str(home.pipeline("cost", text)), "--dry-run", check=True)
+    assert "stage 1 (i2v): 3.188 s of video, about " in proc.stdout
+    assert "per video second" in proc.stdout
