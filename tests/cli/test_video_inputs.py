@@ -155,7 +155,8 @@ BAD = [
         id="interpolate-after-images",
     ),
     pytest.param(
-        '[inputs]\nprompts = ["fox"]\nvideos = ["c60.mp4"]\n[[stages]]\ntype = "txt2img"\nmodel = "x"\n',
+        '[inputs]\nprompts = ["fox"]\nvideos = ["c60.mp4"]\n'
+        '[[stages]]\ntype = "txt2img"\nmodel = "x"\n',
         ("'inputs.videos'", "stage 1 (txt2img) takes prompts, not videos"),
         id="txt2img-fed-videos",
     ),
