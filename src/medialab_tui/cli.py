@@ -291,7 +291,7 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
         if cost:
             line = f"stage {p.index + 1} ({p.type}): {cost['video_seconds']:g} s of video"
             if "cost_per_video_second" in cost:
-                line += f", about {cost['cost_per_video_second']:.4f} per video second"
+                line += f", about {cost['cost_per_video_second']:.3g} per video second"
             print(line)
     for notice in prepared.notices:
         print(visible(f"note: {notice}"), file=sys.stderr)

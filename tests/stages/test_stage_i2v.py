@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Home, job_row, query, wait_for
+from conftest import EXAMPLES, Home, job_row, query, run_status, wait_for
 from medialab_tui.store.videos import probe_video, read_frames
 
 pytestmark = pytest.mark.slow
@@ -218,7 +218,7 @@ def test_i2v_after_txt2img_keeps_lineage_seed_and_the_image_size(bench: Bench) -
 # --- refused at submit ----------------------------------------------------------------
 
 
-def bad_cases(image: str) -> list[tuple[str, str, str]]:
+def bad_cases(image: str, clip: Path) -> list[tuple[str, str, str]]:
     """(id, pipeline text, words the one sentence must hold)."""
     txt2img_svd = (
         '[inputs]\nprompts = ["x"]\n[[stages]]\ntype = "txt2img"\nmodel = "demo-svd"\n'
@@ -258,6 +258,12 @@ def bad_cases(image: str) -> list[tuple[str, str, str]]:
         ),
         ("video-model-txt2img", txt2img_svd, "'demo-svd' is a video, not a checkpoint"),
         (
+            "i2v-fed-clips",
+            f"[inputs]\nvideos = [{json.dumps(str(clip))}]\n"
+            '[[stages]]\ntype = "i2v"\nmodel = "demo-svd"\n',
+            "key 'inputs.videos': stage 1 (i2v) takes images, not videos",
+        ),
+        (
             "i2v-fed-videos",
             i2v_toml([image], model=SVD) + '[[stages]]\ntype = "i2v"\nmodel = "demo-svd"\n',
             "stage 2 (i2v) takes images but stage 1 (i2v) gives videos",
@@ -267,7 +273,8 @@ def bad_cases(image: str) -> list[tuple[str, str, str]]:
 
 def test_bad_i2v_input_exits_2_with_one_sentence_and_stores_nothing(bench: Bench) -> None:
     runs_before = query(bench.home, "SELECT count(*) FROM run")
-    for ident, text, words in bad_cases(str(bench.image)):
+    clip = videos(bench, "wan")[0]["path"]
+    for ident, text, words in bad_cases(str(bench.image), clip):
         path = bench.home.pipeline(f"bad-{ident}", text)
         proc = bench.home.cli("run", str(path), "--no-wait", "--no-start")
         assert proc.returncode == 2, (ident, proc.stdout, proc.stderr)
@@ -351,3 +358,40 @@ def test_dry_run_says_the_seconds_of_video_and_what_one_costs(bench: Bench) -> N
     proc = home.cli("run", str(home.pipeline("cost", text)), "--dry-run", check=True)
     assert "stage 1 (i2v): 3.188 s of video, about " in proc.stdout
     assert "per video second" in proc.stdout
+
+
+# --- the example ------------------------------------------------------------------------
+
+
+def test_image_to_video_example_reviews_the_stills_then_animates_and_interpolates(
+    bench: Bench,
+) -> None:
+    home = bench.home
+    proc = home.cli("run", str(EXAMPLES / "image-to-video.toml"), "--no-wait", "--json", check=True)
+    run_id = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
+    wait_for(lambda: run_status(home, run_id) == "review", timeout=120)
+    stills = [
+        i for (i,) in query(home, "SELECT id FROM artifact WHERE run_id=? ORDER BY id", run_id)
+    ]
+    assert len(stills) == 4  # two prompts × two seeds
+    picked = stills[1:3]
+    home.cli("approve", f"r{run_id}", "--select", *[f"a{i}" for i in picked], check=True)
+    wait_for(lambda: run_status(home, run_id) == "succeeded", timeout=240)
+
+    made = query(
+        home,
+        "SELECT a.id, j.stage, a.path FROM artifact a JOIN job j ON j.id = a.job_id "
+        "WHERE a.run_id=? AND a.kind='video' ORDER BY a.id",
+        run_id,
+    )
+    clips = {
+        stage: [(i, Path(p)) for i, s, p in made if s == stage] for stage in ("i2v", "interpolate")
+    }
+    assert len(clips["i2v"]) == len(clips["interpolate"]) == 2
+    for (clip_id, clip), (_, smooth) in zip(clips["i2v"], clips["interpolate"], strict=True):
+        (parent,) = query(home, "SELECT parent_id FROM artifactparent WHERE artifact_id=?", clip_id)
+        assert parent[0] in picked
+        source, doubled = probe_video(clip), probe_video(smooth)
+        assert (source.fps, source.frames, source.width) == (Fraction(7), 14, 64)
+        assert (doubled.fps, doubled.frames) == (Fraction(14), 28)
+        assert doubled.duration == source.duration

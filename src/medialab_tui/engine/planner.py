@@ -151,11 +151,12 @@ def outputs_per_job(stage: StageParams) -> int:
     return stage.outputs_per_job()
 
 
-def pixel_steps(stage: StageParams) -> float:
+def pixel_steps(stage: StageParams, size: Size | None = None) -> float:
     """The work of one job in pixel-steps, the unit estimates are kept in: a video's
-    counts every frame (a size taken from the input counts as 512×512)."""
-    width = getattr(stage, "width", None) or 512
-    height = getattr(stage, "height", None) or 512
+    counts every frame. A stage without its own size works at its input's (`size`,
+    where known; else 512×512)."""
+    width = getattr(stage, "width", None) or (size[0] if size else 512)
+    height = getattr(stage, "height", None) or (size[1] if size else 512)
     steps = getattr(stage, "steps", 1)
     frames = getattr(stage, "frames", 1)
     return float(width * height * steps * frames * outputs_per_job(stage))
@@ -176,14 +177,18 @@ def measured_rate(store: Store, stage: StageParams) -> float | None:
     for seconds, params in rows:
         if params.get(key) != model:
             continue
-        work = pixel_steps(job_params(stage.type, params))
-        rates.append(seconds / work)
+        done = job_params(stage.type, params)
+        if hasattr(done, "width") and done.width is None:
+            continue  # it worked at its input's size, which its parameters do not say
+        rates.append(seconds / pixel_steps(done))
         if len(rates) >= HISTORY_JOBS:
             break
     return sum(rates) / len(rates) if rates else None
 
 
-def guess_seconds(stage: StageParams, device: str, model: ModelRef | None) -> float:
+def guess_seconds(
+    stage: StageParams, device: str, model: ModelRef | None, size: Size | None = None
+) -> float:
     """Seconds for one job of `stage` when nothing was measured: the stage's own guess,
     else the model family's step time (the demo models: their own)."""
     fixed = STAGES[stage.type].guess_job_seconds
@@ -195,7 +200,7 @@ def guess_seconds(stage: StageParams, device: str, model: ModelRef | None) -> fl
     else:
         kind = "cuda" if device == "cuda" else "cpu"
         per_step = (family.step_seconds if family else {}).get(kind, GUESS_STEP_SECONDS)
-    return per_step * pixel_steps(stage) / (512 * 512)
+    return per_step * pixel_steps(stage, size) / (512 * 512)
 
 
 def plan(
@@ -205,23 +210,27 @@ def plan(
     *,
     device: str = "cpu",
     models: list[ModelRef | None] | None = None,
+    input_size: Size | None = None,
 ) -> list[StagePlan]:
-    """Jobs, outputs and estimated seconds per stage for `items` first-stage inputs."""
+    """Jobs, outputs and estimated seconds per stage for `items` first-stage inputs
+    (images of at most `input_size`, where known)."""
     plans: list[StagePlan] = []
     jobs = items
+    size = input_size
     for index, stage in enumerate(pipeline.stages):
         if index > 0 and STAGES[stage.type].gathers:
             jobs = min(jobs, 1)  # one job takes every output of the stage before
         outputs = jobs * outputs_per_job(stage)
         rate = measured_rate(store, stage)
         if rate is not None:
-            seconds, basis = rate * pixel_steps(stage) * jobs, "history"
+            seconds, basis = rate * pixel_steps(stage, size) * jobs, "history"
         else:
             model = (models or [None] * len(pipeline.stages))[index]
-            each = guess_seconds(stage, device, model)
+            each = guess_seconds(stage, device, model, size)
             seconds, basis = each * jobs, "guess"
         plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis))
         jobs = outputs
+        size = stage.output_size(size)
     return plans
 
 

@@ -346,7 +346,15 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
             )
             found.update(spec.resolve(stage, context))
         extras.append(Extras.model_validate(found))
-    stage_plan = plan(pipeline, len(items), store, device=queue_device(store), models=models)
+    largest = max((size for _, size in found_images), key=lambda s: s[0] * s[1], default=None)
+    stage_plan = plan(
+        pipeline,
+        len(items),
+        store,
+        device=queue_device(store),
+        models=models,
+        input_size=largest,
+    )
     _check_gathers(pipeline, stage_plan, source)
     notices = _token_notices(pipeline, models, prompts)
     return Prepared(pipeline, source, models, items, stage_plan, images, videos, extras, notices)
