@@ -278,10 +278,11 @@ class MedialabApp(App[None]):
         title: str = "",
         severity: SeverityLevel = "information",
         timeout: float | None = None,
-        markup: bool = True,
+        markup: bool = False,
     ) -> None:
-        """Every notification (screens' included) with its control characters shown:
-        they quote ids, names, prompts and error sentences."""
+        """Every notification (screens' included) with its control characters shown,
+        and plain text unless `markup` is asked for: they quote ids, names, prompts and
+        error sentences, whose brackets (`images[0]`, `[b]`) are not markup."""
         super().notify(
             visible_lines(message),
             title=visible(title),
