@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+from test_tui_builder import builder, error_under, estimate, field, type_into
 from test_tui_gallery import inspector_text, open_gallery
 from textual.geometry import Region
 from textual.widgets import Static
@@ -355,3 +357,65 @@ async def test_queue_shows_a_video_job_denoising_then_decoding(studio: Any, vide
             s.add(row)
         await until(pilot, lambda: "decoding 2/4" in running())
         assert "step" not in running().split("\n")[1]
+
+
+async def test_builder_checks_video_stages_against_the_family_and_the_source_as_you_type(
+    studio: Any, home: Home, tmp_path: Path
+) -> None:
+    """The builder's forms for i2v and interpolate come from their parameter models;
+    what only the model's family or the source clip can tell (Wan's 4k+1 frames, a
+    target rate that is no multiple of 60 fps) shows under the field as it is typed."""
+    clip = tmp_path / "sixty.mp4"
+    write_video(clip, moving_square(6), Fraction(60))
+    picture = tmp_path / "still.png"
+    Image.fromarray(moving_square(1)[0]).save(picture)
+    pipeline = tmp_path / "video.toml"
+    pipeline.write_text(
+        f"""name = "clips"
+[inputs]
+prompts = ["waves"]
+images = ["{picture}"]
+
+[[stages]]
+type = "i2v"
+model = "demo-wan-i2v"
+frames = 17
+steps = 2
+"""
+    )
+    app = studio(pipeline=pipeline)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert {"frames", "fps", "steps", "motion", "prompt"} <= set(screen.form.fields)
+        await type_into(pilot, field(screen, "frames"), "15")
+        await until(pilot, lambda: "4k+1" in error_under(screen, "frames"))
+        assert "13, 17" in error_under(screen, "frames")
+        await type_into(pilot, field(screen, "frames"), "17")
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert error_under(screen, "frames") == ""
+
+    pipeline.write_text(
+        f"""name = "smooth"
+[inputs]
+videos = ["{clip}"]
+
+[[stages]]
+type = "interpolate"
+fps = 120
+"""
+    )
+    app = studio(pipeline=pipeline)
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = await builder(pilot)
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert {"multiplier", "fps", "method"} <= set(screen.form.fields)
+        # The clip from [inputs] videos is kept though the panel shows no field for it.
+        assert screen.document["inputs"]["videos"] == [str(clip)]
+        await type_into(pilot, field(screen, "fps"), "95")
+        await until(pilot, lambda: "95" in error_under(screen, "fps"))
+        sentence = error_under(screen, "fps")
+        assert "60" in sentence and "120" in sentence
+        await type_into(pilot, field(screen, "fps"), "120")
+        await until(pilot, lambda: "Total" in estimate(screen))
+        assert error_under(screen, "fps") == ""

@@ -577,8 +577,11 @@ class BuilderScreen(StudioScreen):
         self.changed()
 
     def _read_inputs(self) -> dict[str, Any]:
-        """`[inputs]` from the widgets; a seeds syntax error is kept for the field."""
-        inputs: dict[str, Any] = {}
+        """`[inputs]` from the widgets; a seeds syntax error is kept for the field. Keys
+        the panel has no field for (`videos`) stay as the file or settings gave them."""
+        shown = {key.removeprefix("inputs.") for key in INPUT_FIELDS}
+        before = self.document.get("inputs") or {}
+        inputs: dict[str, Any] = {k: v for k, v in before.items() if k not in shown}
         prompts = self.query_one("#in-prompts", TextArea).text.splitlines()
         if prompts := [p.strip() for p in prompts if p.strip()]:
             inputs["prompts"] = prompts
