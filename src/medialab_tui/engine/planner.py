@@ -289,6 +289,7 @@ def check_frame_rates(
                         loc=ErrorLoc(file=source, stage=index + 1, stage_type=stage.type, key=key),
                         predicate=False,
                     )
-            arch = models[index].arch if models[index] else None
+            model = models[index]
+            arch = model.arch if model is not None else None
             rate = stage.output_rate(rate, arch) if spec.gives == "video" else None
             whose = f"stage {index + 1} ({stage.type})'s"
