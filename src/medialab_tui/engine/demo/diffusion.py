@@ -19,20 +19,18 @@ torch, diffusers and transformers versions.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medialab_tui.engine.demo.publish import (
     MARKER_FILE,
-    publish_folder,
+    publish_pipeline,
     publish_safetensors,
-    write_marker,
 )
+from medialab_tui.engine.demo.weights import seeded
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +40,6 @@ DEMO_SD15 = "demo-sd15"
 DEMO_SDXL = "demo-sdxl"
 DEMO_SD15_SINGLE_FILE = "demo-sd15-single.safetensors"
 
-_SEED = 0
-_NOTE = "random weights: output is abstract noise"
 _TEXT_MAX_LENGTH = 77
 _BOS = "<|startoftext|>"
 _EOS = "<|endoftext|>"
@@ -82,8 +78,8 @@ def write_demo_models(models_dir: Path) -> list[Path]:
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    sd15 = ensure_folder(models_dir, DEMO_SD15, _build_sd15)
-    sdxl = ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
+    sd15 = _ensure_folder(models_dir, DEMO_SD15, _build_sd15)
+    sdxl = _ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
     single = _ensure_single_file(models_dir / DEMO_SD15_SINGLE_FILE, sd15)
     from medialab_tui.engine.demo.adapters import write_demo_adapters
     from medialab_tui.engine.demo.upscaler import write_demo_upscaler
@@ -104,26 +100,14 @@ def is_complete_demo_folder(folder: Path) -> bool:
 # --- writing atomically -------------------------------------------------------
 
 
-def ensure_folder(
-    models_dir: Path,
-    name: str,
-    build: Callable[[], tuple[DiffusionPipeline, str]],
-    is_complete: Callable[[Path], bool] = is_complete_demo_folder,
-    *,
-    clip_tokenizers: bool = True,
+def _ensure_folder(
+    models_dir: Path, name: str, build: Callable[[], tuple[DiffusionPipeline, str]]
 ) -> Path:
-    """Build a demo pipeline and publish it as ``models_dir / name`` (unless complete);
-    `clip_tokenizers` adds the BPE files older transformers read to its tokenizers."""
-
-    def write(tmp: Path) -> None:
-        pipe, arch = build()
-        with _quiet_transformers():
-            pipe.save_pretrained(tmp, safe_serialization=True)
-        for tokenizer_dir in sorted(tmp.glob("tokenizer*")) if clip_tokenizers else ():
+    def add_bpe_files(tmp: Path) -> None:
+        for tokenizer_dir in sorted(tmp.glob("tokenizer*")):
             _write_bpe_files(tokenizer_dir)
-        write_marker(tmp, {"demo": True, "arch": arch, "note": _NOTE})
 
-    return publish_folder(models_dir / name, is_complete, write)
+    return publish_pipeline(models_dir / name, is_complete_demo_folder, build, add_bpe_files)
 
 
 def _ensure_single_file(target: Path, sd15_folder: Path) -> Path:
@@ -132,29 +116,15 @@ def _ensure_single_file(target: Path, sd15_folder: Path) -> Path:
     )
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Hide transformers' "Writing model shards" bar while saving the demo models."""
-    from transformers.utils import logging as transformers_logging
-
-    was_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            transformers_logging.enable_progress_bar()
-
-
 # --- building the pipelines ---------------------------------------------------
 
 
 def _build_sd15() -> tuple[DiffusionPipeline, str]:
     from diffusers import PNDMScheduler, StableDiffusionPipeline
 
-    unet = _seeded(_unet, cross_attention_dim=32)
-    vae = _seeded(_vae, scaling_factor=0.18215)
-    text_encoder = _seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
+    unet = seeded(_unet, cross_attention_dim=32)
+    vae = seeded(_vae, scaling_factor=0.18215)
+    text_encoder = seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
     # SD1.5 ships PNDM (PLMS) with these betas; "default" keeps it.
     scheduler = PNDMScheduler(
         beta_start=0.00085,
@@ -184,7 +154,7 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
 
     hidden = 32
     time_embed_dim = 8
-    unet = _seeded(
+    unet = seeded(
         _unet,
         # The two encoders' hidden states are concatenated for cross-attention.
         cross_attention_dim=2 * hidden,
@@ -197,9 +167,9 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
         # pooled, projected embedding of the second encoder.
         projection_class_embeddings_input_dim=6 * time_embed_dim + hidden,
     )
-    vae = _seeded(_vae, scaling_factor=0.13025)
-    text_encoder = _seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
-    text_encoder_2 = _seeded(_text_encoder, with_projection=True, hidden_act="gelu")
+    vae = seeded(_vae, scaling_factor=0.13025)
+    text_encoder = seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
+    text_encoder_2 = seeded(_text_encoder, with_projection=True, hidden_act="gelu")
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -220,39 +190,6 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
         feature_extractor=None,
     )
     return pipe, "sdxl"
-
-
-def _seeded(factory: Callable[..., torch.nn.Module], **kwargs: Any) -> torch.nn.Module:
-    """Build one component and give it weights that depend only on the seed."""
-    module = factory(**kwargs)
-    _draw_weights(module)
-    return module.eval()
-
-
-def _draw_weights(module: torch.nn.Module) -> None:
-    """Set every parameter from a generator seeded with ``_SEED``, portably.
-
-    The constructors' own initialisation is not byte-identical across machines:
-    ``normal_`` (used by transformers) has an AVX2-only kernel that rounds
-    differently from the scalar one used on ARM, and ``uniform_(-b, b)`` (used
-    by torch layers) computes ``u * 2b - b``, which compilers may fuse into one
-    FMA on some builds only. Here matrices get ``torch.rand``, which draws
-    serially and exactly, then an exact scale and shift to +-1/sqrt(fan_in);
-    biases are 0 and norm scales 1, as in most initialisations.
-    """
-    import torch
-
-    generator = torch.Generator(device="cpu").manual_seed(_SEED)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.ndim >= 2:
-                bound = 1.0 / math.sqrt(param[0].numel())
-                noise = torch.rand(param.shape, generator=generator, dtype=param.dtype)
-                param.copy_(noise.mul_(2 * bound).sub_(bound))
-            elif name.endswith("bias"):
-                param.zero_()
-            else:  # the only other vectors are LayerNorm and GroupNorm scales
-                param.fill_(1.0)
 
 
 def _unet(**overrides: Any) -> torch.nn.Module:

@@ -7,20 +7,23 @@ is left as it is: every writer makes byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+    from diffusers import DiffusionPipeline
 
 # The marker file is written last inside the temporary folder, so a folder that
 # has it was renamed into place complete.
 MARKER_FILE = "medialab.json"
+NOTE = "random weights: output is abstract noise"
 
 
 def write_marker(folder: Path, marker: dict[str, object]) -> None:
@@ -54,6 +57,40 @@ def publish_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def publish_pipeline(
+    target: Path,
+    is_complete: Callable[[Path], bool],
+    build: Callable[[], tuple[DiffusionPipeline, str]],
+    after_save: Callable[[Path], None] | None = None,
+) -> Path:
+    """Build a demo pipeline (with its arch) and publish it as the folder `target` with its
+    marker; `after_save` may add files to the saved folder first."""
+
+    def write(tmp: Path) -> None:
+        pipe, arch = build()
+        with quiet_transformers():
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        if after_save is not None:
+            after_save(tmp)
+        write_marker(tmp, {"demo": True, "arch": arch, "note": NOTE})
+
+    return publish_folder(target, is_complete, write)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' "Writing model shards" bar while saving the demo models."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def publish_safetensors(

@@ -14,7 +14,7 @@ smaller where that keeps the build fast. The tokenizers are made here, offline: 
 `tokenizers` Unigram model over a generated vocabulary (every lowercase letter,
 digit and common punctuation mark, alone and word-initial), wrapped as transformers'
 fast T5 tokenizer. Weights come from a fixed seed through exact operations only
-(`diffusion._seeded`), so the files are byte-identical on every run. The output is
+(`weights.seeded`), so the files are byte-identical on every run. The output is
 abstract noise.
 """
 
@@ -24,8 +24,8 @@ import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medialab_tui.engine.demo.diffusion import _seeded, ensure_folder
-from medialab_tui.engine.demo.publish import MARKER_FILE
+from medialab_tui.engine.demo.publish import MARKER_FILE, publish_pipeline
+from medialab_tui.engine.demo.weights import seeded
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -77,7 +77,7 @@ def write_demo_videos(models_dir: Path) -> list[Path]:
     models_dir.mkdir(parents=True, exist_ok=True)
     builds = {DEMO_SVD: _build_svd, DEMO_WAN: _build_wan, DEMO_LTX: _build_ltx}
     return [
-        ensure_folder(models_dir, name, build, is_complete_video_demo, clip_tokenizers=False)
+        publish_pipeline(models_dir / name, is_complete_video_demo, build)
         for name, build in builds.items()
     ]
 
@@ -100,7 +100,7 @@ def _build_svd() -> tuple[DiffusionPipeline, str]:
     )
     from transformers import CLIPImageProcessor
 
-    unet = _seeded(
+    unet = seeded(
         UNetSpatioTemporalConditionModel,
         sample_size=32,
         in_channels=8,  # the noisy latents and the image's latents, stacked
@@ -118,7 +118,7 @@ def _build_svd() -> tuple[DiffusionPipeline, str]:
         addition_time_embed_dim=32,
         projection_class_embeddings_input_dim=3 * 32,
     )
-    vae = _seeded(
+    vae = seeded(
         AutoencoderKLTemporalDecoder,
         in_channels=3,
         out_channels=3,
@@ -161,8 +161,8 @@ def _build_wan() -> tuple[DiffusionPipeline, str]:
 
     image_width = 4
     tokenizer = _t5_tokenizer()
-    text_encoder = _seeded(UMT5EncoderModel, config=UMT5Config(**_t5_config(tokenizer)))
-    transformer = _seeded(
+    text_encoder = seeded(UMT5EncoderModel, config=UMT5Config(**_t5_config(tokenizer)))
+    transformer = seeded(
         WanTransformer3DModel,
         patch_size=(1, 2, 2),
         num_attention_heads=2,
@@ -178,7 +178,7 @@ def _build_wan() -> tuple[DiffusionPipeline, str]:
         rope_max_seq_len=32,
         image_dim=image_width,
     )
-    vae = _seeded(
+    vae = seeded(
         AutoencoderKLWan,
         base_dim=3,
         z_dim=16,
@@ -208,8 +208,8 @@ def _build_ltx() -> tuple[DiffusionPipeline, str]:
     from transformers import T5Config, T5EncoderModel
 
     tokenizer = _t5_tokenizer()
-    text_encoder = _seeded(T5EncoderModel, config=T5Config(**_t5_config(tokenizer)))
-    transformer = _seeded(
+    text_encoder = seeded(T5EncoderModel, config=T5Config(**_t5_config(tokenizer)))
+    transformer = seeded(
         LTXVideoTransformer3DModel,
         in_channels=8,
         out_channels=8,
@@ -221,7 +221,7 @@ def _build_ltx() -> tuple[DiffusionPipeline, str]:
         num_layers=1,
         caption_channels=_TEXT_WIDTH,
     )
-    vae = _seeded(
+    vae = seeded(
         AutoencoderKLLTXVideo,
         in_channels=3,
         out_channels=3,
@@ -266,7 +266,7 @@ def _image_encoder(width: int, image_size: int, patch: int) -> Any:
         intermediate_size=16,
         patch_size=patch,
     )
-    return _seeded(CLIPVisionModelWithProjection, config=config)
+    return seeded(CLIPVisionModelWithProjection, config=config)
 
 
 def _t5_config(tokenizer: Any) -> dict[str, Any]:
