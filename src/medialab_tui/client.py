@@ -228,6 +228,10 @@ class StudioClient:
         """The image files a job took as its input (stored copies, never modified)."""
         return queries.job_images(self.store, job_id)
 
+    def source_videos(self, job_id: int) -> list[str]:
+        """The video files a job took as its input (stored copies, never modified)."""
+        return queries.job_videos(self.store, job_id)
+
     def star(self, artifact_id: int, starred: bool) -> None:
         from medialab_tui.store.tables import Artifact
 

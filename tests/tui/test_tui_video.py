@@ -72,6 +72,7 @@ class Videos:
         *,
         prompt: str = "a lighthouse at dusk",
         parent: Artifact | None = None,
+        clip: Path | None = None,
     ) -> Artifact:
         """A video as a video job leaves it: the mp4, its thumbnail and sidecar, its row."""
         params = {"type": stage, "model": "demo-svd"} if stage == "i2v" else {"type": stage}
@@ -88,7 +89,12 @@ class Videos:
                 run_id=run.id,
                 stage_index=0,
                 stage=stage,
-                item={"prompt": prompt, "seed": 5, "parents": [parent.id] if parent else []},
+                item={
+                    "prompt": prompt,
+                    "seed": 5,
+                    "parents": [parent.id] if parent else [],
+                    **({"videos": [str(clip)]} if clip else {}),
+                },
                 params=params,
                 status="succeeded",
             )
@@ -304,6 +310,24 @@ async def test_compare_plays_an_interpolated_video_beside_its_source(
 
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+
+
+async def test_compare_plays_a_video_beside_the_input_clip_it_was_made_from(
+    studio: Any, videos: Videos, tmp_path: Path
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, moving_square(10), Fraction(25))
+    videos.video("interpolate", moving_square(30), Fraction(75), clip=clip)
+    app = studio()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_gallery(app, pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, VideoCompareScreen))
+        before, after = app.screen.query(VideoPane)
+        assert "input clip.mp4" in before.clip.caption
+        assert (before.clip.fps, before.clip.frames) == (Fraction(25), 10)
+        assert (after.clip.fps, after.clip.frames) == (Fraction(75), 30)
+        await until(pilot, lambda: before.index >= 0 and after.index >= 0)
 
 
 async def test_play_says_so_when_the_video_file_is_gone(studio: Any, videos: Videos) -> None:

@@ -65,16 +65,19 @@ def playable_clip(view: ArtifactView) -> Clip:
     Raises MedialabError (one sentence naming the file) when the file is gone or is
     no longer a readable video.
     """
-    from medialab_tui.store.videos import probe_video
-
     path = Path(view.path)
     if not path.is_file():
         raise InputError(f"the file of {view.ref} is missing: {path}")
-    found = video_clip(view)
-    if found is not None:
-        return found
+    return video_clip(view) or file_clip(path, caption(view))
+
+
+def file_clip(path: Path, caption: str) -> Clip:
+    """The clip of a video file, by opening it (an input clip has no medialab
+    metadata); BadVideo when it cannot be read. Blocking: call it from a thread worker."""
+    from medialab_tui.store.videos import probe_video
+
     info = probe_video(path)
-    return Clip(path, info.fps, info.frames, caption(view))
+    return Clip(path, info.fps, info.frames, caption)
 
 
 class GalleryScreen(StudioScreen):
@@ -675,16 +678,25 @@ class GalleryScreen(StudioScreen):
             after = self.client.artifact(view.ref)
             before = self.client.artifact(f"a{after.parents[0]}") if after.parents else None
             sources = [] if before else self.client.source_images(after.job_id)
+            clips: list[Clip] = []
             if after.kind == "video" and before is not None and before.kind == "video":
                 clips = [playable_clip(before), playable_clip(after)]
+            elif after.kind == "video" and before is None and not sources:
+                # Made from a clip of `[inputs] videos`: the stored copy the job read.
+                clip_from = self.client.source_videos(after.job_id)[:1]
+                clips = [file_clip(Path(p), f"input {Path(p).name}") for p in clip_from]
+                clips += [playable_clip(after)] if clips else []
+            if clips:
                 interpolated = after.stage == "interpolate"
-                screen: CompareScreen | VideoCompareScreen = VideoCompareScreen(
-                    clips,
-                    f"{view.ref} and the video it was made from",
-                    self.graphics,
-                    ("source", "interpolated") if interpolated else ("before", "after"),
+                self.from_worker(
+                    self.app.push_screen,
+                    VideoCompareScreen(
+                        clips,
+                        f"{view.ref} and the video it was made from",
+                        self.graphics,
+                        ("source", "interpolated") if interpolated else ("before", "after"),
+                    ),
                 )
-                self.from_worker(self.app.push_screen, screen)
                 return
         except MedialabError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
