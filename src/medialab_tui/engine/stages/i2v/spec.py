@@ -38,7 +38,12 @@ class I2VParams(StageParams):
 
     type: Literal["i2v"] = "i2v"
     model: str = Field(min_length=1, description="A video model (SVD, Wan, LTX-Video)")
-    frames: int = Field(default=DEFAULT_FRAMES, ge=1, le=1024, description="Frames per video")
+    frames: int = Field(
+        default=DEFAULT_FRAMES,
+        ge=1,
+        le=1024,
+        description="Frames per video (SVD 2–64, Wan 4k+1, LTX 8k+1)",
+    )
     fps: int | None = Field(
         default=None, ge=1, le=240, description="Frame rate (default: the family's)"
     )
