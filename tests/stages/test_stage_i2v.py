@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, Home, job_row, query, run_status, wait_for
+from medialab_tui.engine.model_files import detect_arch
 from medialab_tui.store.videos import probe_video, read_frames
 
 pytestmark = pytest.mark.slow
@@ -143,6 +144,25 @@ def test_video_demos_are_registered_as_video_models(bench: Bench) -> None:
     ]
     listed = {m["name"]: m for m in bench.home.json("models", "list")}
     assert {listed[n]["kind"] for n in (SVD, WAN, LTX)} == {"video"}
+
+
+@pytest.mark.parametrize(
+    ("pipeline_class", "arch"),
+    [
+        ("StableVideoDiffusionPipeline", "svd"),
+        ("WanImageToVideoPipeline", "wan"),
+        ("LTXImageToVideoPipeline", "ltx"),
+        ("LTXConditionPipeline", "ltx"),
+        ("LTXPipeline", "ltx"),
+    ],
+)
+def test_video_folders_are_told_apart_by_their_model_index(
+    tmp_path: Path, pipeline_class: str, arch: str
+) -> None:
+    folder = tmp_path / "named-like-an-sd15-checkpoint"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline_class}))
+    assert detect_arch(folder) == ("video", arch, "diffusers")
 
 
 @pytest.mark.parametrize(
