@@ -23,9 +23,11 @@ from textual.widgets import Static
 
 from conftest import Home, until
 from medialab_tui.config import DataDir
+from medialab_tui.screens.common import KeysFooter
 from medialab_tui.screens.compare import VideoCompareScreen
 from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector, Thumb, ThumbGrid
+from medialab_tui.screens.help import HelpScreen
 from medialab_tui.screens.playback import frame_at
 from medialab_tui.screens.player import PlayerScreen, VideoPane
 from medialab_tui.screens.queue import QueueScreen
@@ -241,6 +243,17 @@ async def test_player_plays_pauses_and_steps_frame_by_frame(studio: Any, videos:
 
         await pilot.press("space")
         await until(pilot, lambda: pane_index(app) > max(0, held - 1) + 1)
+
+        # The player's keys, with what they do, on ? (the footer shows them too).
+        assert "space Play/pause" in str(player.query_one(KeysFooter).render())
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen) and help_screen.target is player
+        keys = " ".join(str(what) for _, what in help_screen.rows(player.BINDINGS))
+        assert "Previous frame" in keys and "Pause and show the next frame" in keys
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is player)
 
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, GalleryScreen))

@@ -435,7 +435,8 @@ def video_rows(view: ArtifactView, details: VideoDetails | None) -> list[tuple[s
 
 def describe(view: ArtifactView, details: VideoDetails | None = None) -> Text:
     """The inspector's text: one labelled line per fact, long values wrapped; a video's
-    own facts after its size."""
+    own facts (rate, frames, length) right after its prompt, where a short inspector
+    still shows them."""
     meta = view.params
     stage_params = meta.get("params") or {}
 
@@ -447,13 +448,13 @@ def describe(view: ArtifactView, details: VideoDetails | None = None) -> Text:
     parents = ", ".join(f"a{p}" for p in view.parents) or "—"
     rows: list[tuple[str, str]] = [
         ("prompt", view.prompt or "—"),
+        *(video_rows(view, details) if view.kind == "video" else []),
         ("negative", str(param("negative"))),
         ("seed", "—" if view.seed is None else str(view.seed)),
         ("steps", str(param("steps"))),
         ("cfg", str(param("cfg"))),
         ("sampler", str(param("sampler"))),
         ("size", size_text(view)),
-        *(video_rows(view, details) if view.kind == "video" else []),
         ("model", f"{view.model or '—'}" + (f" [{model_hash}]" if model_hash else "")),
         ("stage", f"{view.stage} · {view.kind}"),
         ("run", f"r{view.run_id} · job j{view.job_id}"),

@@ -156,6 +156,8 @@ class PlayerScreen(ModalScreen[None]):
             tooltip="Go back to the first frame",
         ),
         Binding("escape", "close", "Close", id="player.close", tooltip="Close the player"),
+        # A modal screen hides the app's keys: its own help key shows these.
+        Binding("question_mark,f1", "app.help", "Help", id="player.help", show=False),
     ]
 
     def __init__(
