@@ -9,6 +9,7 @@ worker. Quitting, a hang-up or a kill leaves the running job untouched.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 from collections.abc import Iterable
@@ -27,10 +28,7 @@ from medialab_tui.config import Config, DataDir
 from medialab_tui.hosting import EngineLink
 from medialab_tui.screens.builder import BuilderScreen
 from medialab_tui.screens.common import BuilderRequest
-from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.help import HelpScreen
-from medialab_tui.screens.models import ModelsScreen
-from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.store.db import Store
 from medialab_tui.text import visible, visible_lines
 
@@ -73,17 +71,25 @@ def _class_bindings(screen: Screen[Any]) -> list[Any]:
     return found
 
 
+def _screen(module: str, name: str) -> Screen[Any]:
+    """A new screen of `screens/<module>.py`, imported on first use."""
+    screen: Screen[Any] = getattr(importlib.import_module(f"medialab_tui.screens.{module}"), name)()
+    return screen
+
+
 class MedialabApp(App[None]):
     """Builder, Queue, Models and Gallery, one key apart."""
 
     TITLE = "medialab"
     CSS_PATH = "screens/studio.tcss"
     COMMANDS = App.COMMANDS | {ScreenActions}
+    # The builder is the first screen; the others (the gallery brings textual-image,
+    # numpy and the video player) are imported when they are built, after the first frame.
     MODES = {
         "builder": BuilderScreen,
-        "queue": QueueScreen,
-        "models": ModelsScreen,
-        "gallery": GalleryScreen,
+        "queue": lambda: _screen("queue", "QueueScreen"),
+        "models": lambda: _screen("models", "ModelsScreen"),
+        "gallery": lambda: _screen("gallery", "GalleryScreen"),
     }
     BINDINGS = [
         # The header shows 1–4 and the footer has no room for them at 100 columns.
