@@ -41,6 +41,7 @@ _NAME_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("lora", "locon", "lycoris"), "lora"),
     (("controlnet", "control_"), "controlnet"),
     (("esrgan", "upscal", "4x", "2x"), "upscaler"),
+    (("rife", "flownet"), "interpolator"),
     (("vae",), "vae"),
     (("embedding", "textual_inversion"), "embedding"),
 )
@@ -220,6 +221,8 @@ def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
             if family.lora_prefixes and any_starts(*family.lora_prefixes):
                 return ("lora", family.default_arch, "safetensors")
         return ("lora", _arch_from_context_width(tensors, lora=True), "safetensors")
+    if is_rife_state(keys):
+        return ("interpolator", "rife", "safetensors")
     if any_starts("control_model.", "controlnet_cond_embedding."):
         return ("controlnet", _arch_from_context_width(tensors), "safetensors")
     for family in FAMILIES.values():
@@ -234,6 +237,12 @@ def _detect_from_tensors(tensors: dict[str, dict]) -> tuple[str, str, str]:
         if family.embedding_keys and set(family.embedding_keys) <= set(keys):
             return ("embedding", family.default_arch, "safetensors")
     return _UNKNOWN_SAFETENSORS
+
+
+def is_rife_state(keys: list[str]) -> bool:
+    """A RIFE IFNet `flownet` state dict (a DDP `module.` prefix allowed)."""
+    names = {k.removeprefix("module.") for k in keys}
+    return "block0.conv0.0.0.weight" in names and "block0.lastconv.0.weight" in names
 
 
 def _is_lora_key(key: str) -> bool:

@@ -82,13 +82,15 @@ def write_demo_models(models_dir: Path) -> list[Path]:
     sdxl = _ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
     single = _ensure_single_file(models_dir / DEMO_SD15_SINGLE_FILE, sd15)
     from medialab_tui.engine.demo.adapters import write_demo_adapters
+    from medialab_tui.engine.demo.interpolator import write_demo_interpolator
     from medialab_tui.engine.demo.upscaler import write_demo_upscaler
     from medialab_tui.engine.demo.video import write_demo_videos
 
     adapters = write_demo_adapters(models_dir, sd15)
     videos = write_demo_videos(models_dir)
+    interpolator = write_demo_interpolator(models_dir)
     # The ESRGAN comes last: `make run` takes it as the sign that every demo is written.
-    return [sd15, sdxl, single, *adapters, *videos, *write_demo_upscaler(models_dir)]
+    return [sd15, sdxl, single, *adapters, *videos, *interpolator, *write_demo_upscaler(models_dir)]
 
 
 def is_complete_demo_folder(folder: Path) -> bool:
