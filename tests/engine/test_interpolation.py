@@ -148,3 +148,9 @@ def test_registry_lists_the_demo_interpolator_as_kind_interpolator(empty_home: H
     registry.scan(store, data, load_config(data))
     (row,) = registry.list_models(store, kind="interpolator")
     assert (row.name, row.arch, row.format, row.safe) == ("demo-rife", "rife", "safetensors", True)
+
+
+def test_frames_too_small_to_track_are_cross_faded() -> None:
+    a, b = texture(8, 40, seed=1), texture(8, 40, seed=2)
+    (made,) = FlowInterpolator().between(a, b, [0.5])
+    assert np.array_equal(made, blend(a, b, [0.5])[0])
