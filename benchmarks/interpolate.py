@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=CLIP)
     parser.add_argument("--frames", type=int, default=0, help="first N frames only (0: all)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads")
-    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--preset", default="fast")
     parser.add_argument("--flow-side", type=int, default=640)
     parser.add_argument("--json", type=Path, default=Path("interpolate-benchmark.json"))
     args = parser.parse_args()

@@ -84,7 +84,7 @@ class FlowInterpolator:
     def __init__(
         self,
         *,
-        preset: str = "medium",
+        preset: str = "fast",
         flow_side: int = 400,
         occlusion: float = 8.0,
         cut_difference: float = 0.2,
