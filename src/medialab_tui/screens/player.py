@@ -121,7 +121,7 @@ class PlayerScreen(ModalScreen[None]):
     BINDINGS = [
         Binding(
             "space",
-            "toggle",
+            "play_pause",
             "Play/pause",
             id="player.toggle",
             tooltip="Pause the video, or play it on from the frame on show",
@@ -217,7 +217,7 @@ class PlayerScreen(ModalScreen[None]):
             where.append(f"{dropped} frames skipped")
         self.query_one("#player-status", Static).update(" · ".join(where))
 
-    def action_toggle(self) -> None:
+    def action_play_pause(self) -> None:
         self.clock.toggle()
         self.tick()
 
