@@ -12,9 +12,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from medialab_tui.store.values import iso
+from medialab_tui.store.videos import as_fraction
 
 
 def _same_named(view: type[Any], row: sqlite3.Row, **computed: Any) -> dict[str, Any]:
@@ -206,9 +208,15 @@ class ArtifactView:
 
     @property
     def fps_exact(self) -> str | None:
-        """The exact frame rate as a fraction, "60000/1001"."""
+        """The exact frame rate as a fraction, "60000/1001" (from `fps` where a video's
+        metadata has only that)."""
         value = self.params.get("fps_exact")
-        return str(value) if self.kind == "video" and value is not None else None
+        if self.kind != "video" or (value is None and not self.fps):
+            return None
+        if value is None:
+            rate = as_fraction(self.fps or 0)
+            value = f"{rate.numerator}/{rate.denominator}"
+        return str(value)
 
     @property
     def frames(self) -> int | None:
@@ -219,6 +227,9 @@ class ArtifactView:
     def duration(self) -> float | None:
         """Seconds: frames at the exact frame rate."""
         value = self.params.get("duration")
+        exact = self.fps_exact
+        if value is None and self.frames is not None and exact and Fraction(exact):
+            value = float(self.frames / Fraction(exact))
         return float(value) if self.kind == "video" and value is not None else None
 
 
