@@ -244,3 +244,27 @@ def test_cancel_stops_between_two_frame_pairs(bench: Bench, tmp_path: Path) -> N
     assert query(bench.home, "SELECT count(*) FROM artifact WHERE run_id=?", run_id) == [(0,)]
     folder = bench.home.root / "artifacts" / f"r{run_id}" / f"j{job_id}"
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_registered_learned_interpolator_runs_as_the_method(home: Home, tmp_path: Path) -> None:
+    """`method = "demo-rife"` (the random demo RIFE network) goes through the worker's
+    model cache; an image checkpoint as the method is refused at submit."""
+    kinds = {m["name"]: m["kind"] for m in home.json("models", "list")}
+    assert kinds.get("demo-rife") == "interpolator"
+    source = clip(tmp_path / "c24.mp4", 6, Fraction(24))
+    path = tmp_path / "learned.toml"
+    path.write_text(pipeline(source, multiplier=3, method="demo-rife"))
+    proc = home.cli("run", str(path), "--json", timeout=240)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded", (summary, proc.stderr)
+    info = probe_video(Path(summary["artifacts"][0]))
+    assert info.fps == Fraction(72) and info.frames == 18
+    meta = info.meta()
+    assert meta["method"] == "demo-rife" and meta["model"] == "demo-rife"
+    assert meta["model_sha256"]
+
+    path.write_text(pipeline(source, multiplier=2, method="demo-sd15"))
+    proc = home.cli("run", str(path), "--no-wait", "--no-start")
+    assert proc.returncode == 2
+    assert "stage 1 (interpolate)" in proc.stderr and "'method'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

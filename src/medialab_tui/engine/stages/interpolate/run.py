@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -150,6 +151,22 @@ def _resampled(
         yield current[1]
 
 
+@dataclass
+class LoadedInterpolator:
+    """A learned interpolator as the worker's cache holds it."""
+
+    model: Any
+
+    @property
+    def components(self) -> dict[str, Any]:
+        """The torch modules held, by name: what the cache's memory estimate counts."""
+        return {"net": self.model.net}
+
+    def between(self, a: np.ndarray, b: np.ndarray, times: Sequence[float]) -> list[np.ndarray]:
+        frames: list[np.ndarray] = self.model.between(a, b, times)
+        return frames
+
+
 def load_interpolator(
     job: JobContext, params: InterpolateParams
 ) -> tuple[Interpolator, bool, float]:
@@ -159,13 +176,18 @@ def load_interpolator(
         from medialab_tui.engine.interpolation.flow import FlowInterpolator
 
         return FlowInterpolator(), True, 0.0
-    from medialab_tui.engine.interpolation.learned import load_interpolator as load_model
-
     model = job.model
     path = job.require_file(model.path, f"model '{model.name}'", "missing_model")
     t0 = time.perf_counter()
-    loaded, hit = job.cache.get(
-        (str(path), "interpolator"), lambda: load_model(path, job.device, job.dtype)
-    )
+    loaded, hit = job.cache.get((str(path), "interpolator"), lambda: _load(job, path))
     job.check_cancel()
     return loaded, hit, time.perf_counter() - t0
+
+
+def _load(job: JobContext, path: Path) -> LoadedInterpolator:
+    from medialab_tui.engine.interpolation.learned import load_interpolator as load_model
+
+    try:
+        return LoadedInterpolator(load_model(path, job.device, job.dtype))
+    except ValueError as exc:
+        raise JobFailed("validation", f"model '{job.model.name}': {exc}") from None
