@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from PIL import Image as PILImage
@@ -62,9 +63,14 @@ def size_text(view: ArtifactView) -> str:
 def video_clip(view: ArtifactView) -> Clip | None:
     """The clip a video artifact's metadata describes; None for other kinds, or a video
     whose metadata does not give its rate and frame count."""
-    if view.kind != "video":
+    try:
+        exact, frames = view.fps_exact, view.frames
+        fps = Fraction(exact) if exact else None
+    except (ValueError, TypeError, ZeroDivisionError):
+        return None  # metadata written by hand or by another tool: the player opens the file
+    if view.kind != "video" or not fps or fps <= 0 or not frames or frames < 1:
         return None
-    return Clip.from_meta(view.path, view.params, caption(view))
+    return Clip(Path(view.path), fps, frames, caption(view))
 
 
 def caption(view: ArtifactView) -> str:

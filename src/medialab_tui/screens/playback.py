@@ -20,11 +20,10 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from PIL import Image as PILImage
 
@@ -48,22 +47,6 @@ class Clip:
     def duration(self) -> Fraction:
         """Seconds: frames at the frame rate."""
         return Fraction(self.frames) / self.fps
-
-    @classmethod
-    def from_meta(cls, path: str | Path, meta: Mapping[str, Any], caption: str = "") -> Clip | None:
-        """The clip a video artifact's metadata describes (`fps_exact` or `fps`, and
-        `frames`, as medialab writes them); None when it does not say."""
-        from medialab_tui.store.videos import as_fraction
-
-        rate = meta.get("fps_exact") or meta.get("fps")
-        frames = meta.get("frames")
-        try:
-            fps = as_fraction(rate) if rate else None
-        except (ValueError, ZeroDivisionError):
-            fps = None
-        if not fps or fps <= 0 or not isinstance(frames, int) or frames < 1:
-            return None
-        return cls(Path(path), fps, frames, caption)
 
 
 @dataclass(frozen=True)
