@@ -80,8 +80,10 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, default=CLIP)
     parser.add_argument("--frames", type=int, default=0, help="first N frames only (0: all)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads")
-    parser.add_argument("--preset", default="fast")
-    parser.add_argument("--flow-side", type=int, default=640)
+    parser.add_argument("--preset", help="DIS preset (default: FlowInterpolator's)")
+    parser.add_argument(
+        "--flow-side", type=int, help="flow resolution (default: FlowInterpolator's)"
+    )
     parser.add_argument("--json", type=Path, default=Path("interpolate-benchmark.json"))
     args = parser.parse_args()
 
@@ -94,7 +96,8 @@ def main() -> int:
     print(f"{args.clip.name}: {len(frames)} frames {width}×{height}; "
           f"{len(kept) - 1} dropped frames made again", flush=True)  # fmt: skip
 
-    flow = FlowInterpolator(preset=args.preset, flow_side=args.flow_side)
+    options = {"preset": args.preset, "flow_side": args.flow_side}
+    flow = FlowInterpolator(**{k: v for k, v in options.items() if v is not None})
     methods: dict[str, Callable[[], tuple[list[np.ndarray], float]]] = {
         "flow": lambda: restore(flow.between, kept),
         "blend": lambda: restore(blend, kept),
@@ -124,8 +127,8 @@ def main() -> int:
         "clip": args.clip.name,
         "size": [width, height],
         "threads": args.threads,
-        "preset": args.preset,
-        "flow_side": args.flow_side,
+        "preset": flow.preset,
+        "flow_side": flow.flow_side,
         "methods": results,
     }
     if "minterpolate" in results:
