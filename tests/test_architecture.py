@@ -20,6 +20,7 @@ TORCH_MODULES = {
     "medialab_tui.engine.worker.generate",
     "medialab_tui.engine.worker.loading",
     "medialab_tui.engine.worker.device",
+    "medialab_tui.engine.interpolation.learned",  # the RIFE network (torch modules)
 }
 TORCH_PACKAGES = ("medialab_tui.engine.families.",)  # each family's load.py
 
