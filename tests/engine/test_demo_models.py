@@ -25,6 +25,7 @@ from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     DEMO_SDXL,
     write_demo_models,
 )
+from medialab_tui.engine.demo.interpolator import DEMO_RIFE  # noqa: E402
 from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
 from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN  # noqa: E402
 from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
@@ -102,6 +103,7 @@ def test_writes_the_demo_folders_and_files(models_dir: Path) -> None:
             DEMO_SVD,
             DEMO_WAN,
             DEMO_LTX,
+            DEMO_RIFE,
             DEMO_ESRGAN,
         ]
     )
@@ -135,6 +137,7 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
         DEMO_SVD,
         DEMO_WAN,
         DEMO_LTX,
+        DEMO_RIFE,
         DEMO_ESRGAN,
     ]
     assert all_files(tmp_path) == all_files(models_dir)
@@ -155,6 +158,7 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_SVD,
         models_dir / DEMO_WAN,
         models_dir / DEMO_LTX,
+        models_dir / DEMO_RIFE,
         models_dir / DEMO_ESRGAN,
     ]
     assert {p: p.stat().st_mtime_ns for p in models_dir.rglob("*")} == before
