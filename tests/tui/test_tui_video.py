@@ -19,7 +19,7 @@ from PIL import Image
 from test_tui_builder import builder, error_under, estimate, field, type_into
 from test_tui_gallery import inspector_text, open_gallery
 from textual.geometry import Region
-from textual.widgets import Static
+from textual.widgets import Static, TextArea
 
 from conftest import Home, until
 from medialab_tui.config import DataDir
@@ -447,8 +447,14 @@ fps = 120
         screen = await builder(pilot)
         await until(pilot, lambda: "Total" in estimate(screen))
         assert {"multiplier", "fps", "method"} <= set(screen.form.fields)
-        # The clip from [inputs] videos is kept though the panel shows no field for it.
+        # The clip from [inputs] videos is in the inputs panel, one path a line.
         assert screen.document["inputs"]["videos"] == [str(clip)]
+        assert screen.query_one("#in-videos", TextArea).text == str(clip)
+        second = clip.with_name("other.mp4")
+        screen.query_one("#in-videos", TextArea).text = f"{clip}\n  {second}  \n"
+        await until(pilot, lambda: screen.document["inputs"]["videos"] == [str(clip), str(second)])
+        screen.query_one("#in-videos", TextArea).text = str(clip)
+        await until(pilot, lambda: screen.document["inputs"]["videos"] == [str(clip)])
         await type_into(pilot, field(screen, "fps"), "95")
         await until(pilot, lambda: "95" in error_under(screen, "fps"))
         sentence = error_under(screen, "fps")

@@ -5,7 +5,7 @@ file). Every edit re-validates it at once with the parser the CLI uses (pure,
 no I/O) and shows the first message under its field; the estimate, which needs
 the store, is recomputed in a thread worker 0.4 s after the last edit.
 
-The stage form scrolls; the inputs (prompts, negative, seeds, images) sit under it
+The stage form scrolls; the inputs (prompts, negative, seeds, images, videos) sit under it
 in a panel of their own that is always on screen. Loading another pipeline (a file,
 a preset, settings sent from another screen) over one with unsaved edits, or
 removing a stage whose values were edited, asks first.
@@ -62,6 +62,7 @@ INPUT_FIELDS = {
     "inputs.seed": "in-seeds",
     "inputs.count": "in-seeds",
     "inputs.images": "in-images",
+    "inputs.videos": "in-videos",
 }
 TOP_FIELDS = {"name": "pipe-name", "mode": "pipe-mode", "expand": "pipe-expand"}
 # The inputs panel, a row each: name (its widget is `#in-<name>`), editor, placeholder,
@@ -71,6 +72,12 @@ INPUT_ROWS: tuple[tuple[str, type[Input] | type[TextArea], str, str], ...] = (
     ("negative", Input, "none", "Negative prompt for every job"),
     ("seeds", Input, "random · 1, 2, 3 · seed 7 count 4", SEEDS_HINT),
     ("images", TextArea, "one path per line", "Input image paths, one per line"),
+    (
+        "videos",
+        TextArea,
+        "one path per line",
+        "Input video paths (mp4, mov, webm, mkv), one per line",
+    ),
 )
 
 
@@ -137,7 +144,7 @@ class BuilderScreen(StudioScreen):
     BuilderScreen .in-row Input { width: 1fr; }
     BuilderScreen .in-row TextArea { width: 1fr; padding: 0; }
     BuilderScreen #in-prompts { height: 3; }
-    BuilderScreen #in-images { height: 2; }
+    BuilderScreen #in-images, BuilderScreen #in-videos { height: 2; }
     BuilderScreen #form-slot { height: auto; }
     BuilderScreen #stages { height: 1fr; min-height: 4; margin: 0 1; }
     BuilderScreen .field-error { color: $error; height: auto; }
@@ -185,7 +192,7 @@ class BuilderScreen(StudioScreen):
             "edit_inputs",
             "Inputs",
             id="builder.inputs",
-            tooltip="Go to the inputs: prompts, negative, seeds and images",
+            tooltip="Go to the inputs: prompts, negative, seeds, images and videos",
             show=False,
         ),
         Binding(
@@ -405,6 +412,7 @@ class BuilderScreen(StudioScreen):
         self.query_one("#in-negative", Input).value = str(inputs.get("negative", ""))
         self.query_one("#in-seeds", Input).value = format_seeds(inputs)
         self.query_one("#in-images", TextArea).text = "\n".join(inputs.get("images", []))
+        self.query_one("#in-videos", TextArea).text = "\n".join(inputs.get("videos", []))
         # The inputs as the widgets hold them, so their change events echo the same.
         self.document["inputs"] = self._read_inputs()
         self._keep()
@@ -571,14 +579,14 @@ class BuilderScreen(StudioScreen):
         self.changed()
 
     @on(Input.Changed, "#in-negative, #in-seeds")
-    @on(TextArea.Changed, "#in-prompts, #in-images")
+    @on(TextArea.Changed, "#in-prompts, #in-images, #in-videos")
     def _inputs_changed(self) -> None:
         self.document["inputs"] = self._read_inputs()
         self.changed()
 
     def _read_inputs(self) -> dict[str, Any]:
         """`[inputs]` from the widgets; a seeds syntax error is kept for the field. Keys
-        the panel has no field for (`videos`) stay as the file or settings gave them."""
+        the panel has no field for stay as the file or settings gave them."""
         shown = {key.removeprefix("inputs.") for key in INPUT_FIELDS}
         before = self.document.get("inputs") or {}
         inputs: dict[str, Any] = {k: v for k, v in before.items() if k not in shown}
@@ -590,6 +598,9 @@ class BuilderScreen(StudioScreen):
         images = self.query_one("#in-images", TextArea).text.splitlines()
         if images := [i.strip() for i in images if i.strip()]:
             inputs["images"] = images
+        videos = self.query_one("#in-videos", TextArea).text.splitlines()
+        if videos := [v.strip() for v in videos if v.strip()]:
+            inputs["videos"] = videos
         try:
             inputs.update(parse_seeds(self.query_one("#in-seeds", Input).value))
             self.seeds_error = ""
