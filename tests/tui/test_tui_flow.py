@@ -35,7 +35,7 @@ async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
         await pilot.press("4")
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count == 8)
-        seed = str(table.get_row_at(0)[3]).strip()
+        seed = str(table.get_row_at(0)[[key for key, *_ in table.shown].index("seed")]).strip()
         inspector = app.screen.query_one("#gallery-inspector")
         await until(pilot, lambda: inspector.view is not None and str(inspector.view.seed) == seed)
         shown = app.export_screenshot()

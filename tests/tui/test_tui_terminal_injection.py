@@ -127,7 +127,9 @@ async def test_gallery_and_models_show_control_characters_in_prompts_and_names(
         await until(pilot, lambda: gallery.loaded)
         table = gallery.query_one(GalleryTable)
         await until(pilot, lambda: table.row_count == 1)
-        assert SHOWN in str(table.get_row_at(0)[5])  # the prompt column
+        # The columns shown follow the table's width (model and seed go first when narrow).
+        prompt = [key for key, *_ in table.shown].index("prompt")
+        assert SHOWN in str(table.get_row_at(0)[prompt])
         inspector = gallery.query_one(Inspector)
         meta = inspector.query_one("#inspector-meta", Static)
         await until(pilot, lambda: inspector.view is not None and "fox" in str(meta.render()))
