@@ -1,0 +1,45 @@
+"""FLUX.1 (Black Forest Labs): a 12B rectified-flow transformer over 16-channel
+latents (8× smaller, packed 2×2 into tokens, so sizes are multiples of 16), read
+by CLIP-L (pooled) and T5-XXL (4096 wide). `flux` is dev: guidance-distilled, it
+takes a `guidance` embedded in the model instead of classifier-free guidance;
+`flux-schnell` is distilled to a few steps and takes neither. Neither reads a
+negative prompt."""
+
+from medialab_tui.engine.families.base import Family
+
+# Blend encodes references with a UNet's VAE scaling; Flux has no UNet.
+_STAGES = ("txt2img", "img2img", "refine", "detail")
+
+FAMILY = Family(
+    name="flux",
+    title="Flux",
+    archs={"flux": _STAGES, "flux-schnell": _STAGES},
+    index_classes={"FluxPipeline": "flux"},
+    context_width=4096,
+    metadata_prefixes=(("modelspec.architecture", "flux-1"),),
+    # T5 reads 512 tokens on dev, 256 on schnell (CLIP's 77 only pool).
+    text_tokens=512,
+    # Per step at 512×512 (a quarter of a megapixel).
+    step_seconds={"cuda": 0.35, "cpu": 30.0},
+    latent_rgb=(
+        (
+            (-0.0346, 0.0244, 0.0681),
+            (0.0034, 0.0210, 0.0687),
+            (0.0275, -0.0668, -0.0433),
+            (-0.0174, 0.0160, 0.0617),
+            (0.0859, 0.0721, 0.0329),
+            (0.0004, 0.0383, 0.0115),
+            (0.0405, 0.0861, 0.0915),
+            (-0.0236, -0.0185, -0.0259),
+            (-0.0245, 0.0250, 0.1180),
+            (0.1008, 0.0755, -0.0421),
+            (-0.0515, 0.0201, 0.0011),
+            (0.0428, -0.0012, -0.0036),
+            (0.0817, 0.0765, 0.0749),
+            (-0.1264, -0.0522, -0.1103),
+            (-0.0280, -0.0881, -0.0499),
+            (-0.1262, -0.0982, -0.0778),
+        ),
+        (-0.0329, -0.0718, -0.0851),
+    ),
+)

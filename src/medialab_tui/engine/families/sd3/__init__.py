@@ -1,0 +1,42 @@
+"""Stable Diffusion 3 / 3.5 (Medium, Large): an MMDiT rectified-flow transformer over
+16-channel latents (8× smaller, 2×2 patches, so sizes are multiples of 16), read by
+CLIP-L, OpenCLIP-G and T5-XXL (joint context 4096 wide). Classifier-free guidance
+and a negative prompt, as SD1.5/SDXL."""
+
+from medialab_tui.engine.families.base import Family
+
+# Blend encodes references with a UNet's VAE scaling; SD3 has no UNet.
+_STAGES = ("txt2img", "img2img", "refine", "detail")
+
+FAMILY = Family(
+    name="sd3",
+    title="SD3",
+    archs={"sd3": _STAGES},
+    index_classes={"StableDiffusion3Pipeline": "sd3"},
+    context_width=4096,
+    metadata_prefixes=(("modelspec.architecture", "stable-diffusion-v3"),),
+    # T5 reads 256 tokens (the pipeline's max_sequence_length); CLIP's 77 are joined to them.
+    text_tokens=256,
+    step_seconds={"cuda": 0.2, "cpu": 15.0},
+    latent_rgb=(
+        (
+            (-0.0922, -0.0175, 0.0749),
+            (0.0311, 0.0633, 0.0954),
+            (0.1994, 0.0927, 0.0458),
+            (0.0856, 0.0339, 0.0902),
+            (0.0587, 0.0272, -0.0496),
+            (-0.0006, 0.1104, 0.0309),
+            (0.0978, 0.0306, 0.0427),
+            (-0.0042, 0.1038, 0.1358),
+            (-0.0194, 0.0020, 0.0669),
+            (-0.0488, 0.0130, -0.0268),
+            (0.0922, 0.0988, 0.0951),
+            (-0.0278, 0.0524, -0.0542),
+            (0.0332, 0.0456, 0.0895),
+            (-0.0069, -0.0030, -0.0810),
+            (-0.0596, -0.0465, -0.0293),
+            (-0.1448, -0.1463, -0.1189),
+        ),
+        (0.2394, 0.2135, 0.1925),
+    ),
+)
