@@ -37,10 +37,19 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _add_model_labels(conn: sqlite3.Connection) -> None:
+    """Schema 2: people's tags and notes on models, by model name (`tables.ModelLabel`)."""
+    conn.execute(
+        "CREATE TABLE modellabel (name VARCHAR NOT NULL, tags JSON NOT NULL,"
+        " note VARCHAR NOT NULL, updated_at DATETIME NOT NULL, PRIMARY KEY (name))"
+    )
+
 
 # version N -> the function that takes a database from N to N+1.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_model_labels}
 
 
 def _make_engine(path: Path, *, immediate: bool) -> Engine:

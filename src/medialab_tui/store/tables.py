@@ -1,4 +1,4 @@
-"""The store's tables: runs, jobs, artifacts, models and the audit trail.
+"""The store's tables: runs, jobs, artifacts, models (with their labels) and the audit trail.
 
 Ids are integers in the database and shown to people with a one-letter prefix
 (`r12` a run, `j40` a job, `a7` an artifact) so any id typed anywhere says what
@@ -128,6 +128,16 @@ class Model(SQLModel, table=True):
     allowed: bool = False  # the operator allowed this pickle file to load
     demo: bool = False
     added_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelLabel(SQLModel, table=True):
+    """A person's tags and note on a model, kept by the model's name: a rescan, a
+    moved root or a file that goes and comes back leaves them in place."""
+
+    name: str = Field(primary_key=True)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    note: str = ""
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):
