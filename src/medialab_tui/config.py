@@ -184,6 +184,10 @@ class Config:
     device: str = "auto"
     dtype: str = "auto"
     model_roots: tuple[Path, ...] = ()
+    # Shared folders read in place (`engine.roots`): ComfyUI `extra_model_paths.yaml`
+    # files, and A1111/Forge installs whose `models/` layout is read.
+    comfyui_model_paths: tuple[Path, ...] = ()
+    a1111_roots: tuple[Path, ...] = ()
     cache_budget_gb: float = 0.0  # 0: pick from the device's memory
     price_per_gpu_hour: float = 0.0
     max_attempts: int = 3

@@ -23,6 +23,15 @@ def _absolute(text: str) -> str:
     return text
 
 
+def _absolute_path(text: str) -> str:
+    if not Path(text).expanduser().is_absolute():
+        raise ValueError(f"must be an absolute path (got {text!r})")
+    return text
+
+
+AbsolutePath = Annotated[Text, AfterValidator(_absolute_path)]
+
+
 # Pixel caps: from 1 px up to 2^32 (65536 × 65536), beyond anything PNG tools write.
 Pixels = Annotated[int, Field(ge=1, le=2**32)]
 
@@ -35,6 +44,8 @@ class ConfigFile(BaseModel):
     device: Literal["auto", "cuda", "mps", "cpu"] | None = None
     dtype: Literal["auto", "float16", "bfloat16", "float32"] | None = None
     model_roots: list[Text] | None = None
+    comfyui_model_paths: list[AbsolutePath] | None = None
+    a1111_roots: list[AbsolutePath] | None = None
     cache_budget_gb: Annotated[float, Field(ge=0, le=100_000)] | None = None
     price_per_gpu_hour: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     max_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
@@ -53,7 +64,7 @@ class ConfigFile(BaseModel):
     def settings(self) -> dict[str, Any]:
         """The keys that were given, as `Config` takes them (paths expanded)."""
         given = self.model_dump(exclude_none=True)
-        for key in ("model_roots", "allow_pickle"):
+        for key in ("model_roots", "comfyui_model_paths", "a1111_roots", "allow_pickle"):
             if key in given:
                 given[key] = tuple(Path(p).expanduser() for p in given[key])
         return given
