@@ -73,7 +73,7 @@ def test_migration_keeps_a_backup_and_runs_each_step(
     )
     store = Store(db)
     assert store.schema_version() == SCHEMA_VERSION + 1
-    assert (tmp_path / f"old.db.v{SCHEMA_VERSION}.bak").exists()
+    assert (tmp_path / "old.db.v1.bak").exists()  # the fixture is schema 1
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT name, note FROM run").fetchall() == [("portraits", "")]
 

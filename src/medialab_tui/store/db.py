@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _add_model_labels(conn: sqlite3.Connection) -> None:
@@ -48,8 +48,29 @@ def _add_model_labels(conn: sqlite3.Connection) -> None:
     )
 
 
+def _model_roots(conn: sqlite3.Connection) -> None:
+    """Schema 3: each model records its root and its path relative to it, and whether
+    its hashes are still to be computed. Models in `<data>/models` get the root `models`
+    (relative to the data directory, so a copied data directory keeps them); the others
+    keep their absolute path until the next scan finds their root."""
+    conn.execute("ALTER TABLE model ADD COLUMN root VARCHAR NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE model ADD COLUMN rel VARCHAR NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE model ADD COLUMN hash_pending BOOLEAN NOT NULL DEFAULT 0")
+    file = next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "")
+    models = Path(file).resolve().parent / "models" if file else None
+    for ident, path in conn.execute("SELECT id, path FROM model").fetchall():
+        if models is not None and Path(path).is_relative_to(models):
+            root, rel = "models", Path(path).relative_to(models).as_posix()
+        else:
+            root, rel = "", path
+        conn.execute("UPDATE model SET root = ?, rel = ? WHERE id = ?", (root, rel, ident))
+
+
 # version N -> the function that takes a database from N to N+1.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_model_labels}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_model_labels,
+    2: _model_roots,
+}
 
 
 def _make_engine(path: Path, *, immediate: bool) -> Engine:

@@ -119,7 +119,14 @@ class Model(SQLModel, table=True):
     kind: str
     arch: str
     format: str  # diffusers | safetensors | pickle
+    # Where the model was found when last scanned. The lasting record is `root` and
+    # `rel`: a copied or moved data directory keeps its models (see `registry.located`).
     path: str = Field(unique=True)
+    # The root folder the model was found under: relative to the data directory when
+    # inside it (`models`), else absolute; "" for a row from before roots were recorded.
+    root: str = ""
+    # The model's path relative to `root` (absolute when `root` is "").
+    rel: str = ""
     size: int = 0
     mtime: float = 0.0
     fast_hash: str = ""
@@ -128,6 +135,8 @@ class Model(SQLModel, table=True):
     allowed: bool = False  # the operator allowed this pickle file to load
     demo: bool = False
     added_at: datetime = Field(default_factory=utcnow)
+    # Hashes are computed in the background: until then `fast_hash` and `sha256` are "".
+    hash_pending: bool = False
 
 
 class ModelLabel(SQLModel, table=True):
