@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from medialab_tui.store.db import Store
+    from medialab_tui.store.labels import Labels
     from medialab_tui.store.queries import GalleryQuery
     from medialab_tui.store.views import ArtifactView, JobView, RunView
 
@@ -729,14 +730,17 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.labels import clean_tags
     from medialab_tui.store.queries import list_models
 
-    models = list_models(ctx.store, args.kind)
+    tag = next(iter(clean_tags([args.tag])), None) if args.tag else None
+    models = list_models(ctx.store, args.kind, tag)
     if ctx.as_json:
         _print_json([m.to_json() for m in models])
         return EXIT_OK
+    tagged = any(m.tags for m in models)  # the tags column only when there are tags
     _table(
-        ["name", "kind", "arch", "format", "size", "hash", "safe"],
+        ["name", "kind", "arch", "format", "size", "hash", "safe", *(["tags"] if tagged else [])],
         [
             [
                 m.label,
@@ -746,12 +750,38 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
                 human_size(m.size),
                 m.short_hash,
                 "yes" if m.safe else "NO (pickle)",
+                *([", ".join(m.tags)] if tagged else []),
             ]
             for m in models
         ],
         "No models. `medialab models demo` writes small demo models; `medialab models scan` "
         "looks for new files.",
     )
+    return EXIT_OK
+
+
+def cmd_models_tag(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.labels import label_model
+
+    if args.remove:
+        labels = label_model(ctx.store, args.name, remove=args.tags)
+    else:
+        labels = label_model(ctx.store, args.name, add=args.tags)
+    return _print_labels(ctx, labels)
+
+
+def cmd_models_note(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.store.labels import label_model
+
+    return _print_labels(ctx, label_model(ctx.store, args.name, note=args.text))
+
+
+def _print_labels(ctx: Context, labels: Labels) -> int:
+    if ctx.as_json:
+        _print_json({"name": labels.name, "tags": list(labels.tags), "note": labels.note})
+    else:
+        print(visible(f"{labels.name}: tags {', '.join(labels.tags) or '(none)'}"))
+        print(visible(f"{labels.name}: note {labels.note or '(none)'}"))
     return EXIT_OK
 
 
@@ -1017,11 +1047,27 @@ def build_parser() -> argparse.ArgumentParser:
         ("scan", cmd_models_scan, "look for new, changed and removed model files"),
         ("list", cmd_models_list, "list registered models"),
         ("demo", cmd_models_demo, "write small random-weight demo models and register them"),
+        ("tag", cmd_models_tag, "add tags to a model (or remove them with --remove)"),
+        ("note", cmd_models_note, 'set a model\'s note ("" clears it)'),
     ):
         mp = msub.add_parser(name, parents=[common], help=text, description=text)
         mp.set_defaults(func=func)
         if name == "list":
             mp.add_argument("--kind", help="checkpoint, lora, vae, controlnet, upscaler…")
+            mp.add_argument("--tag", help="only models with this tag (see `models tag`)")
+        if name in ("tag", "note"):
+            mp.add_argument("name", metavar="NAME", help="a model's name from `models list`")
+        if name == "tag":
+            mp.add_argument(
+                "tags",
+                nargs="+",
+                metavar="TAG",
+                help="tags to add: words or phrases, several may be given separated by "
+                "commas; lowercase, at most 32 characters each, 16 a model",
+            )
+            mp.add_argument("--remove", action="store_true", help="remove these tags instead")
+        if name == "note":
+            mp.add_argument("text", metavar="TEXT", help="one line, at most 500 characters")
     p = add("gallery", cmd_gallery, "list artifacts, newest first")
     p.add_argument("--search", metavar="Q", help="find prompts containing Q")
     p.add_argument("--kind", help="image, video or text")

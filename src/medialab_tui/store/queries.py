@@ -130,11 +130,25 @@ def find(store: Store, ref: str) -> Found:
     return Found(view, row)
 
 
-def list_models(store: Store, kind: str | None = None) -> list[ModelView]:
-    """Registry entries by kind, then name; only one kind when `kind` is given."""
-    where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+def list_models(store: Store, kind: str | None = None, tag: str | None = None) -> list[ModelView]:
+    """Registry entries with their tags and note, by kind, then name; only one kind
+    when `kind` is given, only those tagged `tag` (as `labels.clean_tags` gives it)."""
+    where: list[str] = []
+    args: list[str] = []
+    if kind:
+        where.append("model.kind = ?")
+        args.append(kind)
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM json_each(label.tags) WHERE value = ?)")
+        args.append(tag)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
     with store.reading() as conn:
-        rows = conn.execute(f"SELECT * FROM model {where} ORDER BY kind, name", args)
+        rows = conn.execute(
+            "SELECT model.*, label.tags AS tags, label.note AS note FROM model"
+            f" LEFT JOIN modellabel AS label ON label.name = model.name {clause}"
+            " ORDER BY model.kind, model.name",
+            args,
+        )
         return [ModelView.of(m) for m in rows]
 
 

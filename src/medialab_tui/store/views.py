@@ -246,6 +246,9 @@ class ModelView:
     sha256: str
     safe: bool
     demo: bool
+    # A person's labels (`store.labels`): none until someone adds them.
+    tags: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def short_hash(self) -> str:
@@ -258,7 +261,8 @@ class ModelView:
 
     @classmethod
     def of(cls, m: sqlite3.Row) -> ModelView:
-        return cls(**_same_named(cls, m))
+        """From a `model` row joined with its `modellabel` columns (NULL when unlabelled)."""
+        return cls(**_same_named(cls, m, tags=tuple(m["tags"] or ()), note=m["note"] or ""))
 
     def to_json(self) -> dict[str, Any]:
         """The `models list` object."""
@@ -273,6 +277,8 @@ class ModelView:
             "short_hash": self.short_hash,
             "safe": self.safe,
             "demo": self.demo,
+            "tags": list(self.tags),
+            "note": self.note,
         }
 
 
