@@ -9,9 +9,11 @@ the worker side (the diffusers pipeline classes it loads with).
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -97,6 +99,28 @@ class VideoRequest:
 
 
 @dataclass(frozen=True)
+class SplitPart:
+    """A part a split checkpoint needs registered beside its transformer file, the way
+    ComfyUI users keep them (`text_encoders/`, `vae/`): the pipeline component it
+    becomes, the registry kind and arch of a file that can be it, and how a sentence
+    names it."""
+
+    component: str
+    kind: str
+    arch: str
+    title: str
+
+
+def component_config(folder: Path, component: str) -> dict:
+    """The `config.json` of one component of a diffusers folder ({} when unreadable)."""
+    try:
+        config = json.loads((Path(folder) / component / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family (SD1.5, SDXL, …) and every architecture (`arch`) it owns."""
 
@@ -110,10 +134,30 @@ class Family:
     # may then tell variants apart from the whole index: (index, arch) → arch.
     index_classes: dict[str, str] = field(default_factory=dict)
     index_variant: Callable[[dict, str], str] | None = None
-    # Single-file checkpoints: (key prefixes that must all be present, arch), first match.
+    # ... and `folder_variant` from the folder's component configs: (folder, arch) → arch.
+    folder_variant: Callable[[Path, str], str] | None = None
+    # Single-file checkpoints: (key prefixes that must all be present, arch), first match;
+    # for UNet files the text encoders' prefixes, read when the UNet's shapes do not tell.
     checkpoint_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
+    # The denoiser's own keys (a transformer, or a UNet unlike SD's), as a file holding
+    # only it names them (ComfyUI's `diffusion_models/`); a full checkpoint has them
+    # under `model.diffusion_model.`. (key prefixes that must all be present, arch),
+    # first match, so a variant's extra key comes before the plain arch.
+    model_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
+    # A transformer's hidden width → arch (SD3.5 Large is wider than Medium), read from
+    # the first of `hidden_keys` present (its rows), or from a LoRA's down projection.
+    hidden_keys: tuple[str, ...] = ()
+    hidden_widths: dict[int, str] = field(default_factory=dict)
+    # SD-style UNets: cross-attention width (an `attn2.to_k` input) → arch, and the width
+    # of the class-label embedding (`label_emb`, SDXL's size/crop conditioning) → arch.
+    unet_widths: dict[int, str] = field(default_factory=dict)
+    adm_widths: dict[int, str] = field(default_factory=dict)
+    # arch → the arch of its inpainting UNet (9 input channels: latents, mask, masked image).
+    inpaint_archs: dict[str, str] = field(default_factory=dict)
     # Key prefixes that only this family's LoRAs have (e.g. SDXL's two text encoders).
     lora_prefixes: tuple[str, ...] = ()
+    # What a split transformer file of this family needs registered beside it.
+    split_parts: tuple[SplitPart, ...] = ()
     # The tensor names of a textual-inversion embedding of this family.
     embedding_keys: tuple[str, ...] = ()
     # Width of the text embedding the UNet cross-attends to (LoRAs, ControlNets).

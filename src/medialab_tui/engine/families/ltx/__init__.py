@@ -18,6 +18,11 @@ FAMILY = Family(
         "LTXConditionPipeline": "ltx",
         "LTXPipeline": "ltx",
     },
+    # The original layout (Lightricks' single files, VAE included), then diffusers'.
+    model_keys=(
+        (("adaln_single.", "patchify_proj."), "ltx"),
+        (("time_embed.emb.", "caption_projection.", "proj_in."), "ltx"),
+    ),
     # Per denoising step of one 512×512 frame.
     step_seconds={"cuda": 0.01, "cpu": 0.8},
     video=VideoLimits(

@@ -5,11 +5,14 @@ from medialab_tui.engine.families.base import IMAGE_STAGES, Family
 FAMILY = Family(
     name="sd15",
     title="SD 1.5",
-    archs={"sd15": IMAGE_STAGES},
+    # Inpainting UNets are detected and listed; medialab does not run them yet.
+    archs={"sd15": IMAGE_STAGES, "sd15-inpaint": ()},
     index_classes={"StableDiffusionPipeline": "sd15"},
     checkpoint_keys=((("model.diffusion_model.", "cond_stage_model.transformer."), "sd15"),),
     embedding_keys=("emb_params",),
     context_width=768,
+    unet_widths={768: "sd15"},
+    inpaint_archs={"sd15": "sd15-inpaint"},
     metadata_prefixes=(
         ("ss_base_model_version", "sd_v1"),
         ("modelspec.architecture", "stable-diffusion-v1"),

@@ -6,9 +6,11 @@ from medialab_tui.engine.families.base import Family
 FAMILY = Family(
     name="sd2",
     title="SD 2",
-    archs={"sd2": ()},
+    archs={"sd2": (), "sd2-inpaint": ()},
     checkpoint_keys=((("model.diffusion_model.", "cond_stage_model.model."), "sd2"),),
     context_width=1024,
+    unet_widths={1024: "sd2"},
+    inpaint_archs={"sd2": "sd2-inpaint"},
     metadata_prefixes=(
         ("ss_base_model_version", "sd_v2"),
         ("modelspec.architecture", "stable-diffusion-v2"),

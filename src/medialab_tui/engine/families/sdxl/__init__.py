@@ -15,7 +15,8 @@ def _base_or_refiner(index: dict, arch: str) -> str:
 FAMILY = Family(
     name="sdxl",
     title="SDXL",
-    archs={"sdxl": IMAGE_STAGES, "sdxl-refiner": ("refine",)},
+    # Inpainting UNets are detected and listed; medialab does not run them yet.
+    archs={"sdxl": IMAGE_STAGES, "sdxl-refiner": ("refine",), "sdxl-inpaint": ()},
     index_classes={
         "StableDiffusionXLPipeline": "sdxl",
         "StableDiffusionXLImg2ImgPipeline": "sdxl-refiner",
@@ -31,6 +32,11 @@ FAMILY = Family(
     lora_prefixes=("lora_te1_", "lora_te2_", "text_encoder_2."),
     embedding_keys=("clip_l", "clip_g"),
     context_width=2048,
+    # The refiner cross-attends to OpenCLIP-G alone (1280 wide); its size/crop/aesthetic
+    # conditioning is 2560 wide, the base's size/crop one 2816.
+    unet_widths={2048: "sdxl", 1280: "sdxl-refiner"},
+    adm_widths={2816: "sdxl", 2560: "sdxl-refiner"},
+    inpaint_archs={"sdxl": "sdxl-inpaint"},
     text_time=True,
     metadata_prefixes=(
         ("ss_base_model_version", "sdxl"),

@@ -14,6 +14,12 @@ FAMILY = Family(
     kind="video",
     archs={"svd": VIDEO_STAGES},
     index_classes={"StableVideoDiffusionPipeline": "svd"},
+    # A UNet with temporal layers: `time_stack` in the original layout, temporal
+    # ResNet blocks in diffusers'.
+    model_keys=(
+        (("input_blocks.1.1.time_stack.",), "svd"),
+        (("down_blocks.0.resnets.0.temporal_res_block.",), "svd"),
+    ),
     # Per denoising step of one 512×512 frame.
     step_seconds={"cuda": 0.03, "cpu": 1.5},
     video=VideoLimits(

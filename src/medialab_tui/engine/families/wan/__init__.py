@@ -13,6 +13,11 @@ FAMILY = Family(
     kind="video",
     archs={"wan": VIDEO_STAGES},
     index_classes={"WanImageToVideoPipeline": "wan"},
+    # The original layout (ComfyUI's `diffusion_models/wan2.1_*.safetensors`), then diffusers'.
+    model_keys=(
+        (("head.modulation", "patch_embedding."), "wan"),
+        (("condition_embedder.time_embedder.", "patch_embedding."), "wan"),
+    ),
     # Per denoising step of one 512×512 frame (the 14B models).
     step_seconds={"cuda": 0.25, "cpu": 20.0},
     video=VideoLimits(
