@@ -5,16 +5,52 @@ takes a `guidance` embedded in the model instead of classifier-free guidance;
 `flux-schnell` is distilled to a few steps and takes neither. Neither reads a
 negative prompt."""
 
-from medialab_tui.engine.families.base import Family
+from pathlib import Path
+
+from medialab_tui.engine.families.base import Family, SplitPart, component_config
 
 # Blend encodes references with a UNet's VAE scaling; Flux has no UNet.
 _STAGES = ("txt2img", "img2img", "refine", "detail")
+
+
+def _dev_or_schnell(folder: Path, arch: str) -> str:
+    """Schnell's transformer has no guidance embedding."""
+    guidance = component_config(folder, "transformer").get("guidance_embeds")
+    return "flux-schnell" if guidance is False else arch
+
 
 FAMILY = Family(
     name="flux",
     title="Flux",
     archs={"flux": _STAGES, "flux-schnell": _STAGES},
     index_classes={"FluxPipeline": "flux"},
+    folder_variant=_dev_or_schnell,
+    # Black Forest Labs' layout (ComfyUI's), then diffusers'; only dev embeds the guidance.
+    model_keys=(
+        (("double_blocks.", "guidance_in."), "flux"),
+        (("double_blocks.",), "flux-schnell"),
+        (
+            ("single_transformer_blocks.", "x_embedder.", "time_text_embed.guidance_embedder."),
+            "flux",
+        ),
+        (("single_transformer_blocks.", "x_embedder."), "flux-schnell"),
+    ),
+    hidden_widths={3072: "flux"},
+    lora_prefixes=(
+        "lora_unet_double_blocks_",
+        "lora_unet_single_blocks_",
+        "double_blocks.",
+        "single_blocks.",
+        "diffusion_model.double_blocks.",
+        "diffusion_model.single_blocks.",
+        "transformer.single_transformer_blocks.",
+        "lora_transformer_single_transformer_blocks_",
+    ),
+    split_parts=(
+        SplitPart("text_encoder", "text_encoder", "clip-l", "a CLIP-L text encoder (clip_l)"),
+        SplitPart("text_encoder_2", "text_encoder", "t5", "a T5-XXL text encoder (t5xxl)"),
+        SplitPart("vae", "vae", "vae-16ch", "a 16-channel VAE (ae)"),
+    ),
     context_width=4096,
     metadata_prefixes=(("modelspec.architecture", "flux-1"),),
     # T5 reads 512 tokens on dev, 256 on schnell (CLIP's 77 only pool).

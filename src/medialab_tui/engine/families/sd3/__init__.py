@@ -3,16 +3,46 @@
 CLIP-L, OpenCLIP-G and T5-XXL (joint context 4096 wide). Classifier-free guidance
 and a negative prompt, as SD1.5/SDXL."""
 
-from medialab_tui.engine.families.base import Family
+from pathlib import Path
+
+from medialab_tui.engine.families.base import Family, SplitPart, component_config
 
 # Blend encodes references with a UNet's VAE scaling; SD3 has no UNet.
 _STAGES = ("txt2img", "img2img", "refine", "detail")
 
+# Hidden width (64 per block) → arch: SD3 and SD3.5 Medium are 24 blocks, Large 38.
+_HIDDEN_WIDTHS = {1536: "sd3", 2432: "sd3-large"}
+
+
+def _medium_or_large(folder: Path, arch: str) -> str:
+    config = component_config(folder, "transformer")
+    width = config.get("attention_head_dim", 0) * config.get("num_attention_heads", 0)
+    return _HIDDEN_WIDTHS.get(width, arch) if isinstance(width, int) else arch
+
+
 FAMILY = Family(
     name="sd3",
     title="SD3",
-    archs={"sd3": _STAGES},
+    archs={"sd3": _STAGES, "sd3-large": _STAGES},
     index_classes={"StableDiffusion3Pipeline": "sd3"},
+    folder_variant=_medium_or_large,
+    # Stability's MMDiT layout (ComfyUI's), then diffusers'; Large is told by its width.
+    model_keys=(
+        (("joint_blocks.",), "sd3"),
+        (("transformer_blocks.0.attn.add_q_proj.", "pos_embed.proj."), "sd3"),
+    ),
+    hidden_keys=("x_embedder.proj.weight", "pos_embed.proj.weight"),
+    hidden_widths=_HIDDEN_WIDTHS,
+    # Checked before SDXL's, whose `text_encoder_2.` an SD3 LoRA may also have.
+    lora_prefixes=("lora_unet_joint_blocks_", "joint_blocks.", "transformer.joint_blocks."),
+    split_parts=(
+        SplitPart("text_encoder", "text_encoder", "clip-l", "a CLIP-L text encoder (clip_l)"),
+        SplitPart(
+            "text_encoder_2", "text_encoder", "clip-g", "an OpenCLIP-G text encoder (clip_g)"
+        ),
+        SplitPart("text_encoder_3", "text_encoder", "t5", "a T5-XXL text encoder (t5xxl)"),
+        SplitPart("vae", "vae", "vae-16ch", "a 16-channel VAE"),
+    ),
     context_width=4096,
     metadata_prefixes=(("modelspec.architecture", "stable-diffusion-v3"),),
     # T5 reads 256 tokens (the pipeline's max_sequence_length); CLIP's 77 are joined to them.
