@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
+    from medialab_tui.engine.roots import RootProblem
     from medialab_tui.store.db import Store
     from medialab_tui.store.labels import Labels
     from medialab_tui.store.queries import GalleryQuery
@@ -686,12 +687,14 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
     written = [Path(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
     from medialab_tui.engine.registry import scan
 
-    scan(
+    result = scan(
         ctx.store,
         ctx.data,
         ctx.config,
         demo=frozenset(p.stem if p.is_file() else p.name for p in written),
     )
+    _hash_unless_hosted(ctx, quiet=ctx.as_json)
+    _say_root_problems(result.problems)
     if ctx.as_json:
         _print_json([str(p) for p in written])
     else:
@@ -701,10 +704,41 @@ def cmd_models_demo(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hash_unless_hosted(ctx: Context, *, quiet: bool) -> None:
+    """Compute the hashes a scan left pending, here, unless an engine host runs: it
+    hashes in the background. Progress goes to stderr."""
+    from medialab_tui.engine.registry import HashProgress, hash_pending
+    from medialab_tui.hosting import current_host
+
+    if current_host(ctx.data) is not None:
+        return
+    shown = [""]
+
+    def show(p: HashProgress) -> None:
+        line = p.sentence
+        if line != shown[0] and sys.stderr.isatty():
+            print(f"\r{visible(line)}\x1b[K", end="", file=sys.stderr, flush=True)
+            shown[0] = line
+
+    hash_pending(ctx.store, progress=None if quiet else show)
+    if shown[0]:
+        print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+
+
+def _say_root_problems(problems: Sequence[RootProblem]) -> None:
+    for problem in problems:
+        print(f"medialab: {visible(problem.sentence)}", file=sys.stderr)
+
+
 def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
+    """Bring the registry in line with the roots. A source of roots that cannot be read
+    (a broken yaml, an install with no models/) is named on stderr and exits 2, after
+    every other root was read."""
     from medialab_tui.engine.registry import scan
 
     result = scan(ctx.store, ctx.data, ctx.config)
+    _hash_unless_hosted(ctx, quiet=ctx.as_json)
+    _say_root_problems(result.problems)
     if ctx.as_json:
         _print_json(
             {
@@ -714,6 +748,7 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
                 "unchanged": result.unchanged,
                 "skipped": [{"path": str(e.path), "reason": e.reason} for e in result.skipped],
                 "broken": [{"path": str(e.path), "reason": e.reason} for e in result.broken],
+                "problems": [p.to_json() for p in result.problems],
             }
         )
     else:
@@ -726,15 +761,17 @@ def cmd_models_scan(ctx: Context, args: argparse.Namespace) -> int:
         print(", ".join([line, *extra]))
         for entry in [*result.broken, *result.skipped]:
             print(visible(f"  {entry.path}: {entry.reason}"))
-    return EXIT_OK
+    return EXIT_INPUT if result.problems else EXIT_OK
 
 
 def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
+    from medialab_tui.engine.roots import root_problems
     from medialab_tui.store.labels import clean_tags
     from medialab_tui.store.queries import list_models
 
     tag = next(iter(clean_tags([args.tag])), None) if args.tag else None
     models = list_models(ctx.store, args.kind, tag)
+    _say_root_problems(root_problems(ctx.store))
     if ctx.as_json:
         _print_json([m.to_json() for m in models])
         return EXIT_OK
@@ -748,7 +785,7 @@ def cmd_models_list(ctx: Context, args: argparse.Namespace) -> int:
                 m.arch,
                 m.format,
                 human_size(m.size),
-                m.short_hash,
+                "pending" if m.hash_pending else m.short_hash,
                 "yes" if m.safe else "NO (pickle)",
                 *([", ".join(m.tags)] if tagged else []),
             ]

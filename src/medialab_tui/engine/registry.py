@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
+import threading
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import blake3
-from sqlmodel import select
+from sqlmodel import col, select
 
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine.model_files import (
@@ -35,6 +38,7 @@ from medialab_tui.engine.model_files import (
     open_regular,
     pickle_files,
 )
+from medialab_tui.engine.roots import PROBLEMS_KEY, Root, RootProblem, all_roots
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Model
@@ -72,6 +76,8 @@ class ScanResult:
     skipped: list[Skipped] = field(default_factory=list)
     # Models registered with kind "broken" (a damaged file), with what is wrong.
     broken: list[Skipped] = field(default_factory=list)
+    # Sources of roots that could not be read (a yaml that does not parse…).
+    problems: list[RootProblem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,9 @@ class Found:
 
 
 def model_roots(data: DataDir, config: Config) -> list[Path]:
-    """`<data>/models` first, then the configured extra roots."""
-    return [data.models, *config.model_roots]
+    """The folders models are read from (`roots.all_roots`), in the order names are
+    given out: `<data>/models` first."""
+    return [root.path for root in all_roots(data, config).roots]
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -298,8 +305,19 @@ def folder_files(folder: Path) -> list[Path]:
     return [p for p, _ in _Walk([folder], allow_outside=True).folder_files(folder)]
 
 
-def hash_model(found: Found) -> tuple[str, str]:
-    """(blake3 for identity, sha256) over the model's bytes; AutoV2 is sha256[:10]."""
+class HashStopped(Exception):
+    """Hashing was asked to stop (the host is leaving)."""
+
+
+def hash_model(
+    found: Found,
+    on_bytes: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[str, str]:
+    """(blake3 for identity, sha256) over the model's bytes; AutoV2 is sha256[:10].
+
+    `on_bytes` hears of each chunk read; a set `stop` ends it with `HashStopped`.
+    """
     fast = blake3.blake3(max_threads=blake3.blake3.AUTO)
     slow = hashlib.sha256()
     for file, _ in found.files:
@@ -310,8 +328,12 @@ def hash_model(found: Found) -> tuple[str, str]:
             slow.update(name)
         with open_regular(file) as fh:
             while chunk := fh.read(_CHUNK):
+                if stop is not None and stop.is_set():
+                    raise HashStopped
                 fast.update(chunk)
                 slow.update(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
     return fast.hexdigest(), slow.hexdigest()
 
 
@@ -342,72 +364,283 @@ def _is_safe(found: Found, fmt: str) -> bool:
     return fmt != "pickle" and not pickle_files(p for p, _ in found.files)
 
 
+def root_key(data_root: Path, root: Path) -> str:
+    """A root as the registry records it: relative to the data directory when inside
+    it (so a copied or moved data directory keeps its models), else absolute."""
+    return root.relative_to(data_root).as_posix() if root.is_relative_to(data_root) else str(root)
+
+
+def located(row: Model, data_root: Path) -> Path:
+    """Where a registry entry's model is in the data directory at `data_root`: its root
+    (relative to the data directory, or absolute) joined with its relative path."""
+    return Path(data_root, row.root, row.rel) if row.rel else Path(row.path)
+
+
+def _here(row: Model, data_root: Path) -> Model:
+    """The (detached) row with `path` where its model is now: in a copied data
+    directory, its own copy, before any rescan has written that down."""
+    row.path = str(located(row, data_root))
+    return row
+
+
+@dataclass
+class _Seen:
+    """A model the walk found, under which root."""
+
+    found: Found
+    root: Root
+    key: str  # the root as recorded (`root_key`)
+
+    @property
+    def rel(self) -> str:
+        return self.found.path.relative_to(self.root.path).as_posix()
+
+
+def _identify(seen: _Seen, result: ScanResult) -> tuple[str, str, str]:
+    """(kind, arch, format) from the keys; the folder's kind only where they cannot tell
+    (a file never opened, keys no family has). A damaged file is `broken`."""
+    path = seen.found.path
+    try:
+        kind, arch, fmt = _detect(seen.found)
+    except (ValueError, OSError) as exc:
+        # A corrupt file is listed as broken, not a reason to stop the scan.
+        result.broken.append(Skipped(str(path), str(exc)))
+        return "broken", "unknown", path.suffix.lstrip(".") or "folder"
+    hint = seen.root.kind
+    if hint is not None and (kind == "unknown" or fmt == "pickle"):
+        kind = hint
+    return kind, arch, fmt
+
+
 def scan(
     store: Store, data: DataDir, config: Config, *, demo: frozenset[str] = frozenset()
 ) -> ScanResult:
-    """Bring the registry in line with the files under the model roots."""
+    """Bring the registry in line with the files under the model roots.
+
+    Only what is new or changed is opened (its header, never its weights); its hashes
+    are left pending (`hash_pending`) for the engine host's hasher or `hash_pending`.
+    A root whose source could not be read (a broken yaml) keeps its models until it
+    reads again. Two scans at once (a client's and the host's watch) may race: the
+    loser starts again from what the winner wrote.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        try:
+            return _scan(store, data, config, demo)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _keep_problems(store: Store, problems: list[RootProblem]) -> None:
+    if problems:
+        store.put_setting(PROBLEMS_KEY, json.dumps([p.to_json() for p in problems]))
+    elif store.setting(PROBLEMS_KEY) is not None:
+        store.drop_settings(PROBLEMS_KEY)
+
+
+def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> ScanResult:
     result = ScanResult()
+    found_roots = all_roots(data, config)
+    result.problems = found_roots.problems
+    _keep_problems(store, result.problems)
     with store.read() as s:
-        known = {m.path: m for m in s.exec(select(Model)).all()}
-    taken = {m.name for m in known.values()}
-    seen: set[str] = set()
-    walk = _Walk(model_roots(data, config), allow_outside=config.allow_outside_links)
-    for root in model_roots(data, config):
-        for found in walk.root(root):
-            path, key = found.path, str(found.path)
-            size, mtime = found.size, found.mtime
-            row = known.get(key)
-            if row is not None and row.size == size and row.mtime == mtime:
-                seen.add(key)
-                result.unchanged += 1
-                continue
-            try:
-                kind, arch, fmt = _detect(found)
-            except (ValueError, OSError) as exc:
-                # A corrupt file is listed as broken, not a reason to stop the scan.
-                kind, arch, fmt = "broken", "unknown", path.suffix.lstrip(".") or "folder"
-                result.broken.append(Skipped(key, str(exc)))
-            try:
-                fast, sha = hash_model(found)
-            except OSError:
-                walk.skip(path, "cannot be read")
-                continue
-            seen.add(key)
-            with store.write() as s:
-                if row is None:
-                    name = _unique_name(path, root, taken)
-                    taken.add(name)
-                    row = Model(name=name, kind=kind, arch=arch, format=fmt, path=key)
-                    result.added.append(name)
-                else:
-                    row = s.get(Model, row.id)
-                    assert row is not None
-                    result.updated.append(row.name)
-                row.kind, row.arch, row.format = kind, arch, fmt
-                row.size, row.mtime, row.fast_hash, row.sha256 = size, mtime, fast, sha
-                row.safe = _is_safe(found, fmt)
-                row.demo = row.demo or row.name in demo
-                s.add(row)
-                store.record(s, "model.scan", "model", row.id, name=row.name, path=key)
+        rows = list(s.exec(select(Model)).all())
+    by_place = {str(located(m, data.root)): m for m in rows}
+    walk = _Walk([r.path for r in found_roots.roots], allow_outside=config.allow_outside_links)
+    seen: list[_Seen] = []
+    for root in found_roots.roots:
+        key = root_key(data.root, root.path)
+        seen += [_Seen(found, root, key) for found in walk.root(root.path)]
     result.skipped = walk.skipped
-    gone = [m for p, m in known.items() if p not in seen]
-    if gone:
-        with store.write() as s:
-            for m in gone:
-                row = s.get(Model, m.id)
-                if row is not None:
-                    s.delete(row)
-                    store.record(s, "model.remove", "model", m.id, name=m.name, path=m.path)
-                    result.removed.append(m.name)
+    places = {str(x.found.path) for x in seen}
+    # Models of roots that could not be listed (their yaml is broken) stay as they are.
+    listed_roots = {root_key(data.root, r.path) for r in found_roots.roots}
+    keep_unlisted = bool(found_roots.problems)
+    gone = {
+        p: m
+        for p, m in by_place.items()
+        if p not in places and not (keep_unlisted and m.root and m.root not in listed_roots)
+    }
+    # A model that left a root and shows up in another one, the same file under the
+    # same relative path (a moved shared folder), keeps its name, labels and hashes.
+    moved_from = {(m.rel, m.size, m.mtime): m for m in gone.values() if m.rel}
+    taken = {m.name for p, m in by_place.items() if p not in gone}
+    # (the row's id, or None for a new one; the fields to write; the event to record)
+    changes: list[tuple[int | None, dict[str, Any], str]] = []
+    for x in seen:
+        place = str(x.found.path)
+        size, mtime = x.found.size, x.found.mtime
+        row = by_place.get(place)
+        if row is None:
+            row = moved_from.pop((x.rel, size, mtime), None)
+            if row is not None:
+                del gone[str(located(row, data.root))]
+                taken.add(row.name)
+        where = {"path": place, "root": x.key, "rel": x.rel}
+        if row is not None and row.size == size and row.mtime == mtime:
+            result.unchanged += 1
+            if (row.path, row.root, row.rel) != (place, x.key, x.rel):
+                changes.append((row.id, where, ""))
+            continue
+        kind, arch, fmt = _identify(x, result)
+        if row is None:
+            name = _unique_name(x.found.path, x.root.path, taken)
+            taken.add(name)
+            result.added.append(name)
+        else:
+            name = row.name
+            result.updated.append(name)
+        fields = {
+            **where,
+            "name": name,
+            "kind": kind,
+            "arch": arch,
+            "format": fmt,
+            "size": size,
+            "mtime": mtime,
+            "fast_hash": "",
+            "sha256": "",
+            "hash_pending": True,
+            "safe": _is_safe(x.found, fmt),
+            "demo": (row is not None and row.demo) or name in demo,
+        }
+        changes.append((None if row is None else row.id, fields, "model.scan"))
+    if not (changes or gone):
+        return result
+    with store.write() as s:
+        # Gone first: their paths and names may be taken by what is new.
+        for m in gone.values():
+            old = s.get(Model, m.id)
+            if old is not None:
+                s.delete(old)
+                store.record(s, "model.remove", "model", m.id, name=m.name, path=m.path)
+                result.removed.append(m.name)
+        s.flush()
+        for ident, fields, action in changes:
+            target = Model(**fields) if ident is None else s.get(Model, ident)
+            if target is None:
+                continue  # removed meanwhile by another scan: the next one sees it
+            for key, value in fields.items():
+                setattr(target, key, value)
+            s.add(target)
+            if action:
+                s.flush()
+                store.record(s, action, "model", target.id, name=target.name, path=target.path)
     return result
 
 
 def list_models(store: Store, kind: str | None = None) -> list[Model]:
+    """Registry rows by kind, then name, with their paths in this data directory."""
     with store.read() as s:
         query = select(Model).order_by(Model.kind, Model.name)
         if kind:
             query = query.where(Model.kind == kind)
-        return list(s.exec(query).all())
+        rows = list(s.exec(query).all())
+    return [_here(m, store.path.parent) for m in rows]
+
+
+# The hasher's progress, for listings and the Models screen (a `setting` row).
+HASHING_KEY = "models.hashing"
+
+
+@dataclass(frozen=True)
+class HashProgress:
+    """How far the hashing of one model is, and how many wait after it."""
+
+    name: str
+    done: int  # bytes read
+    total: int
+    waiting: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "done": self.done, "total": self.total, "waiting": self.waiting}
+
+    @property
+    def sentence(self) -> str:
+        share = f"{100 * self.done // self.total}%" if self.total else "…"
+        more = f" ({self.waiting} more waiting)" if self.waiting else ""
+        return f"hashing {self.name}: {share}{more}"
+
+
+def hashing_progress(store: Store) -> HashProgress | None:
+    """What the engine host's hasher said last (None when it is not hashing)."""
+    text = store.setting(HASHING_KEY)
+    try:
+        value = json.loads(text) if text else None
+        return HashProgress(**value) if isinstance(value, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _found_now(path: Path) -> Found | None:
+    """A registered model as its files are now; None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return Found(path, _Walk([path], allow_outside=True).folder_files(path), folder=True)
+    return Found(path, ((path, st),), folder=False) if stat.S_ISREG(st.st_mode) else None
+
+
+def hash_pending(
+    store: Store,
+    *,
+    names: Collection[str] = (),
+    stop: threading.Event | None = None,
+    progress: Callable[[HashProgress], None] | None = None,
+) -> int:
+    """Compute the hashes the registry waits for (only those of `names` when given),
+    smallest model first, each written as soon as it is done; returns how many were.
+
+    A model changed or removed since it was scanned is left for the next scan, and its
+    hash is not written; a set `stop` ends the work between two chunks.
+    """
+    done = 0
+    failed: set[int] = set()
+    while stop is None or not stop.is_set():
+        with store.read() as s:
+            query = select(Model).where(Model.hash_pending == True)  # noqa: E712
+            if names:
+                query = query.where(col(Model.name).in_(list(names)))
+            rows = [m for m in s.exec(query.order_by(Model.size)).all() if m.id not in failed]
+        if not rows:
+            return done
+        for index, row in enumerate(rows):
+            if stop is not None and stop.is_set():
+                return done
+            found = _found_now(located(row, store.path.parent))
+            if found is None or (found.size, found.mtime) != (row.size, row.mtime):
+                failed.add(row.id or 0)
+                continue
+            read = 0
+
+            def heard(n: int, row: Model = row, waiting: int = len(rows) - index - 1) -> None:
+                nonlocal read
+                read += n
+                if progress is not None:
+                    progress(HashProgress(row.name, read, row.size, waiting))
+
+            try:
+                fast, sha = hash_model(found, heard, stop)
+            except HashStopped:
+                return done
+            except OSError:
+                failed.add(row.id or 0)
+                continue
+            with store.write() as s:
+                current = s.get(Model, row.id)
+                if current is None or not current.hash_pending:
+                    continue
+                if (current.size, current.mtime) != (row.size, row.mtime):
+                    continue
+                current.fast_hash, current.sha256, current.hash_pending = fast, sha, False
+                s.add(current)
+            done += 1
+    return done
 
 
 def _problem(path: Path) -> str | None:
@@ -470,13 +703,17 @@ def resolve(
 ) -> Model:
     """A model by registry name, path, or hash prefix; `InputError` when unknown,
     damaged, of another kind, or holding pickle weights not in `allow_pickle`."""
+    data_root = store.path.parent
     with store.read() as s:
         row = s.exec(select(Model).where(Model.name == ref)).first()
         if row is None and ("/" in ref or ref.endswith(WEIGHT_SUFFIXES + DETECTOR_SUFFIXES)):
             path = Path(ref).expanduser()
             if not path.exists():
                 raise InputError(f"model path {ref} does not exist")
-            row = s.exec(select(Model).where(Model.path == str(path.resolve()))).first()
+            wanted = path.resolve()
+            row = next(
+                (m for m in s.exec(select(Model)).all() if located(m, data_root) == wanted), None
+            )
             if row is None:
                 row = _path_row(path)
         if row is None and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref.lower()):
@@ -492,6 +729,7 @@ def resolve(
             f"unknown model '{ref}' (see `medialab models list`; `medialab models demo` "
             "writes the demo models)"
         )
+    row = _here(row, data_root)
     if row.kind == "broken":
         raise InputError(
             _problem(Path(row.path))

@@ -12,12 +12,19 @@ still loads.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medialab_tui.config import Config, DataDir
+
+if TYPE_CHECKING:
+    from medialab_tui.store.db import Store
+
+# The problems of the last scan's roots (a `setting` row), for listings and the TUI.
+PROBLEMS_KEY = "models.problems"
 
 # ComfyUI's folder keys (`folder_paths.py`) and the kind each suggests. Keys it maps to
 # newer names (`unet`, `clip`) suggest what the new name does.
@@ -104,6 +111,17 @@ class RootProblem:
             section=value.get("section"),
             key=value.get("key"),
         )
+
+
+def root_problems(store: Store) -> list[RootProblem]:
+    """What the last scan could not read among the sources of roots (no SQLAlchemy:
+    `models list` calls it)."""
+    text = store.setting(PROBLEMS_KEY)
+    try:
+        values = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [RootProblem.of(v) for v in values if isinstance(v, dict)]
 
 
 @dataclass

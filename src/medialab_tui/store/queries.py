@@ -149,7 +149,7 @@ def list_models(store: Store, kind: str | None = None, tag: str | None = None) -
             " ORDER BY model.kind, model.name",
             args,
         )
-        return [ModelView.of(m) for m in rows]
+        return [ModelView.of(m, store.path.parent) for m in rows]
 
 
 def queue_summary(store: Store, after_event: int | None = None) -> QueueSummary:

@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from medialab_tui.store.values import iso
@@ -249,6 +250,10 @@ class ModelView:
     # A person's labels (`store.labels`): none until someone adds them.
     tags: tuple[str, ...] = ()
     note: str = ""
+    # The root it was found under: `models` (the data directory's), or an absolute folder.
+    root: str = ""
+    # Its hashes are still being computed in the background (`sha256` is "" until then).
+    hash_pending: bool = False
 
     @property
     def short_hash(self) -> str:
@@ -260,9 +265,14 @@ class ModelView:
         return self.name + (" (demo)" if self.demo else "")
 
     @classmethod
-    def of(cls, m: sqlite3.Row) -> ModelView:
-        """From a `model` row joined with its `modellabel` columns (NULL when unlabelled)."""
-        return cls(**_same_named(cls, m, tags=tuple(m["tags"] or ()), note=m["note"] or ""))
+    def of(cls, m: sqlite3.Row, data_root: Path | None = None) -> ModelView:
+        """From a `model` row joined with its `modellabel` columns (NULL when unlabelled);
+        its path is where the model is in the data directory at `data_root` (its root
+        joined with its relative path), so a copied data directory lists its own."""
+        path = str(Path(data_root, m["root"], m["rel"])) if data_root and m["rel"] else m["path"]
+        return cls(
+            **_same_named(cls, m, tags=tuple(m["tags"] or ()), note=m["note"] or "", path=path)
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The `models list` object."""
@@ -279,6 +289,8 @@ class ModelView:
             "demo": self.demo,
             "tags": list(self.tags),
             "note": self.note,
+            "root": self.root,
+            "hash_pending": self.hash_pending,
         }
 
 
