@@ -116,7 +116,8 @@ def _config_dir(store: Store, row: Model, loc: ErrorLoc) -> str | None:
             loc=loc,
             predicate=False,
         )
-    return sorted(folders, key=lambda m: (m.demo, m.name))[0].path
+    best = sorted(folders, key=lambda m: (m.demo, m.name))[0]
+    return str(registry.located(best, store.path.parent))
 
 
 def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | None:
