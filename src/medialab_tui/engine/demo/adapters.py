@@ -92,7 +92,7 @@ def build_lora_state(sd15_folder: Path) -> dict[str, torch.Tensor]:
     generator = torch.Generator(device="cpu").manual_seed(_LORA_SEED)
     state = {}
     for name in sorted(shapes):
-        state[f"unet.{name}"] = _uniform(shapes[name], generator)
+        state[f"unet.{name}"] = uniform(shapes[name], generator)
     return state
 
 
@@ -135,7 +135,7 @@ def build_controlnet(sd15_folder: Path) -> torch.nn.Module:
     with torch.no_grad():
         for _name, param in _control_branch(controlnet.named_parameters()):
             if param.ndim >= 2:
-                param.copy_(_uniform(param.shape, generator))
+                param.copy_(uniform(param.shape, generator))
             else:
                 param.zero_()
     return controlnet.eval()
@@ -148,7 +148,7 @@ def _control_branch(
     return sorted(((n, p) for n, p in params if n.startswith("controlnet_")), key=lambda np: np[0])
 
 
-def _uniform(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+def uniform(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
     """Uniform in +-1/sqrt(fan_in), drawn serially so every machine gets the same bits."""
     import torch
 

@@ -82,15 +82,26 @@ def write_demo_models(models_dir: Path) -> list[Path]:
     sdxl = _ensure_folder(models_dir, DEMO_SDXL, _build_sdxl)
     single = _ensure_single_file(models_dir / DEMO_SD15_SINGLE_FILE, sd15)
     from medialab_tui.engine.demo.adapters import write_demo_adapters
+    from medialab_tui.engine.demo.flow import write_demo_flow_models
     from medialab_tui.engine.demo.interpolator import write_demo_interpolator
     from medialab_tui.engine.demo.upscaler import write_demo_upscaler
     from medialab_tui.engine.demo.video import write_demo_videos
 
     adapters = write_demo_adapters(models_dir, sd15)
     videos = write_demo_videos(models_dir)
+    flow = write_demo_flow_models(models_dir)
     interpolator = write_demo_interpolator(models_dir)
     # The ESRGAN comes last: `make run` takes it as the sign that every demo is written.
-    return [sd15, sdxl, single, *adapters, *videos, *interpolator, *write_demo_upscaler(models_dir)]
+    return [
+        sd15,
+        sdxl,
+        single,
+        *adapters,
+        *videos,
+        *flow,
+        *interpolator,
+        *write_demo_upscaler(models_dir),
+    ]
 
 
 def is_complete_demo_folder(folder: Path) -> bool:
@@ -107,7 +118,7 @@ def _ensure_folder(
 ) -> Path:
     def add_bpe_files(tmp: Path) -> None:
         for tokenizer_dir in sorted(tmp.glob("tokenizer*")):
-            _write_bpe_files(tokenizer_dir)
+            write_bpe_files(tokenizer_dir)
 
     return publish_pipeline(models_dir / name, is_complete_demo_folder, build, add_bpe_files)
 
@@ -125,8 +136,8 @@ def _build_sd15() -> tuple[DiffusionPipeline, str]:
     from diffusers import PNDMScheduler, StableDiffusionPipeline
 
     unet = seeded(_unet, cross_attention_dim=32)
-    vae = seeded(_vae, scaling_factor=0.18215)
-    text_encoder = seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
+    vae = seeded(demo_vae, scaling_factor=0.18215)
+    text_encoder = seeded(clip_text_encoder, with_projection=False, hidden_act="quick_gelu")
     # SD1.5 ships PNDM (PLMS) with these betas; "default" keeps it.
     scheduler = PNDMScheduler(
         beta_start=0.00085,
@@ -140,7 +151,7 @@ def _build_sd15() -> tuple[DiffusionPipeline, str]:
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=_tokenizer(),
+        tokenizer=clip_tokenizer(),
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
@@ -169,9 +180,9 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
         # pooled, projected embedding of the second encoder.
         projection_class_embeddings_input_dim=6 * time_embed_dim + hidden,
     )
-    vae = seeded(_vae, scaling_factor=0.13025)
-    text_encoder = seeded(_text_encoder, with_projection=False, hidden_act="quick_gelu")
-    text_encoder_2 = seeded(_text_encoder, with_projection=True, hidden_act="gelu")
+    vae = seeded(demo_vae, scaling_factor=0.13025)
+    text_encoder = seeded(clip_text_encoder, with_projection=False, hidden_act="quick_gelu")
+    text_encoder_2 = seeded(clip_text_encoder, with_projection=True, hidden_act="gelu")
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -184,8 +195,8 @@ def _build_sdxl() -> tuple[DiffusionPipeline, str]:
         vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
-        tokenizer=_tokenizer(),
-        tokenizer_2=_tokenizer(),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(),
         unet=unet,
         scheduler=scheduler,
         image_encoder=None,
@@ -212,22 +223,25 @@ def _unet(**overrides: Any) -> torch.nn.Module:
     return UNet2DConditionModel(**config)
 
 
-def _vae(scaling_factor: float) -> torch.nn.Module:
+def demo_vae(scaling_factor: float, **overrides: Any) -> torch.nn.Module:
+    """The demo VAE: two blocks, so latents are half the image's size."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        sample_size=64,
-        scaling_factor=scaling_factor,
-    )
+    config: dict[str, Any] = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "block_out_channels": (32, 64),
+        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        "latent_channels": 4,
+        "sample_size": 64,
+        "scaling_factor": scaling_factor,
+    }
+    config.update(overrides)
+    return AutoencoderKL(**config)
 
 
-def _text_encoder(with_projection: bool, hidden_act: str) -> torch.nn.Module:
+def clip_text_encoder(with_projection: bool, hidden_act: str) -> torch.nn.Module:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     vocab = _bpe_vocab()
@@ -288,7 +302,7 @@ def _bpe_vocab() -> dict[str, int]:
     return vocab
 
 
-def _write_bpe_files(folder: Path) -> None:
+def write_bpe_files(folder: Path) -> None:
     """Write ``vocab.json`` and ``merges.txt`` into ``folder``.
 
     transformers 5 saves only ``tokenizer.json``; transformers 4's slow
@@ -299,12 +313,12 @@ def _write_bpe_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
 
 
-def _tokenizer() -> Any:
+def clip_tokenizer() -> Any:
     from transformers import CLIPTokenizer
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        _write_bpe_files(folder)
+        write_bpe_files(folder)
         return CLIPTokenizer(
             str(folder / "vocab.json"),
             str(folder / "merges.txt"),

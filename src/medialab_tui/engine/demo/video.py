@@ -160,8 +160,8 @@ def _build_wan() -> tuple[DiffusionPipeline, str]:
     from transformers import CLIPImageProcessor, UMT5Config, UMT5EncoderModel
 
     image_width = 4
-    tokenizer = _t5_tokenizer()
-    text_encoder = seeded(UMT5EncoderModel, config=UMT5Config(**_t5_config(tokenizer)))
+    tokenizer = t5_tokenizer()
+    text_encoder = seeded(UMT5EncoderModel, config=UMT5Config(**t5_config(tokenizer)))
     transformer = seeded(
         WanTransformer3DModel,
         patch_size=(1, 2, 2),
@@ -207,8 +207,8 @@ def _build_ltx() -> tuple[DiffusionPipeline, str]:
     )
     from transformers import T5Config, T5EncoderModel
 
-    tokenizer = _t5_tokenizer()
-    text_encoder = seeded(T5EncoderModel, config=T5Config(**_t5_config(tokenizer)))
+    tokenizer = t5_tokenizer()
+    text_encoder = seeded(T5EncoderModel, config=T5Config(**t5_config(tokenizer)))
     transformer = seeded(
         LTXVideoTransformer3DModel,
         in_channels=8,
@@ -269,7 +269,7 @@ def _image_encoder(width: int, image_size: int, patch: int) -> Any:
     return seeded(CLIPVisionModelWithProjection, config=config)
 
 
-def _t5_config(tokenizer: Any) -> dict[str, Any]:
+def t5_config(tokenizer: Any) -> dict[str, Any]:
     """A two-layer T5 encoder as wide as the demo transformers' text input."""
     return {
         "vocab_size": len(tokenizer),
@@ -296,7 +296,7 @@ def _t5_vocab() -> list[tuple[str, float]]:
     return pieces
 
 
-def _t5_tokenizer() -> Any:
+def t5_tokenizer() -> Any:
     from transformers import T5Tokenizer
 
     # T5Tokenizer is transformers' fast tokenizer over a `tokenizers` Unigram model.
