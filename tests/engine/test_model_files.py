@@ -231,7 +231,13 @@ def test_other_files_are_unknown(tmp_path: Path) -> None:
             },
             ("checkpoint", "sdxl", "diffusers"),
         ),
-        ({"_class_name": "FluxPipeline"}, ("checkpoint", "fluxpipeline", "diffusers")),
+        ({"_class_name": "FluxPipeline"}, ("checkpoint", "flux", "diffusers")),
+        ({"_class_name": "StableDiffusion3Pipeline"}, ("checkpoint", "sd3", "diffusers")),
+        # A pipeline no family claims keeps its class name.
+        (
+            {"_class_name": "KandinskyV22Pipeline"},
+            ("checkpoint", "kandinskyv22pipeline", "diffusers"),
+        ),
     ],
 )
 def test_detect_arch_of_diffusers_folders(tmp_path: Path, index: dict, expected: tuple) -> None:
