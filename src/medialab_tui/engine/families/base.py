@@ -27,6 +27,23 @@ IMAGE_STAGES = ("txt2img", "img2img", "refine", "detail", "blend")
 # The stages an image-to-video family runs.
 VIDEO_STAGES = ("i2v",)
 
+# Samplers (the `sampler` key) of the UNet families: noise-prediction schedulers.
+UNET_SAMPLERS = (
+    "default",
+    "euler",
+    "euler_a",
+    "heun",
+    "ddim",
+    "dpmpp_2m",
+    "dpmpp_2m_karras",
+    "dpmpp_2m_sde_karras",
+    "unipc",
+    "pndm",
+)
+# Samplers of the rectified-flow families (Flux, SD3): flow-matching Euler, plain,
+# with Karras-spaced sigmas, or stochastic (fresh noise each step, as ancestral ones).
+FLOW_SAMPLERS = ("default", "flow_euler", "flow_euler_karras", "flow_euler_stochastic")
+
 
 # CLIP's tokenizer splits words, digits and punctuation apart; most common words are
 # one token, rarer ones several. A count of those pieces is a fair lower bound.
@@ -76,6 +93,27 @@ class VideoLimits:
     def fit_size(self, size: int) -> int:
         """`size` rounded down to the family's multiple (at least one multiple)."""
         return max(self.size_multiple, size // self.size_multiple * self.size_multiple)
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What an image arch takes, as data: held against a stage's keys at submit (the
+    sentence names these numbers) and filling the keys a stage leaves unset."""
+
+    # Widths and heights are multiples of this (the VAE's factor × the patch size).
+    size_multiple: int = 8
+    samplers: tuple[str, ...] = UNET_SAMPLERS
+    steps: int = 20
+    # Classifier-free guidance scale; None: the model takes none (`cfg` is refused).
+    cfg: float | None = 7.0
+    # Distilled guidance the model embeds (Flux dev's `guidance`); None: takes none.
+    guidance: float | None = None
+    # False: the model reads no negative prompt (it is ignored, and the dry run says so).
+    negative: bool = True
+    # Tokens its longest text encoder reads, where that is not the family's.
+    text_tokens: int | None = None
+    # How sentences name the arch, where the family's title is not enough.
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +215,10 @@ class Family:
     latent_rgb: LatentRGB | None = None
     # Frame counts, sizes and frame rates of a video family; None for image families.
     video: VideoLimits | None = None
+    # What its image archs take (sizes, samplers, guidance, defaults), and the archs
+    # that differ from it (Flux schnell from dev).
+    image: ImageRules = ImageRules()
+    arch_image: dict[str, ImageRules] = field(default_factory=dict)
 
     @property
     def default_arch(self) -> str:
@@ -186,6 +228,14 @@ class Family:
     def runs(self, arch: str, stage: str) -> bool:
         """True when a model of `arch` can run stage `stage`."""
         return stage in self.archs.get(arch, ())
+
+    def image_rules(self, arch: str) -> ImageRules:
+        """What a model of `arch` takes in an image stage."""
+        return self.arch_image.get(arch, self.image)
+
+    def label(self, arch: str) -> str:
+        """The arch as sentences name it ("SDXL", "Flux schnell")."""
+        return self.image_rules(arch).label or self.title
 
     def loader(self) -> ModuleType:
         """The worker side of the family (`families/<name>/load.py`); imports torch."""

@@ -7,7 +7,13 @@ negative prompt."""
 
 from pathlib import Path
 
-from medialab_tui.engine.families.base import Family, SplitPart, component_config
+from medialab_tui.engine.families.base import (
+    FLOW_SAMPLERS,
+    Family,
+    ImageRules,
+    SplitPart,
+    component_config,
+)
 
 # Blend encodes references with a UNet's VAE scaling; Flux has no UNet.
 _STAGES = ("txt2img", "img2img", "refine", "detail")
@@ -18,6 +24,29 @@ def _dev_or_schnell(folder: Path, arch: str) -> str:
     guidance = component_config(folder, "transformer").get("guidance_embeds")
     return "flux-schnell" if guidance is False else arch
 
+
+# dev: 28 steps at guidance 3.5, as Black Forest Labs run it; T5 reads 512 tokens.
+_DEV = ImageRules(
+    size_multiple=16,
+    samplers=FLOW_SAMPLERS,
+    steps=28,
+    cfg=None,
+    guidance=3.5,
+    negative=False,
+    text_tokens=512,
+    label="Flux dev",
+)
+# schnell: distilled to 4 steps without guidance; T5 reads 256 tokens.
+_SCHNELL = ImageRules(
+    size_multiple=16,
+    samplers=FLOW_SAMPLERS,
+    steps=4,
+    cfg=None,
+    guidance=None,
+    negative=False,
+    text_tokens=256,
+    label="Flux schnell",
+)
 
 FAMILY = Family(
     name="flux",
@@ -53,8 +82,10 @@ FAMILY = Family(
     ),
     context_width=4096,
     metadata_prefixes=(("modelspec.architecture", "flux-1"),),
-    # T5 reads 512 tokens on dev, 256 on schnell (CLIP's 77 only pool).
+    # CLIP's 77 tokens only pool; T5 reads the prompt (its limit is the arch's).
     text_tokens=512,
+    image=_DEV,
+    arch_image={"flux-schnell": _SCHNELL},
     # Per step at 512×512 (a quarter of a megapixel).
     step_seconds={"cuda": 0.35, "cpu": 30.0},
     latent_rgb=(

@@ -5,7 +5,13 @@ and a negative prompt, as SD1.5/SDXL."""
 
 from pathlib import Path
 
-from medialab_tui.engine.families.base import Family, SplitPart, component_config
+from medialab_tui.engine.families.base import (
+    FLOW_SAMPLERS,
+    Family,
+    ImageRules,
+    SplitPart,
+    component_config,
+)
 
 # Blend encodes references with a UNet's VAE scaling; SD3 has no UNet.
 _STAGES = ("txt2img", "img2img", "refine", "detail")
@@ -47,6 +53,8 @@ FAMILY = Family(
     metadata_prefixes=(("modelspec.architecture", "stable-diffusion-v3"),),
     # T5 reads 256 tokens (the pipeline's max_sequence_length); CLIP's 77 are joined to them.
     text_tokens=256,
+    # 28 steps at CFG 4.5: between SD3.5 Large's 3.5 and Medium's 5.
+    image=ImageRules(size_multiple=16, samplers=FLOW_SAMPLERS, steps=28, cfg=4.5),
     step_seconds={"cuda": 0.2, "cpu": 15.0},
     latent_rgb=(
         (
