@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from medialab_tui.config import Config, DataDir, current_user
 from medialab_tui.engine import daemon, queue
+from medialab_tui.engine.model_watch import ModelWatch
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
@@ -88,8 +89,11 @@ class Engine:
         worker: WorkerProcess | None = None,
         *,
         previews: bool = True,
+        watch_models: bool = True,
     ) -> None:
         self.data = data
+        # The live registry: the roots watched and new models hashed, in threads.
+        self.models = ModelWatch(data, store, config) if watch_models else None
         # Live previews cost the worker a little per step; only hosts with a UI want them.
         self.previews = previews
         self.store = store
@@ -144,6 +148,8 @@ class Engine:
             await self._start_worker()
         announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
         try:
+            if self.models is not None:
+                self.models.start()
             while not self._stop.is_set():
                 job = None
                 if not self._store_moved():
@@ -166,6 +172,8 @@ class Engine:
                 await self._idle_wait()
         finally:
             announce.cancel()
+            if self.models is not None:
+                await asyncio.to_thread(self.models.stop)
             if self.worker is not None:
                 await self.worker.shutdown()
                 self.worker = None
