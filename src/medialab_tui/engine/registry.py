@@ -643,6 +643,15 @@ def hash_pending(
     return done
 
 
+def sha256_now(store: Store, name: str) -> str:
+    """A registered model's sha256, hashed now if it is still pending ("" when it cannot
+    be: the model is gone, or changed since it was scanned)."""
+    hash_pending(store, names=[name])
+    with store.read() as s:
+        row = s.exec(select(Model).where(Model.name == name)).first()
+    return row.sha256 if row is not None else ""
+
+
 def _problem(path: Path) -> str | None:
     """What is wrong with a model on disk, as a clause, or None if it reads."""
     try:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from medialab_tui.config import Config, DataDir, current_user
-from medialab_tui.engine import daemon, queue
+from medialab_tui.engine import daemon, queue, registry
 from medialab_tui.engine.model_watch import ModelWatch
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
@@ -427,7 +427,7 @@ class Engine:
             return
         self.running = state = Running(job)
         try:
-            await worker.send(self._command(job))
+            await worker.send(await self._with_hash(self._command(job)))
             await self._follow(worker, state)
         except WorkerDied as exc:
             log.warning("worker died during job j%s: %s", job.id, exc)
@@ -435,6 +435,17 @@ class Engine:
             self._crashed(job, str(exc))
         finally:
             self.running = None
+
+    async def _with_hash(self, command: RunCommand) -> RunCommand:
+        """The command with its model's sha256, hashed now (off the loop) when the model
+        was submitted before its background hash was done: outputs name the model hash."""
+        model = command.model
+        if model is None or model.sha256:
+            return command
+        sha = await asyncio.to_thread(registry.sha256_now, self.store, model.name)
+        if not sha:
+            return command
+        return command.model_copy(update={"model": model.model_copy(update={"sha256": sha})})
 
     async def _follow(self, worker: WorkerProcess, state: Running) -> None:
         job = state.job
