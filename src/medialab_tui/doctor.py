@@ -84,6 +84,27 @@ def describe_host(store: Store | None, holder: dict[str, Any] | None) -> dict[st
     }
 
 
+def describe_roots(data: DataDir, config: Config) -> dict[str, Any]:
+    """How many model folders are read, from where, and what could not be read."""
+    from medialab_tui.engine.roots import all_roots
+
+    found = all_roots(data, config)
+    sources = [f"{len(config.model_roots)} in model_roots"] if config.model_roots else []
+    if config.comfyui_model_paths:
+        sources.append(f"{len(config.comfyui_model_paths)} ComfyUI yaml(s)")
+    if config.a1111_roots:
+        sources.append(f"{len(config.a1111_roots)} A1111/Forge install(s)")
+    count = len(found.roots)
+    report: dict[str, Any] = {
+        "model_roots": f"{count} folder{'s' if count != 1 else ''} ("
+        + ", ".join([f"{data.models}", *sources])
+        + ")"
+    }
+    if found.problems:
+        report["model_root_problems"] = "\n".join(p.sentence for p in found.problems)
+    return report
+
+
 def gather(
     data: DataDir, config: Config, store: Store | None, damage: StoreDamaged | None = None
 ) -> dict[str, Any]:
@@ -109,6 +130,7 @@ def gather(
             else f"DAMAGED: {data.db_path} {damage.problem if damage else 'cannot be opened'}"
         ),
         "backups": describe_backups(data),
+        **describe_roots(data, config),
         "disk_free": f"{disk.free / 1024**3:.1f} GB",
         "engine": describe_holder(holder) if holder else "not running",
         **describe_host(store, holder),
