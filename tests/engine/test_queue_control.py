@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from PIL import Image
 
 from conftest import Home, job_row, query, run_status, submit, txt2img_toml, wait_for
 from medialab_tui.config import DataDir, load_config
-from medialab_tui.engine import queue
+from medialab_tui.engine import daemon, queue
 from medialab_tui.engine.pipeline import parse_pipeline
 from medialab_tui.engine.scheduler import Engine
 from medialab_tui.store.db import Store
@@ -99,13 +98,34 @@ def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
     assert again.returncode == 2 and "queued" in again.stderr
 
 
+def _host_card(home: Home) -> dict | None:
+    return daemon.host_info(Store(DataDir(home.root).db_path))
+
+
 def test_pause_holds_new_jobs_and_resume_releases_them(home: Home, serve) -> None:
     serve()
     home.cli("pause", check=True)
+
+    def idle() -> bool:
+        """the host to find its queue empty"""
+        card = _host_card(home)
+        return card is not None and card["idle_since"] is not None
+
+    wait_for(idle, timeout=30)
     run_id = submit(home, txt2img_toml(prompts=["held"], seeds=[1]))
-    time.sleep(1.5)
-    assert query(home, "SELECT status FROM job WHERE run_id=?", run_id) == [("queued",)]
+
+    def busy() -> bool:
+        """the host to see the held job (it is no longer idle)"""
+        card = _host_card(home)
+        return card is not None and card["idle_since"] is None
+
+    # The look that saw the job also decided not to start it; the stop is seen on a
+    # later look, so once the host has left, that decision is on record.
+    wait_for(busy, timeout=30)
+    home.cli("stop", check=True, timeout=60)
+    assert query(home, "SELECT status, attempts FROM job WHERE run_id=?", run_id) == [("queued", 0)]
     home.cli("resume", check=True)
+    serve()
     wait_for(lambda: run_status(home, run_id) == "succeeded", timeout=60)
 
 

@@ -32,9 +32,9 @@ KEEP_BACKUPS = 3
 # opened (a few milliseconds); larger ones only get their header, schema and
 # table roots read, and the full check when the engine host starts.
 FULL_CHECK_BYTES = 16 * 1024 * 1024
-SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
-DAMAGE_CODES = (11, 26)
+SQLITE_NOTADB = 26
+DAMAGE_CODES = (11, SQLITE_NOTADB)
 # What "what will be lost" counts.
 COUNTED = ("run", "job", "artifact")
 
@@ -79,10 +79,10 @@ def problem(path: Path, *, deep: bool = False) -> str | None:
         return None
     if size == 0:
         return None
-    with path.open("rb") as fh:
-        head = fh.read(100)
-    if len(head) < 100 or not head.startswith(SQLITE_HEADER):
-        return "is not an SQLite database (it does not start with the SQLite header)"
+    # The header is SQLite's to read: a file of this process's own that is opened and
+    # closed beside SQLite's connections drops their POSIX locks (closing any
+    # descriptor of a file releases every lock the process holds on it), and another
+    # process could then reset the WAL under them.
     try:
         conn = _read_only(path)
         try:
@@ -101,6 +101,8 @@ def problem(path: Path, *, deep: bool = False) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_NOTADB:
+            return "is not an SQLite database (it does not start with the SQLite header)"
         if not is_damage(exc):
             raise
         return f"is damaged ({exc})"
