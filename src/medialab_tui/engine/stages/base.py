@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medialab_tui.engine.families import family_of
+
 Kind = Literal["prompt", "image", "video"]
 
-# The worker's `loading.SAMPLERS` has the same names (a test keeps them in step).
+# The worker's `loading.SAMPLERS` has the same names (a test keeps them in step);
+# which of them a model takes is its family's (`ImageRules.samplers`).
 Sampler = Literal[
     "default",
     "euler",
@@ -33,6 +36,9 @@ Sampler = Literal[
     "dpmpp_2m_sde_karras",
     "unipc",
     "pndm",
+    "flow_euler",
+    "flow_euler_karras",
+    "flow_euler_stochastic",
 ]
 SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
 
@@ -184,6 +190,7 @@ class StageSpec:
 
 Strength = Annotated[float, Field(ge=0.0, le=1.0)]
 Cfg = Annotated[float, Field(ge=0.0, le=50.0)]
+Guidance = Annotated[float, Field(ge=0.0, le=30.0)]
 
 
 class LoraRef(BaseModel):
@@ -213,11 +220,70 @@ class ControlRef(BaseModel):
 class DiffusionParams(StageParams):
     """What every diffusion stage shares: model, steps, guidance, sampler."""
 
+    # The keys that are pixel sizes, held to the model family's multiple.
+    size_keys: ClassVar[tuple[str, ...]] = ()
+
     model: str = Field(min_length=1, description="Registry name, path, or hash prefix")
-    steps: Steps = Field(default=20, description="Denoising steps")
-    cfg: Cfg = Field(default=7.0, description="Guidance scale")
-    sampler: Sampler = Field(default="default", description="Scheduler")
-    negative: PromptText | None = Field(default=None, description="Overrides inputs.negative")
+    steps: Steps = Field(default=20, description="Denoising steps (unset: the family's)")
+    cfg: Cfg = Field(default=7.0, description="Guidance scale, CFG (unset: the family's)")
+    guidance: Guidance | None = Field(
+        default=None, description="Flux dev's distilled guidance, in place of cfg (3.5)"
+    )
+    sampler: Sampler = Field(default="default", description="Scheduler (the family's own)")
+    negative: PromptText | None = Field(
+        default=None, description="Overrides inputs.negative (Flux reads none: ignored)"
+    )
+
+    def with_family_defaults(self, arch: str) -> DiffusionParams:
+        """This stage with the keys it leaves unset (steps, cfg, guidance) taken from
+        its model's family: schnell's 4 steps, Flux dev's guidance 3.5, SD3's CFG 4.5."""
+        family = family_of(arch)
+        if family is None:
+            return self
+        rules = family.image_rules(arch)
+        given = self.model_fields_set
+        update: dict[str, Any] = {}
+        if "steps" not in given:
+            update["steps"] = rules.steps
+        if "cfg" not in given and rules.cfg is not None:
+            update["cfg"] = rules.cfg
+        if "guidance" not in given and rules.guidance is not None:
+            update["guidance"] = rules.guidance
+        return self.model_copy(update=update) if update else self
+
+
+def check_image_family(stage: DiffusionParams, arch: str) -> ModelProblem | None:
+    """The stage's keys held against its model family's `ImageRules`: the sampler,
+    CFG or distilled guidance, and sizes that are the family's multiple."""
+    family = family_of(arch)
+    if family is None:
+        return None
+    rules = family.image_rules(arch)
+    label = family.label(arch)
+    if stage.sampler not in rules.samplers:
+        return ModelProblem(
+            f"{label} does not sample with {stage.sampler}; it takes {', '.join(rules.samplers)}",
+            "sampler",
+        )
+    if stage.guidance is not None and rules.guidance is None:
+        instead = "cfg" if rules.cfg is not None else "no guidance of either kind"
+        return ModelProblem(
+            f"{label} takes no distilled guidance (a Flux dev key); it takes {instead}", "guidance"
+        )
+    if "cfg" in stage.model_fields_set and rules.cfg is None:
+        instead = "guidance" if rules.guidance is not None else "no guidance of either kind"
+        return ModelProblem(f"{label} takes no classifier-free guidance; it takes {instead}", "cfg")
+    multiple = rules.size_multiple
+    for key in stage.size_keys:
+        value = getattr(stage, key)
+        if value % multiple:
+            lower = value // multiple * multiple
+            return ModelProblem(
+                f"{label} needs sizes that are multiples of {multiple}, not {value} "
+                f"(try {max(lower, multiple)} or {lower + multiple})",
+                key,
+            )
+    return None
 
 
 class DiffusionOptions(DiffusionParams):

@@ -3,6 +3,7 @@ latent blends and ControlNet images (worker process only)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -58,21 +59,37 @@ def txt2img(
         guidance_scale=cfg,
         width=width,
         height=height,
-        callback_on_step_end=_step_end(on_step, steps),
+        callback_on_step_end=_step_end(on_step, steps, (width, height)),
         callback_on_step_end_tensor_inputs=["latents"],
         output_type="pil",
     )
     return list(result.images)
 
 
-def _step_end(on_step: StepCallback, steps: int) -> Callable[..., dict[str, Any]]:
+def _step_end(
+    on_step: StepCallback, steps: int, size: tuple[int, int]
+) -> Callable[..., dict[str, Any]]:
     def step_end(
         pipeline: DiffusionPipeline, step_index: int, _timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
-        on_step(*shown_step(step_index, pipeline.num_timesteps, steps), tensors["latents"])
+        latents = unpack_tokens(tensors["latents"], size)
+        on_step(*shown_step(step_index, pipeline.num_timesteps, steps), latents)
         return {}
 
     return step_end
+
+
+def unpack_tokens(latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Latents as (batch, channels, height, width) for a preview. Flux's pipelines hand
+    them over packed, each 2×2 patch one token: (batch, tokens, channels·4), laid out
+    row by row in the aspect of the image's `size` (width, height)."""
+    if latents.ndim != 3:
+        return latents
+    batch, tokens, packed = latents.shape
+    rows = max(1, round(math.sqrt(tokens * size[1] / size[0])))
+    cols = tokens // rows
+    grid = latents[:, : rows * cols].reshape(batch, rows, cols, packed // 4, 2, 2)
+    return grid.permute(0, 3, 1, 4, 2, 5).reshape(batch, packed // 4, rows * 2, cols * 2)
 
 
 def shown_step(step_index: int, evaluations: int, steps: int) -> tuple[int, int]:
@@ -114,8 +131,13 @@ def img2img(
     """
     if denoising_steps(steps, strength) < 1:
         return image if isinstance(image, Image.Image) else decode_latents(pipe, image)
+    size = image.size if isinstance(image, Image.Image) else (image.shape[-1], image.shape[-2])
+    # Flux's image-to-image makes its default size unless told the input's.
+    pixels = isinstance(image, Image.Image) and _takes_size(pipe)
+    sized = {"width": size[0], "height": size[1]} if pixels else {}
     result = pipe(
         **(extra or {}),
+        **sized,
         prompt=prompt,
         negative_prompt=negative or None,
         image=image,
@@ -123,11 +145,16 @@ def img2img(
         generator=[torch.Generator(device="cpu").manual_seed(seed)],
         num_inference_steps=steps,
         guidance_scale=cfg,
-        callback_on_step_end=_step_end(on_step, denoising_steps(steps, strength)),
+        callback_on_step_end=_step_end(on_step, denoising_steps(steps, strength), size),
         callback_on_step_end_tensor_inputs=["latents"],
         output_type="pil",
     )
     return result.images[0]
+
+
+def _takes_size(pipe: DiffusionPipeline) -> bool:
+    """True when the pipeline's call takes a `width` and `height`."""
+    return "width" in inspect.signature(type(pipe).__call__).parameters
 
 
 def encode_images(pipe: DiffusionPipeline, images: list[Image.Image]) -> torch.Tensor:

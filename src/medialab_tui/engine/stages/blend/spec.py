@@ -19,6 +19,7 @@ from medialab_tui.engine.stages.base import (
     Size,
     StageSpec,
     Strength,
+    check_image_family,
 )
 
 
@@ -58,4 +59,5 @@ SPEC = StageSpec(
     uses_model=True,
     model_kinds=("checkpoint",),
     gathers=True,
+    check_model=check_image_family,
 )

@@ -23,7 +23,14 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from medialab_tui.engine.stages.detail.spec import DetailParams
 from medialab_tui.engine.worker.context import SEED_SPACE, JobContext, JobFailed, Timings
-from medialab_tui.engine.worker.images import generation_meta, load_base_pipe, step_preview
+from medialab_tui.engine.worker.images import (
+    generation_meta,
+    guidance,
+    load_base_pipe,
+    size_multiple,
+    snap,
+    step_preview,
+)
 
 # OpenCV's own cascades for each target (files in cv2.data.haarcascades).
 CASCADES = {
@@ -78,9 +85,10 @@ def run(job: JobContext, params: DetailParams) -> Timings:
         with Image.open(source) as im:
             im.load()
             images.append(im.convert("RGB"))
+    multiple = size_multiple(job)
     regions = [
         [
-            plan_region(box, params.padding, params.size, image.size)
+            plan_region(box, params.padding, params.size, image.size, multiple)
             for box in detect(cascade, image, params.min_size, params.max_regions)
         ]
         for image in images
@@ -95,10 +103,10 @@ def run(job: JobContext, params: DetailParams) -> Timings:
         set_sampler(pipe, params.sampler)
         inpaint = _inpaint_pipeline(pipe)
     prompt = params.prompt or job.item.prompt
-    negative = job.negative(params.negative)
+    guided = guidance(job, params)
     base_seed = int(job.item.seed or 0)
     report = job.step_reporter(step_preview(job))
-    base = generation_meta(job, params, negative)
+    base = generation_meta(job, params, guided)
     done = 0
     for i, (image, image_regions) in enumerate(zip(images, regions, strict=True)):
         records = []
@@ -113,10 +121,10 @@ def run(job: JobContext, params: DetailParams) -> Timings:
                 image,
                 region,
                 prompt=prompt,
-                negative=negative,
+                negative=guided.negative,
                 seed=seed,
                 steps=steps,
-                cfg=params.cfg,
+                cfg=guided.scale,
                 strength=strength,
                 feather=params.feather,
                 on_step=on_step,
@@ -202,10 +210,12 @@ def detect(cascade: Any, image: Image.Image, min_size: int, max_regions: int) ->
     return boxes[:max_regions]
 
 
-def plan_region(box: Box, padding: float, size: int, image_size: tuple[int, int]) -> Region:
+def plan_region(
+    box: Box, padding: float, size: int, image_size: tuple[int, int], multiple: int = 8
+) -> Region:
     """The square crop around `box` (its long side plus `padding` of it on each side,
     shifted and, if need be, cut to fit the image) and the size it is inpainted at:
-    `size` on the long side, multiples of 8."""
+    `size` on the long side, multiples of `multiple` (the model family's)."""
     width, height = image_size
     side = round(max(box.w, box.h) * (1 + 2 * padding))
     crop_w, crop_h = min(side, width), min(side, height)
@@ -213,10 +223,7 @@ def plan_region(box: Box, padding: float, size: int, image_size: tuple[int, int]
     x0 = min(max(round(cx - crop_w / 2), 0), width - crop_w)
     y0 = min(max(round(cy - crop_h / 2), 0), height - crop_h)
     factor = size / max(crop_w, crop_h)
-    work = (
-        max(8, round(crop_w * factor / 8) * 8),
-        max(8, round(crop_h * factor / 8) * 8),
-    )
+    work = (snap(crop_w * factor, multiple), snap(crop_h * factor, multiple))
     return Region(box, Box(x0, y0, crop_w, crop_h), work)
 
 
@@ -255,7 +262,7 @@ def detail_region(
     """`image` with one region inpainted and blended back (a new image)."""
     import torch
 
-    from medialab_tui.engine.worker.generate import denoising_steps, shown_step
+    from medialab_tui.engine.worker.generate import denoising_steps, shown_step, unpack_tokens
 
     crop = region.crop
     box = (crop.x, crop.y, crop.x + crop.w, crop.y + crop.h)
@@ -265,7 +272,7 @@ def detail_region(
 
     def step_end(pipeline: Any, index: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         shown = shown_step(index, pipeline.num_timesteps, denoising_steps(steps, strength))
-        on_step(*shown, tensors["latents"])
+        on_step(*shown, unpack_tokens(tensors["latents"], region.work))
         return {}
 
     result = inpaint(

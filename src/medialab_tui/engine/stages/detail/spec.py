@@ -7,7 +7,7 @@ several `detail` stages with different prompts and targets.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,7 @@ from medialab_tui.engine.stages.base import (
     ResolveContext,
     StageSpec,
     Strength,
+    check_image_family,
 )
 
 
@@ -37,6 +38,8 @@ class DetailParams(DiffusionParams):
     max_regions: int = Field(default=8, ge=1, le=64, description="At most this many regions")
     min_size: int = Field(default=16, ge=4, le=4096, description="Smallest region (px)")
 
+    size_keys: ClassVar[tuple[str, ...]] = ("size",)
+
 
 def resolve_detector(stage: DetailParams, ctx: ResolveContext) -> dict[str, Any]:
     """A registered detector, looked up at submit; OpenCV's own cascades need none."""
@@ -53,6 +56,7 @@ SPEC = StageSpec(
     gives="image",
     params=DetailParams,
     uses_model=True,
-    model_kinds=("checkpoint",),
+    model_kinds=("checkpoint", "diffusion_model"),
     resolve=resolve_detector,
+    check_model=check_image_family,
 )

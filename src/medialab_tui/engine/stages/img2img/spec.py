@@ -12,6 +12,7 @@ from medialab_tui.engine.stages.base import (
     PromptText,
     StageSpec,
     Strength,
+    check_image_family,
 )
 
 
@@ -32,6 +33,7 @@ SPEC = StageSpec(
     gives="image",
     params=Img2ImgParams,
     uses_model=True,
-    model_kinds=("checkpoint",),
+    model_kinds=("checkpoint", "diffusion_model"),
     options=True,
+    check_model=check_image_family,
 )

@@ -13,10 +13,12 @@ from pydantic import Field
 from medialab_tui.engine.families import family_of, refiner_archs
 from medialab_tui.engine.stages.base import (
     DiffusionOptions,
+    ModelProblem,
     PromptText,
     Size,
     StageSpec,
     Strength,
+    check_image_family,
 )
 
 
@@ -40,7 +42,7 @@ class RefineParams(DiffusionOptions):
         return (max(1, round(size[0] * self.scale)), max(1, round(size[1] * self.scale)))
 
 
-def check_method(stage: RefineParams, arch: str) -> str | None:
+def check_method(stage: RefineParams, arch: str) -> str | ModelProblem | None:
     """A refiner pass needs a model made for it; a refiner-only model does nothing else."""
     family = family_of(arch)
     if family is None:
@@ -52,7 +54,7 @@ def check_method(stage: RefineParams, arch: str) -> str | None:
         )
     if stage.method != "refiner" and not family.runs(arch, "txt2img"):
         return f'is a refiner ({arch}); use method = "refiner"'
-    return None
+    return check_image_family(stage, arch)
 
 
 SPEC = StageSpec(
@@ -63,7 +65,7 @@ SPEC = StageSpec(
     gives="image",
     params=RefineParams,
     uses_model=True,
-    model_kinds=("checkpoint",),
+    model_kinds=("checkpoint", "diffusion_model"),
     options=True,
     check_model=check_method,
 )

@@ -10,6 +10,7 @@ from medialab_tui.engine.worker.images import (
     control_kwargs,
     diffusion_pipeline,
     generation_meta,
+    guidance,
     options_meta,
     step_preview,
 )
@@ -20,7 +21,7 @@ def run(job: JobContext, params: Txt2ImgParams) -> Timings:
     from medialab_tui.engine.worker.generate import txt2img
 
     seeds = job.seeds(params.per_input)
-    negative = job.negative(params.negative)
+    guided = guidance(job, params)
     report = job.step_reporter(step_preview(job))
     images = []
     # The cached pipeline, or its ControlNet variant, with the job's LoRAs on.
@@ -37,16 +38,16 @@ def run(job: JobContext, params: Txt2ImgParams) -> Timings:
             images += txt2img(
                 pipe,
                 prompt=job.item.prompt,
-                negative=negative,
+                negative=guided.negative,
                 seeds=[seed],
                 steps=params.steps,
-                cfg=params.cfg,
+                cfg=guided.scale,
                 width=size[0],
                 height=size[1],
                 on_step=on_step,
                 extra=control,
             )
-    base = {**generation_meta(job, params, negative), **options_meta(job)}
+    base = {**generation_meta(job, params, guided), **options_meta(job)}
     for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
         job.save_image(image, f"{i:02d}-s{seed}", {**base, "seed": seed})
     return timings

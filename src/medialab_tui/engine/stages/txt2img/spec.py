@@ -12,6 +12,7 @@ from medialab_tui.engine.stages.base import (
     PerInput,
     Size,
     StageSpec,
+    check_image_family,
 )
 
 
@@ -19,11 +20,12 @@ class Txt2ImgParams(DiffusionOptions):
     """Parameters of a `txt2img` stage (SPEC §4)."""
 
     type: Literal["txt2img"] = "txt2img"
-    width: Dimension = Field(default=512, description="Width in pixels (multiple of 8)")
-    height: Dimension = Field(default=512, description="Height in pixels (multiple of 8)")
+    width: Dimension = Field(default=512, description="Width in pixels (the family's multiple)")
+    height: Dimension = Field(default=512, description="Height in pixels (the family's multiple)")
     per_input: PerInput = Field(default=1, description="Images per prompt and seed")
 
     size_key: ClassVar[str | None] = "width"
+    size_keys: ClassVar[tuple[str, ...]] = ("width", "height")
 
     def output_size(self, size: Size | None) -> Size | None:
         return (self.width, self.height)
@@ -37,6 +39,7 @@ SPEC = StageSpec(
     gives="image",
     params=Txt2ImgParams,
     uses_model=True,
-    model_kinds=("checkpoint",),
+    model_kinds=("checkpoint", "diffusion_model"),
     options=True,
+    check_model=check_image_family,
 )
