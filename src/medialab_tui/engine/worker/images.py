@@ -143,13 +143,49 @@ def options_meta(job: JobContext) -> dict[str, Any]:
     return meta
 
 
-def generation_meta(job: JobContext, params: DiffusionParams, negative: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Guidance:
+    """How the job's pipeline is guided, by its model's family: the negative prompt it
+    reads ("" for a family that reads none), the scale it is called with (CFG, or Flux
+    dev's distilled guidance; 0 for schnell, which takes neither) and what the output
+    records of them."""
+
+    negative: str
+    scale: float
+    meta: dict[str, Any]
+
+
+def guidance(job: JobContext, params: DiffusionParams) -> Guidance:
+    """The job's guidance (see `Guidance`): the stage's keys as its family reads them."""
+    from medialab_tui.engine.families import family_of
+    from medialab_tui.engine.families.base import ImageRules
+
+    family = family_of(job.model.arch)
+    rules = family.image_rules(job.model.arch) if family else ImageRules()
+    negative = job.negative(params.negative) if rules.negative else ""
+    if rules.cfg is not None:
+        return Guidance(negative, params.cfg, {"cfg": params.cfg})
+    if rules.guidance is not None:
+        scale = params.guidance if params.guidance is not None else rules.guidance
+        return Guidance(negative, scale, {"cfg": None, "guidance": scale})
+    return Guidance(negative, 0.0, {"cfg": None})
+
+
+def size_multiple(job: JobContext) -> int:
+    """The multiple the job model's family takes sizes in (8 for SD, 16 for Flux/SD3)."""
+    from medialab_tui.engine.families import family_of
+
+    family = family_of(job.model.arch)
+    return family.image_rules(job.model.arch).size_multiple if family else 8
+
+
+def generation_meta(job: JobContext, params: DiffusionParams, guided: Guidance) -> dict[str, Any]:
     """The keys every diffusion output records beside the job's base metadata."""
     return {
         **job.base_meta(params),
-        "negative": negative,
+        "negative": guided.negative,
         "steps": params.steps,
-        "cfg": params.cfg,
+        **guided.meta,
         "sampler": params.sampler,
     }
 
@@ -174,9 +210,9 @@ class Start:
     meta: dict[str, Any]
 
 
-def snap8(length: float) -> int:
-    """The nearest multiple of 8 (at least 8): the sizes the diffusion models take."""
-    return max(8, round(length / 8) * 8)
+def snap(length: float, multiple: int = 8) -> int:
+    """The nearest multiple of `multiple` (at least one): the sizes a model takes."""
+    return max(multiple, round(length / multiple) * multiple)
 
 
 def open_rgb(path: str) -> Image.Image:
@@ -189,14 +225,15 @@ def open_rgb(path: str) -> Image.Image:
 
 def input_starts(job: JobContext, scale: float) -> list[Start]:
     """The job's input images, resized once (Lanczos) to `scale` × their size, to a
-    multiple of 8, each as the start of an image-to-image pass."""
+    multiple of the model family's (8, or 16), each as the start of an image-to-image pass."""
     paths = list(job.item.images)
     if not paths:
         raise JobFailed("validation", f"stage {job.command.stage} needs an input image")
     starts = []
+    multiple = size_multiple(job)
     for path in paths:
         image = open_rgb(path)
-        size = (snap8(image.width * scale), snap8(image.height * scale))
+        size = (snap(image.width * scale, multiple), snap(image.height * scale, multiple))
         if size != image.size:
             image = image.resize(size, Image.Resampling.LANCZOS)
         starts.append(Start(image, image.size, {"source": path}))
@@ -218,9 +255,9 @@ def denoise_all(
     from medialab_tui.engine.worker.generate import denoising_steps, img2img
 
     prompt = params.prompt or job.item.prompt
-    negative = job.negative(params.negative)
+    guided = guidance(job, params)
     meta = {
-        **generation_meta(job, params, negative),
+        **generation_meta(job, params, guided),
         "prompt": prompt,
         "strength": params.strength,
         **options_meta(job),
@@ -242,11 +279,11 @@ def denoise_all(
             image = img2img(
                 pipe,
                 prompt=prompt,
-                negative=negative,
+                negative=guided.negative,
                 image=start.image,
                 seed=seed,
                 steps=params.steps,
-                cfg=params.cfg,
+                cfg=guided.scale,
                 strength=params.strength,
                 on_step=on_step,
                 extra=controls[start.size],
