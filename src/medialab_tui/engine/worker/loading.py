@@ -23,6 +23,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
     HeunDiscreteScheduler,
     PNDMScheduler,
     UniPCMultistepScheduler,
@@ -55,6 +56,20 @@ SAMPLERS: dict[str, tuple[type[SchedulerMixin] | None, dict[str, Any]]] = {
     ),
     "unipc": (UniPCMultistepScheduler, {"use_karras_sigmas": False}),
     "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
+    # The flow-matching families' (Flux, SD3): the model's shift and its dynamic
+    # (resolution-dependent) shifting carry over from its own config.
+    "flow_euler": (
+        FlowMatchEulerDiscreteScheduler,
+        {"use_karras_sigmas": False, "stochastic_sampling": False},
+    ),
+    "flow_euler_karras": (
+        FlowMatchEulerDiscreteScheduler,
+        {"use_karras_sigmas": True, "stochastic_sampling": False},
+    ),
+    "flow_euler_stochastic": (
+        FlowMatchEulerDiscreteScheduler,
+        {"use_karras_sigmas": False, "stochastic_sampling": True},
+    ),
 }
 
 # The worker reports loading and progress through its own protocol; tqdm bars on
