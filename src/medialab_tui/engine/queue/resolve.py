@@ -32,7 +32,7 @@ from medialab_tui.engine.planner import (
     plan,
 )
 from medialab_tui.engine.stages import STAGES, StageParams
-from medialab_tui.engine.stages.base import ModelProblem, Size, constant_rate
+from medialab_tui.engine.stages.base import DiffusionParams, ModelProblem, Size, constant_rate
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
@@ -295,6 +295,7 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
     models = [
         _stage_model(store, st, loc) for st, loc in zip(pipeline.stages, stage_locs, strict=True)
     ]
+    pipeline = _family_defaults(pipeline, models)
     images_loc = ErrorLoc(file=source, key="inputs.images")
     found_images = [
         find_image(raw, base_dir, images_loc, config.max_input_pixels)
@@ -357,8 +358,36 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
         input_size=largest,
     )
     _check_gathers(pipeline, stage_plan, source)
-    notices = _token_notices(pipeline, models, prompts)
+    notices = _token_notices(pipeline, models, prompts) + _negative_notices(pipeline, models)
     return Prepared(pipeline, source, models, items, stage_plan, images, videos, extras, notices)
+
+
+def _family_defaults(pipeline: Pipeline, models: list[ModelRef | None]) -> Pipeline:
+    """The pipeline with each diffusion stage's unset steps, cfg and guidance taken from
+    its model's family (the run records the values it ran with)."""
+    stages = tuple(
+        stage.with_family_defaults(model.arch)
+        if model is not None and isinstance(stage, DiffusionParams)
+        else stage
+        for stage, model in zip(pipeline.stages, models, strict=True)
+    )
+    return pipeline.model_copy(update={"stages": stages})
+
+
+def _negative_notices(pipeline: Pipeline, models: list[ModelRef | None]) -> list[str]:
+    """A negative prompt given to a stage whose model reads none (Flux), said once each."""
+    notices = []
+    for index, (stage, model) in enumerate(zip(pipeline.stages, models, strict=True)):
+        family = family_of(model.arch) if model else None
+        if family is None or not isinstance(stage, DiffusionParams) or model is None:
+            continue
+        negative = stage.negative if stage.negative is not None else pipeline.inputs.negative
+        if negative and not family.image_rules(model.arch).negative:
+            notices.append(
+                f"stage {index + 1} ({stage.type}): {family.label(model.arch)} reads no "
+                f"negative prompt; the negative prompt is ignored"
+            )
+    return notices
 
 
 def _token_notices(
@@ -368,18 +397,23 @@ def _token_notices(
     notices: list[str] = []
     for index, (stage, model) in enumerate(zip(pipeline.stages, models, strict=True)):
         family = family_of(model.arch) if model else None
-        if family is None or family.text_tokens is None:
+        limit = (
+            (family.image_rules(model.arch).text_tokens or family.text_tokens)
+            if family and model
+            else None
+        )
+        if family is None or limit is None:
             continue
         own = [t for t in (getattr(stage, "prompt", None), getattr(stage, "negative", None)) if t]
         texts = [*own, *(prompts if index == 0 else [])]
         for text in dict.fromkeys(texts):
             tokens = estimate_tokens(text)
-            if tokens > family.text_tokens - 2:
+            if tokens > limit - 2:
                 short = text if len(text) <= 40 else text[:37] + "…"
                 notices.append(
                     f'stage {index + 1} ({stage.type}): the prompt "{short}" is about '
                     f"{tokens} tokens; {family.title}'s text encoder reads "
-                    f"{family.text_tokens - 2}, the rest is dropped"
+                    f"{limit - 2}, the rest is dropped"
                 )
     return notices
 
