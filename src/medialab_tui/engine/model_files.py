@@ -397,7 +397,10 @@ def _text_encoder(keys: _Keys) -> tuple[str, str]:
         vocab = keys.dim("shared.weight", 0) or keys.dim("encoder.embed_tokens.weight", 0) or 0
         return ("text_encoder", "umt5" if vocab >= _UMT5_VOCAB else "t5")
     for layers, norm in (
+        # Hugging Face's layout, with its `text_model.` prefix (as ComfyUI keeps them)
+        # or without (as transformers 5 saves them), then open_clip's.
         ("text_model.encoder.layers.", "text_model.final_layer_norm.weight"),
+        ("encoder.layers.0.self_attn.", "final_layer_norm.weight"),
         ("transformer.resblocks.", "ln_final.weight"),
     ):
         if keys.has(layers):

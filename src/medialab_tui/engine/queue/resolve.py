@@ -20,8 +20,9 @@ from sqlmodel import select
 
 from medialab_tui.config import DataDir, allow_image_pixels, load_config
 from medialab_tui.engine import registry
-from medialab_tui.engine.families import archs_running, family_of
-from medialab_tui.engine.families.base import estimate_tokens
+from medialab_tui.engine.demo.publish import MARKER_FILE
+from medialab_tui.engine.families import FAMILIES, archs_running, family_of
+from medialab_tui.engine.families.base import Family, estimate_tokens
 from medialab_tui.engine.pipeline import SEED_MAX, Pipeline
 from medialab_tui.engine.planner import (
     StagePlan,
@@ -98,11 +99,23 @@ def _lookup(store: Store, ref: str, kinds: tuple[str, ...], loc: ErrorLoc) -> Mo
         raise InputError(exc.text, loc=loc, predicate=False) from None
 
 
-def _config_dir(store: Store, row: Model, loc: ErrorLoc) -> str | None:
+def _single_file_fields(store: Store, row: Model, loc: ErrorLoc) -> dict[str, Any]:
     """A single-file checkpoint loads offline only with a local diffusers folder of its
-    architecture as the config; prefer a real model's folder to a demo's."""
-    if row.format != "safetensors" or row.kind != "checkpoint":
-        return None
+    architecture as the config; prefer a real model's folder to a demo's. A split
+    transformer (`diffusion_model`) also needs its family's other parts (`_split_parts`).
+    The ModelRef fields to set: `config_dir`, and `parts` for a split one."""
+    split = row.kind == "diffusion_model"
+    if row.format != "safetensors" or row.kind not in ("checkpoint", "diffusion_model"):
+        return {}
+    family = family_of(row.arch)
+    if split and (family is None or not family.split_parts):
+        splits = ", ".join(f.title for f in FAMILIES.values() if f.split_parts)
+        raise InputError(
+            f"model '{row.name}' is a {row.arch} UNet or transformer saved without its text "
+            f"encoders; medialab loads such split files for {splits} only",
+            loc=loc,
+            predicate=False,
+        )
     with store.read() as s:
         folders = s.exec(
             select(Model).where(
@@ -110,14 +123,50 @@ def _config_dir(store: Store, row: Model, loc: ErrorLoc) -> str | None:
             )
         ).all()
     if not folders:
+        what = f"a split {family.title} transformer" if split and family else "a single file"
         raise InputError(
-            f"model '{row.name}' is a single file; loading it needs a diffusers folder "
+            f"model '{row.name}' is {what}; loading it needs a diffusers folder "
             f"of the same architecture ({row.arch}) in the registry as its config",
             loc=loc,
             predicate=False,
         )
     best = sorted(folders, key=lambda m: (m.demo, m.name))[0]
-    return str(registry.located(best, store.path.parent))
+    config = registry.located(best, store.path.parent)
+    found: dict[str, Any] = {"config_dir": str(config)}
+    if split and family is not None:
+        demo = best.demo or (config / MARKER_FILE).is_file()
+        found["parts"] = _split_parts(store, row, family, demo, loc)
+    return found
+
+
+def _split_parts(store: Store, row: Model, family: Family, demo: bool, loc: ErrorLoc) -> dict:
+    """The files a split transformer's pipeline takes its other parts from (component →
+    path): for each part its family names (`Family.split_parts`), a registered
+    .safetensors file of that kind and arch, one of the transformer's own kind (demo or
+    not) first, then by name. A part none is registered for comes from the config
+    folder when that is a real model; a demo folder (`demo`: random weights) lends
+    only its configs and tokenizers, so the missing file is named instead."""
+    parts: dict[str, str] = {}
+    with store.read() as s:
+        for part in family.split_parts:
+            rows = s.exec(
+                select(Model).where(
+                    Model.kind == part.kind, Model.arch == part.arch, Model.format == "safetensors"
+                )
+            ).all()
+            if rows:
+                chosen = sorted(rows, key=lambda m: (m.demo != row.demo, m.name))[0]
+                parts[part.component] = str(registry.located(chosen, store.path.parent))
+            elif demo:
+                where = "text_encoders/ (or clip/)" if part.kind == "text_encoder" else "vae/"
+                raise InputError(
+                    f"model '{row.name}' is a split {family.title} transformer and needs "
+                    f"{part.title} registered beside it, but the registry has none "
+                    f"(put its .safetensors file in a model root's {where})",
+                    loc=loc,
+                    predicate=False,
+                )
+    return parts
 
 
 def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | None:
@@ -140,7 +189,7 @@ def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | 
         raise InputError(problem.text, loc=replace(loc, key=problem.key), predicate=False)
     if problem:
         raise InputError(f"'{ref}' {problem}", loc=at, predicate=False)
-    return model_ref(row).model_copy(update={"config_dir": _config_dir(store, row, at)})
+    return model_ref(row).model_copy(update=_single_file_fields(store, row, at))
 
 
 @dataclass

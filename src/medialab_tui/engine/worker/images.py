@@ -36,14 +36,20 @@ def load_base_pipe(job: JobContext) -> tuple[Any, bool, float]:
     job.check_cancel()
     path = job.require_file(model.path, f"model '{model.name}'", "missing_model")
     t0 = time.perf_counter()
+    parts = model.parts
+    # A split transformer's pipeline is its parts too: other parts, another pipeline.
+    key = (model.path, "txt2img", *(f"{c}={p}" for c, p in sorted((parts or {}).items())))
+    for component, part in (parts or {}).items():
+        job.require_file(part, f"{component} of model '{model.name}'", "missing_model")
     pipe, hit = job.cache.get(
-        (model.path, "txt2img"),
+        key,
         lambda: load_image_pipeline(
             path,
             model.arch,
             job.device,
             job.dtype,
             config_dir=Path(model.config_dir) if model.config_dir else None,
+            parts={c: Path(p) for c, p in parts.items()} if parts is not None else None,
         ),
     )
     job.check_cancel()

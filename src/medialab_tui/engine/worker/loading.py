@@ -6,6 +6,7 @@ pipelines, LoRAs) is here."""
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,12 +93,14 @@ def load_image_pipeline(
     config_dir: Path | None = None,
     *,
     fallback_config_dirs: Mapping[str, Path] | None = None,
+    parts: Mapping[str, Path] | None = None,
 ) -> DiffusionPipeline:
     """Load a text-to-image pipeline from a diffusers folder or a single .safetensors file.
 
     A single file needs a diffusers folder holding the component configs and
     tokenizers (``config_dir``); without one, ``fallback_config_dirs[arch]`` is
-    used (the bundled demo folders, which only fit demo-shaped weights). Nothing
+    used (the bundled demo folders, which only fit demo-shaped weights). With
+    ``parts`` the file is a split transformer (see `load_split_pipeline`). Nothing
     is ever downloaded and no safety checker is loaded.
     """
     path = Path(path)
@@ -123,9 +126,12 @@ def load_image_pipeline(
                 f"{path.name} is a single-file checkpoint and needs a diffusers config folder "
                 f"for {arch}, but none was given."
             )
-        pipe = pipeline_class.from_single_file(
-            str(path), config=str(config), dtype=dtype, local_files_only=True, **extra
-        )
+        if parts is not None:
+            pipe = load_split_pipeline(pipeline_class, path, Path(config), parts, dtype, extra)
+        else:
+            pipe = pipeline_class.from_single_file(
+                str(path), config=str(config), dtype=dtype, local_files_only=True, **extra
+            )
     else:
         # Pickle checkpoints (.ckpt, .pt, .bin) can run code when loaded.
         raise ValueError(f"{path.name} is neither a diffusers folder nor a .safetensors file.")
@@ -133,6 +139,77 @@ def load_image_pipeline(
     pipe.set_progress_bar_config(disable=True)
     _MODEL_SCHEDULERS[pipe] = pipe.scheduler
     return pipe.to(device)
+
+
+def load_split_pipeline(
+    pipeline_class: type[DiffusionPipeline],
+    path: Path,
+    config: Path,
+    parts: Mapping[str, Path],
+    dtype: torch.dtype,
+    extra: Mapping[str, Any],
+) -> DiffusionPipeline:
+    """A pipeline from a transformer saved alone (ComfyUI's `diffusion_models/`, in its
+    original layout or diffusers') and its other parts saved as their own files
+    (`text_encoders/`, `vae/`): each part is built from its component's config in the
+    diffusers folder ``config``, whose remaining components (tokenizers, scheduler, and
+    any part not in ``parts``) are loaded from it."""
+    components: dict[str, Any] = {
+        "transformer": _single_file_model(path, config, "transformer", dtype)
+    }
+    for component, file in parts.items():
+        if hasattr(diffusers, _component_class(config, component)):
+            components[component] = _single_file_model(file, config, component, dtype)
+        else:
+            components[component] = _text_encoder_from_file(file, config, component, dtype)
+    return pipeline_class.from_pretrained(
+        config, dtype=dtype, local_files_only=True, **components, **extra
+    )
+
+
+def _component_class(config: Path, component: str) -> str:
+    """The class a diffusers folder's component is saved as (its model_index.json entry)."""
+    index = json.loads((config / "model_index.json").read_text(encoding="utf-8"))
+    entry = index.get(component)
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)):
+        raise ValueError(f"{config.name} has no {component} to take the config of")
+    return entry[1]
+
+
+def _single_file_model(path: Path, config: Path, component: str, dtype: torch.dtype) -> Any:
+    """A diffusers model (transformer, VAE) from one file, original layout or diffusers'."""
+    model_class = getattr(diffusers, _component_class(config, component))
+    return model_class.from_single_file(
+        str(path), config=str(config), subfolder=component, torch_dtype=dtype, local_files_only=True
+    )
+
+
+def _text_encoder_from_file(path: Path, config: Path, component: str, dtype: torch.dtype) -> Any:
+    """A transformers text encoder (CLIP, T5) from one file in its Hugging Face layout, as
+    ComfyUI keeps them; a file that lacks one of the model's weights is refused, never
+    filled in with random ones."""
+    from safetensors.torch import load_file
+
+    model_class = getattr(transformers, _component_class(config, component))
+    model_config = transformers.AutoConfig.from_pretrained(
+        config / component, local_files_only=True
+    )
+    model, info = model_class.from_pretrained(
+        None,
+        config=model_config,
+        state_dict=load_file(str(path)),
+        dtype=dtype,
+        output_loading_info=True,
+    )
+    # Tied weights (T5's input embedding is its shared one) are not stored twice.
+    tied = getattr(model, "_tied_weights_keys", None) or ()
+    missing = [k for k in info["missing_keys"] if k not in tied]
+    if missing:
+        raise ValueError(
+            f"{path.name} is not the {component} this model needs: it lacks {missing[0]}"
+            + (f" and {len(missing) - 1} more weights" if len(missing) > 1 else "")
+        )
+    return model
 
 
 def set_sampler(pipe: DiffusionPipeline, name: str) -> None:

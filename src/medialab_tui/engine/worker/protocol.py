@@ -57,6 +57,9 @@ class ModelRef(_Record):
     demo: bool = False
     # A single-file checkpoint loads with the configs of a diffusers folder of its family.
     config_dir: str | None = None
+    # A split transformer (registry kind `diffusion_model`): the files of its other
+    # pipeline components (component → path); those not named come from `config_dir`.
+    parts: dict[str, str] | None = None
 
     @property
     def short_hash(self) -> str | None:

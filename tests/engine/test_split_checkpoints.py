@@ -1,0 +1,118 @@
+"""Split checkpoints as ComfyUI users keep them: a Flux transformer in
+`diffusion_models/`, its text encoders in `text_encoders/` and its VAE in `vae/`,
+each registered on its own and put together at load time with the configs and
+tokenizers of a registered diffusers folder of the same family.
+
+The split is cut from demo-flux: the transformer in the diffusers layout (diffusers
+cannot write Black Forest Labs' layout back; that layout's detection is covered by
+the key table in test_family_detection.py), the CLIP in the Hugging Face layout with
+its `text_model.` prefix as ComfyUI's clip_l.safetensors has it, the T5 and the VAE
+as diffusers saved them. Names are misleading on purpose: the keys decide.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import Home, query, stop_engine_host, txt2img_toml
+
+pytest.importorskip("torch")
+
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+TRANSFORMER = "sdxl_turbo"  # a Flux transformer, whatever its name says
+
+
+def cut_split(demo_flux: Path, root: Path, *, with_t5: bool = True) -> Path:
+    """Save demo-flux's transformer, text encoders and VAE as loose files under `root`."""
+    for folder in ("diffusion_models", "text_encoders", "vae"):
+        (root / folder).mkdir(parents=True)
+    save_file(
+        load_file(demo_flux / "transformer" / "diffusion_pytorch_model.safetensors"),
+        root / "diffusion_models" / f"{TRANSFORMER}.safetensors",
+    )
+    clip = load_file(demo_flux / "text_encoder" / "model.safetensors")
+    # A demo-sized CLIP has no telling width: it names its arch, as demo adapters do.
+    save_file(
+        {f"text_model.{k}": v for k, v in clip.items()},
+        root / "text_encoders" / "clip_l.safetensors",
+        {"medialab.arch": "clip-l"},
+    )
+    if with_t5:
+        save_file(
+            load_file(demo_flux / "text_encoder_2" / "model.safetensors"),
+            root / "text_encoders" / "t5xxl_fp16.safetensors",
+        )
+    save_file(
+        load_file(demo_flux / "vae" / "diffusion_pytorch_model.safetensors"),
+        root / "vae" / "ae.safetensors",
+    )
+    return root
+
+
+def make_home(root: Path, demo_models_dir: Path, comfy: Path) -> Home:
+    root.mkdir()
+    (root / "config.toml").write_text(
+        f'model_roots = ["{demo_models_dir}", "{comfy}"]\nthreads = 1\n'
+    )
+    home = Home(root)
+    home.cli("models", "scan", check=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def split_home(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path):
+    base = tmp_path_factory.mktemp("split")
+    comfy = cut_split(demo_models_dir / "demo-flux", base / "comfy")
+    home = make_home(base / "home", demo_models_dir, comfy)
+    yield home
+    stop_engine_host(home.root)
+
+
+def test_the_parts_are_registered_by_their_keys(split_home: Home) -> None:
+    models = {m["name"]: m for m in split_home.json("models", "list")}
+    seen = {
+        name: (models[name]["kind"], models[name]["arch"])
+        for name in (TRANSFORMER, "clip_l", "t5xxl_fp16", "ae")
+    }
+    assert seen == {
+        TRANSFORMER: ("diffusion_model", "flux"),
+        "clip_l": ("text_encoder", "clip-l"),
+        "t5xxl_fp16": ("text_encoder", "t5"),
+        "ae": ("vae", "vae-16ch"),
+    }
+
+
+def generate(home: Home, model: str) -> bytes:
+    text = txt2img_toml(prompts=["a lighthouse"], seeds=[5], steps=2, size=32, model=model)
+    proc = home.cli("run", str(home.pipeline(model, text)), "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (image,) = json.loads(proc.stdout.splitlines()[-1])["artifacts"]
+    with Image.open(image) as im:
+        assert im.size == (32, 32)
+        assert f"Model: {model}" in im.info["parameters"]
+        return im.tobytes()
+
+
+def test_a_split_transformer_generates_as_its_folder_does(split_home: Home) -> None:
+    """The same weights, put together from four files, make the same image, pixel for
+    pixel, as the folder they were cut from."""
+    assert generate(split_home, TRANSFORMER) == generate(split_home, "demo-flux")
+
+
+def test_a_split_transformer_without_its_t5_is_refused_naming_it(
+    tmp_path: Path, demo_models_dir: Path
+) -> None:
+    comfy = cut_split(demo_models_dir / "demo-flux", tmp_path / "comfy", with_t5=False)
+    home = make_home(tmp_path / "home", demo_models_dir, comfy)
+    text = txt2img_toml(prompts=["a lighthouse"], seeds=[5], steps=2, size=32, model=TRANSFORMER)
+    proc = home.cli("run", str(home.pipeline("split", text)), "--no-wait", "--no-start", "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert "T5-XXL text encoder" in proc.stderr and TRANSFORMER in proc.stderr
+    assert "text_encoders/" in proc.stderr
+    assert query(home, "SELECT count(*) FROM run") == [(0,)]
+    assert query(home, "SELECT count(*) FROM job") == [(0,)]
