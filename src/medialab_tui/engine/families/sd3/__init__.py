@@ -55,6 +55,11 @@ FAMILY = Family(
     text_tokens=256,
     # 28 steps at CFG 4.5: between SD3.5 Large's 3.5 and Medium's 5.
     image=ImageRules(size_multiple=16, samplers=FLOW_SAMPLERS, steps=28, cfg=4.5),
+    arch_image={
+        "sd3-large": ImageRules(
+            size_multiple=16, samplers=FLOW_SAMPLERS, steps=28, cfg=3.5, label="SD3.5 Large"
+        )
+    },
     step_seconds={"cuda": 0.2, "cpu": 15.0},
     latent_rgb=(
         (
