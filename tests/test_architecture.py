@@ -96,7 +96,7 @@ def _core_modules() -> list[str]:
     return [
         name
         for name in all_modules()
-        if name.startswith(("medialab_tui.engine", "medialab_tui.store"))
+        if name.startswith(("medialab_tui.engine", "medialab_tui.store", "medialab_tui.interop"))
         and name not in TORCH_MODULES
         and not (name.startswith(TORCH_PACKAGES) and name.endswith(".load"))
         and not name.endswith("__main__")
@@ -104,7 +104,7 @@ def _core_modules() -> list[str]:
 
 
 def test_engine_and_store_load_neither_torch_nor_textual() -> None:
-    """Every module of engine/ and store/ but the worker's torch side imports light:
+    """Every module of engine/, store/ and interop/ but the worker's torch side imports light:
     the CLI and the TUI must start fast (SPEC §2)."""
     names = _core_modules()
     assert len(names) > 40
