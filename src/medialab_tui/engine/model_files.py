@@ -8,6 +8,7 @@ never opened, because unpickling can run arbitrary code.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -275,11 +276,17 @@ class _Keys:
         self.tensors = tensors
         self.prefix = prefix
         self.names = [k for k in tensors if k.startswith(prefix)] if prefix else list(tensors)
+        # Sorted, a prefix is looked up by bisection: thousands of names, dozens of lookups.
+        self._sorted = sorted(self.names)
 
     def has(self, *prefixes: str) -> bool:
         """Some name starts with one of `prefixes`."""
-        full = tuple(self.prefix + p for p in prefixes)
-        return any(k.startswith(full) for k in self.names)
+        for p in prefixes:
+            full = self.prefix + p
+            i = bisect.bisect_left(self._sorted, full)
+            if i < len(self._sorted) and self._sorted[i].startswith(full):
+                return True
+        return False
 
     def has_all(self, prefixes: Iterable[str]) -> bool:
         return all(self.has(p) for p in prefixes)
