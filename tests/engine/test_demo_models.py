@@ -25,6 +25,7 @@ from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     DEMO_SDXL,
     write_demo_models,
 )
+from medialab_tui.engine.demo.flow import DEMO_FLUX, DEMO_FLUX_LORA, DEMO_SD3  # noqa: E402
 from medialab_tui.engine.demo.interpolator import DEMO_RIFE  # noqa: E402
 from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
 from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN  # noqa: E402
@@ -42,7 +43,9 @@ from medialab_tui.engine.worker.loading import (  # noqa: E402
 )
 
 ARCHS = ("sd15", "sdxl")
-FOLDERS = {"sd15": DEMO_SD15, "sdxl": DEMO_SDXL}
+# The rectified-flow families, loaded for the sampler test.
+FLOW_ARCHS = ("flux", "sd3")
+FOLDERS = {"sd15": DEMO_SD15, "sdxl": DEMO_SDXL, "flux": DEMO_FLUX, "sd3": DEMO_SD3}
 JOB = {"prompt": "a red fox in the snow", "negative": "", "steps": 4, "cfg": 5.0}
 
 
@@ -70,7 +73,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipes(models_dir: Path) -> dict:
     return {
         arch: load_image_pipeline(models_dir / FOLDERS[arch], arch, "cpu", torch.float32)
-        for arch in ARCHS
+        for arch in (*ARCHS, *FLOW_ARCHS)
     }
 
 
@@ -103,6 +106,9 @@ def test_writes_the_demo_folders_and_files(models_dir: Path) -> None:
             DEMO_SVD,
             DEMO_WAN,
             DEMO_LTX,
+            DEMO_FLUX,
+            DEMO_SD3,
+            DEMO_FLUX_LORA,
             DEMO_RIFE,
             DEMO_ESRGAN,
         ]
@@ -137,6 +143,9 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
         DEMO_SVD,
         DEMO_WAN,
         DEMO_LTX,
+        DEMO_FLUX,
+        DEMO_SD3,
+        DEMO_FLUX_LORA,
         DEMO_RIFE,
         DEMO_ESRGAN,
     ]
@@ -158,6 +167,9 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_SVD,
         models_dir / DEMO_WAN,
         models_dir / DEMO_LTX,
+        models_dir / DEMO_FLUX,
+        models_dir / DEMO_SD3,
+        models_dir / DEMO_FLUX_LORA,
         models_dir / DEMO_RIFE,
         models_dir / DEMO_ESRGAN,
     ]
@@ -199,6 +211,9 @@ def test_detect_arch_on_demo_models(models_dir: Path) -> None:
     assert detect_arch(models_dir / DEMO_SD15_LORA) == ("lora", "sd15", "safetensors")
     assert detect_arch(models_dir / DEMO_SD15_CONTROLNET) == ("controlnet", "sd15", "diffusers")
     assert detect_arch(models_dir / DEMO_ESRGAN) == ("upscaler", "esrgan", "safetensors")
+    assert detect_arch(models_dir / DEMO_FLUX) == ("checkpoint", "flux", "diffusers")
+    assert detect_arch(models_dir / DEMO_SD3) == ("checkpoint", "sd3", "diffusers")
+    assert detect_arch(models_dir / DEMO_FLUX_LORA) == ("lora", "flux", "safetensors")
 
 
 # --- generating ---------------------------------------------------------------
@@ -262,12 +277,17 @@ def test_pipeline_files_offer_exactly_the_worker_samplers() -> None:
     assert set(OFFERED) == set(SAMPLERS)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_every_sampler_runs(pipes: dict, arch: str) -> None:
+@pytest.mark.parametrize("arch", (*ARCHS, *FLOW_ARCHS))
+def test_every_sampler_of_the_family_runs(pipes: dict, arch: str) -> None:
+    from medialab_tui.engine.families import family_of
+
     pipe = pipes[arch]
     model_scheduler = type(pipe.scheduler)
+    family = family_of(arch)
+    assert family is not None
     try:
-        for name, (scheduler_class, _) in SAMPLERS.items():
+        for name in family.image_rules(arch).samplers:
+            scheduler_class = SAMPLERS[name][0]
             set_sampler(pipe, name)
             expected = model_scheduler if scheduler_class is None else scheduler_class
             assert type(pipe.scheduler) is expected
@@ -311,8 +331,8 @@ def test_estimate_pipeline_bytes_matches_the_weight_files(
 
 
 def test_load_rejects_what_it_cannot_load(models_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="sd3"):
-        load_image_pipeline(models_dir / DEMO_SD15, "sd3", "cpu", torch.float32)
+    with pytest.raises(ValueError, match="sd2"):
+        load_image_pipeline(models_dir / DEMO_SD15, "sd2", "cpu", torch.float32)
     with pytest.raises(ValueError, match="model_index.json"):
         load_image_pipeline(tmp_path, "sd15", "cpu", torch.float32)
     pickle_file = tmp_path / "model.ckpt"
