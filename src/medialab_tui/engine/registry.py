@@ -24,10 +24,9 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import blake3
-from sqlmodel import col, select
 
 from medialab_tui.config import Config, DataDir
 from medialab_tui.engine.model_files import (
@@ -41,7 +40,9 @@ from medialab_tui.engine.model_files import (
 from medialab_tui.engine.roots import PROBLEMS_KEY, Root, RootProblem, all_roots
 from medialab_tui.errors import InputError
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Model
+
+if TYPE_CHECKING:
+    from medialab_tui.store.tables import Model
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 # Detectors for the `detail` stage: OpenCV cascades, listed only when they are one.
@@ -370,7 +371,36 @@ def root_key(data_root: Path, root: Path) -> str:
     return root.relative_to(data_root).as_posix() if root.is_relative_to(data_root) else str(root)
 
 
-def located(row: Model, data_root: Path) -> Path:
+class _Placed(Protocol):
+    path: str
+    root: str
+    rel: str
+
+
+@dataclass
+class _Known:
+    """A registry row as a scan or the hasher reads it (plain SQLite: a rescan that
+    finds nothing changed never imports SQLAlchemy)."""
+
+    id: int
+    name: str
+    path: str
+    root: str
+    rel: str
+    size: int
+    mtime: float
+    demo: bool
+
+
+def _known(store: Store, where: str = "", args: tuple[Any, ...] = ()) -> list[_Known]:
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT id, name, path, root, rel, size, mtime, demo FROM model " + where, args
+        ).fetchall()
+    return [_Known(*row) for row in rows]
+
+
+def located(row: _Placed, data_root: Path) -> Path:
     """Where a registry entry's model is in the data directory at `data_root`: its root
     (relative to the data directory, or absolute) joined with its relative path."""
     return Path(data_root, row.root, row.rel) if row.rel else Path(row.path)
@@ -423,13 +453,13 @@ def scan(
     reads again. Two scans at once (a client's and the host's watch) may race: the
     loser starts again from what the winner wrote.
     """
-    from sqlalchemy.exc import IntegrityError
-
     for attempt in range(3):
         try:
             return _scan(store, data, config, demo)
-        except IntegrityError:
-            if attempt == 2:
+        except Exception as exc:
+            from sqlalchemy.exc import IntegrityError  # loaded by now: a write failed
+
+            if not isinstance(exc, IntegrityError) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
@@ -446,8 +476,7 @@ def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> 
     found_roots = all_roots(data, config)
     result.problems = found_roots.problems
     _keep_problems(store, result.problems)
-    with store.read() as s:
-        rows = list(s.exec(select(Model)).all())
+    rows = _known(store)
     by_place = {str(located(m, data.root)): m for m in rows}
     walk = _Walk([r.path for r in found_roots.roots], allow_outside=config.allow_outside_links)
     seen: list[_Seen] = []
@@ -510,6 +539,8 @@ def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> 
         changes.append((None if row is None else row.id, fields, "model.scan"))
     if not (changes or gone):
         return result
+    from medialab_tui.store.tables import Model
+
     with store.write() as s:
         # Gone first: their paths and names may be taken by what is new.
         for m in gone.values():
@@ -534,6 +565,10 @@ def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> 
 
 def list_models(store: Store, kind: str | None = None) -> list[Model]:
     """Registry rows by kind, then name, with their paths in this data directory."""
+    from sqlmodel import select
+
+    from medialab_tui.store.tables import Model
+
     with store.read() as s:
         query = select(Model).order_by(Model.kind, Model.name)
         if kind:
@@ -601,24 +636,27 @@ def hash_pending(
     """
     done = 0
     failed: set[int] = set()
+    where = "WHERE hash_pending"
+    if names:
+        where += f" AND name IN ({', '.join('?' for _ in names)})"
     while stop is None or not stop.is_set():
-        with store.read() as s:
-            query = select(Model).where(Model.hash_pending == True)  # noqa: E712
-            if names:
-                query = query.where(col(Model.name).in_(list(names)))
-            rows = [m for m in s.exec(query.order_by(Model.size)).all() if m.id not in failed]
+        rows = [
+            m for m in _known(store, where + " ORDER BY size", tuple(names)) if m.id not in failed
+        ]
         if not rows:
             return done
+        from medialab_tui.store.tables import Model
+
         for index, row in enumerate(rows):
             if stop is not None and stop.is_set():
                 return done
             found = _found_now(located(row, store.path.parent))
             if found is None or (found.size, found.mtime) != (row.size, row.mtime):
-                failed.add(row.id or 0)
+                failed.add(row.id)
                 continue
             read = 0
 
-            def heard(n: int, row: Model = row, waiting: int = len(rows) - index - 1) -> None:
+            def heard(n: int, row: _Known = row, waiting: int = len(rows) - index - 1) -> None:
                 nonlocal read
                 read += n
                 if progress is not None:
@@ -629,7 +667,7 @@ def hash_pending(
             except HashStopped:
                 return done
             except OSError:
-                failed.add(row.id or 0)
+                failed.add(row.id)
                 continue
             with store.write() as s:
                 current = s.get(Model, row.id)
@@ -647,9 +685,9 @@ def sha256_now(store: Store, name: str) -> str:
     """A registered model's sha256, hashed now if it is still pending ("" when it cannot
     be: the model is gone, or changed since it was scanned)."""
     hash_pending(store, names=[name])
-    with store.read() as s:
-        row = s.exec(select(Model).where(Model.name == name)).first()
-    return row.sha256 if row is not None else ""
+    with store.reading() as conn:
+        row = conn.execute("SELECT sha256 FROM model WHERE name = ?", (name,)).fetchone()
+    return str(row[0]) if row is not None else ""
 
 
 def _problem(path: Path) -> str | None:
@@ -676,6 +714,8 @@ def _path_row(path: Path) -> Model:
     if problem is not None:
         raise InputError(problem)
     kind, arch, fmt = detect_arch(path)
+    from medialab_tui.store.tables import Model
+
     row = Model(name=path.stem, kind=kind, arch=arch, format=fmt, path=str(path.resolve()))
     files = folder_files(path) if path.is_dir() else [path]
     row.safe = fmt != "pickle" and not pickle_files(files)
@@ -712,6 +752,10 @@ def resolve(
 ) -> Model:
     """A model by registry name, path, or hash prefix; `InputError` when unknown,
     damaged, of another kind, or holding pickle weights not in `allow_pickle`."""
+    from sqlmodel import select
+
+    from medialab_tui.store.tables import Model
+
     data_root = store.path.parent
     with store.read() as s:
         row = s.exec(select(Model).where(Model.name == ref)).first()
