@@ -28,8 +28,9 @@ from medialab_tui.store.queries import GALLERY_DAYS, GalleryQuery
 from medialab_tui.store.views import ArtifactView, JobView, ModelView, QueueSummary, RunView
 
 if TYPE_CHECKING:
-    from medialab_tui.engine import queue, registry
+    from medialab_tui.engine import queue, registry, roots
     from medialab_tui.engine.pipeline import Pipeline
+    from medialab_tui.store.labels import Labels
 
 __all__ = [
     "GALLERY_DAYS",
@@ -274,10 +275,34 @@ class StudioClient:
 
     # -- models ----------------------------------------------------------------------
 
-    def models(self, kind: str = "") -> list[ModelView]:
+    def models(self, kind: str = "", tag: str = "") -> list[ModelView]:
+        """The registry with each model's tags and note; one kind, one tag when given."""
         return self._unless_changed(
-            ("models", kind), lambda: queries.list_models(self.store, kind or None)
+            ("models", kind, tag),
+            lambda: queries.list_models(self.store, kind or None, tag or None),
         )
+
+    def model_tags(self) -> list[tuple[str, int]]:
+        """Every tag on a registered model, with how many models carry it."""
+        from medialab_tui.store.labels import tags_in_use
+
+        return self._unless_changed(("model-tags",), lambda: tags_in_use(self.store))
+
+    def model_roots(self) -> list[roots.Root]:
+        """The folders models are read from, with where each comes from (config, a
+        ComfyUI yaml, an A1111 install); reads the yaml files, so not for every poll."""
+        from medialab_tui.engine.roots import all_roots
+
+        return all_roots(self.data, self.config).roots
+
+    def label_model(
+        self, name: str, *, tags: list[str] | None = None, note: str | None = None
+    ) -> Labels:
+        """Replace a model's tags and/or note (`store.labels`); `InputError` if the
+        model is gone or a value is refused, and then nothing is stored."""
+        from medialab_tui.store.labels import label_model
+
+        return label_model(self.store, name, tags=tags, note=note)
 
     def rescan(self) -> registry.ScanResult:
         from medialab_tui.engine import registry

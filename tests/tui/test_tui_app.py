@@ -106,10 +106,9 @@ async def test_models_screen_lists_the_registry_and_sends_a_model_to_the_builder
         await until(pilot, lambda: app.current_mode == "models")
         table = app.screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count >= 3)
-        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-        assert any(n.startswith("demo-sdxl") for n in names)
-        row = next(i for i, n in enumerate(names) if n.startswith("demo-sdxl"))
-        table.move_cursor(row=row)
+        names = [str(table.get_row_at(i)[0]).strip() for i in range(table.row_count)]
+        assert "demo-sdxl" in names
+        table.move_cursor(row=names.index("demo-sdxl"))
         await pilot.press("u")
         builder = await until(pilot, lambda: isinstance(app.screen, BuilderScreen) and app.screen)
         await until(pilot, lambda: builder.document["stages"][0].get("model") == "demo-sdxl")
@@ -153,8 +152,9 @@ async def test_a_models_kind_with_no_match_says_so_under_the_filter_line(studio)
         await until(pilot, lambda: "0 models · vae" in str(filter_line.render()))
         assert "k kind" in str(filter_line.render())
         assert empty.display and "No vae models" in str(empty.render())
-        await pilot.press("k")
-        await until(pilot, lambda: table.row_count == 1)
+        await pilot.press("k")  # controlnet: the demo's one, under its family's heading
+        await until(pilot, lambda: table.row_count == 2)
+        assert str(table.get_row_at(1)[0]).strip() == "demo-sd15-controlnet"
         assert not empty.display
 
 

@@ -1,5 +1,5 @@
 """The studio shows control characters in user text (`^[`) instead of sending them to the
-terminal: run names, prompts, errors, model names and notifications."""
+terminal: run names, prompts, errors, model names, model tags and notes, and notifications."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from conftest import Home, submit, txt2img_toml, until
 from medialab_tui.config import DataDir
 from medialab_tui.screens.gallery import GalleryScreen
 from medialab_tui.screens.gallery_widgets import GalleryTable, Inspector
+from medialab_tui.screens.models import COLUMNS as MODEL_COLUMNS
 from medialab_tui.screens.queue import JOB_COLUMNS, QueueScreen
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, Job, Model, Run
+from medialab_tui.store.tables import Artifact, Job, Model, ModelLabel, Run
 
 SIZE = (120, 36)
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # would write "hello" into the user's clipboard
@@ -118,6 +119,9 @@ async def test_gallery_and_models_show_control_characters_in_prompts_and_names(
                 path=str(home.root / f"evil{OSC52}model.safetensors"),
             )
         )
+        # Labels as another program could write them: `models tag` and the TUI drop
+        # control characters, the database need not have come through them.
+        s.add(ModelLabel(name=f"evil{OSC52}model", tags=[f"tag{OSC52}"], note=f"note{OSC52}"))
     store.dispose()
     app = studio(host_engine=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -144,14 +148,17 @@ async def test_gallery_and_models_show_control_characters_in_prompts_and_names(
         listed = await until(
             pilot, lambda: models.query(DataTable).first() if models.query(DataTable) else None
         )
-        evil = str(home.root / f"evil{OSC52}model.safetensors")
+        evil = f"evil{OSC52}model"  # rows are keyed by model name
         await until(pilot, lambda: evil in {row.key.value for row in listed.ordered_rows})
-        assert str(listed.get_row(evil)[0]) == f"evil{SHOWN}model"
+        row = listed.get_row(evil)
+        assert str(row[0]).strip() == f"evil{SHOWN}model"
+        assert str(row[MODEL_COLUMNS.index("tags")]) == f"tag{SHOWN}"
         listed.move_cursor(row=listed.get_row_index(evil))
         details = models.query_one("#model-details", Static)
         await until(pilot, lambda: "evil" in shown_text(details))
         assert f"evil{SHOWN}model" in shown_text(details)
+        assert f"tag{SHOWN}" in shown_text(details) and f"note{SHOWN}" in shown_text(details)
         drawn = screen_text(app)
-        assert f"evil{SHOWN}model" in drawn
+        assert f"evil{SHOWN}model" in drawn and f"tag{SHOWN}" in drawn
         for raw in RAW:
             assert raw not in drawn
