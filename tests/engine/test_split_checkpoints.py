@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_family_detection import write_header_only
 
 from conftest import Home, query, stop_engine_host, txt2img_toml
 
@@ -116,3 +117,67 @@ def test_a_split_transformer_without_its_t5_is_refused_naming_it(
     assert "text_encoders/" in proc.stderr
     assert query(home, "SELECT count(*) FROM run") == [(0,)]
     assert query(home, "SELECT count(*) FROM job") == [(0,)]
+
+
+def test_an_sd3_split_loads_the_same_weights_as_its_folder(
+    tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """SD3's three text encoders (two CLIPs with projections, a T5) and its VAE, each
+    from its own file, in the worker's loader."""
+    import torch
+
+    from medialab_tui.engine.worker.loading import load_image_pipeline
+
+    folder = demo_models_dir / "demo-sd3"
+    files = {
+        "transformer": "transformer/diffusion_pytorch_model.safetensors",
+        "text_encoder": "text_encoder/model.safetensors",
+        "text_encoder_2": "text_encoder_2/model.safetensors",
+        "text_encoder_3": "text_encoder_3/model.safetensors",
+        "vae": "vae/diffusion_pytorch_model.safetensors",
+    }
+    split = {}
+    for component, rel in files.items():
+        split[component] = tmp_path / f"{component}.safetensors"
+        save_file(load_file(folder / rel), split[component])
+    transformer = split.pop("transformer")
+    pipe = load_image_pipeline(
+        transformer, "sd3", "cpu", torch.float32, config_dir=folder, parts=split
+    )
+    reference = load_image_pipeline(folder, "sd3", "cpu", torch.float32)
+    for component in files:
+        ours, theirs = (
+            getattr(pipe, component).state_dict(),
+            getattr(reference, component).state_dict(),
+        )
+        assert ours.keys() == theirs.keys(), component
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), component
+    # A part that is not what the component needs is refused, not filled in at random.
+    wrong = {**split, "text_encoder": split["text_encoder_3"]}
+    with pytest.raises(ValueError, match="text_encoder.safetensors|text_encoder_3.safetensors"):
+        load_image_pipeline(
+            transformer, "sd3", "cpu", torch.float32, config_dir=folder, parts=wrong
+        )
+
+
+def test_an_sd_unet_saved_alone_is_refused_at_submit(tmp_path: Path, demo_models_dir: Path) -> None:
+    """Split loading is Flux's and SD3's; an SDXL UNet from `unet/` is listed as what it
+    is and refused with a sentence saying so."""
+    unet = tmp_path / "comfy" / "unet"
+    unet.mkdir(parents=True)
+    header = {
+        "model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
+        "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": [
+            640,
+            2048,
+        ],
+    }
+    write_header_only(unet / "flux_unet.safetensors", header)
+    home = make_home(tmp_path / "home", demo_models_dir, tmp_path / "comfy")
+    row = next(m for m in home.json("models", "list") if m["name"] == "flux_unet")
+    assert (row["kind"], row["arch"]) == ("diffusion_model", "sdxl")
+    text = txt2img_toml(prompts=["a lighthouse"], seeds=[5], steps=2, size=64, model="flux_unet")
+    proc = home.cli("run", str(home.pipeline("unet", text)), "--no-wait", "--no-start", "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert "flux_unet" in proc.stderr and "Flux, SD3 only" in proc.stderr
+    assert query(home, "SELECT count(*) FROM run") == [(0,)]
