@@ -142,10 +142,11 @@ def _single_file_fields(store: Store, row: Model, loc: ErrorLoc) -> dict[str, An
 def _split_parts(store: Store, row: Model, family: Family, demo: bool, loc: ErrorLoc) -> dict:
     """The files a split transformer's pipeline takes its other parts from (component →
     path): for each part its family names (`Family.split_parts`), a registered
-    .safetensors file of that kind and arch, one of the transformer's own kind (demo or
-    not) first, then by name. A part none is registered for comes from the config
-    folder when that is a real model; a demo folder (`demo`: random weights) lends
-    only its configs and tokenizers, so the missing file is named instead."""
+    .safetensors file of that kind and arch: one under the transformer's root first,
+    then one of its own kind (demo or not), then by name. A part none is registered
+    for comes from the config folder when that is a real model; a demo folder
+    (`demo`: random weights) lends only its configs and tokenizers, so the missing
+    file is named instead."""
     parts: dict[str, str] = {}
     with store.read() as s:
         for part in family.split_parts:
@@ -155,7 +156,10 @@ def _split_parts(store: Store, row: Model, family: Family, demo: bool, loc: Erro
                 )
             ).all()
             if rows:
-                chosen = sorted(rows, key=lambda m: (m.demo != row.demo, m.name))[0]
+                # The transformer's own root first (one ComfyUI install's files go together).
+                chosen = sorted(
+                    rows, key=lambda m: (m.root != row.root, m.demo != row.demo, m.name)
+                )[0]
                 parts[part.component] = str(registry.located(chosen, store.path.parent))
             elif demo:
                 where = "text_encoders/ (or clip/)" if part.kind == "text_encoder" else "vae/"
