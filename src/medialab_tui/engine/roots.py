@@ -30,8 +30,8 @@ PROBLEMS_KEY = "models.problems"
 # newer names (`unet`, `clip`) suggest what the new name does.
 COMFYUI_KINDS: dict[str, str | None] = {
     "checkpoints": "checkpoint",
-    "diffusion_models": "checkpoint",
-    "unet": "checkpoint",
+    "diffusion_models": "diffusion_model",
+    "unet": "diffusion_model",
     "loras": "lora",
     "vae": "vae",
     "vae_approx": "vae",
