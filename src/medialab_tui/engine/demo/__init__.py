@@ -3,8 +3,9 @@
 `diffusion.py` writes the SD1.5/SDXL folders and the single-file checkpoint,
 `adapters.py` the LoRA and ControlNet, `video.py` the SVD, Wan and LTX-Video folders,
 `flow.py` the Flux and SD3 folders and the Flux LoRA, `upscaler.py` the ESRGAN;
-`weights.py` draws their weights, `publish.py` puts each in place atomically.
-Run in a subprocess of the CLI: building imports torch.
+`parts.py` their shared VAE and CLIP parts, `weights.py` draws their weights,
+`publish.py` puts each in place atomically. Run in a subprocess of the CLI: building
+imports torch.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medialab_tui.engine.demo.adapters import LORA_RANK, LORA_TARGETS, uniform
-from medialab_tui.engine.demo.diffusion import (
+from medialab_tui.engine.demo.parts import (
     clip_text_encoder,
     clip_tokenizer,
     demo_vae,
