@@ -111,8 +111,8 @@ def _single_file_fields(store: Store, row: Model, loc: ErrorLoc) -> dict[str, An
     if split and (family is None or not family.split_parts):
         splits = ", ".join(f.title for f in FAMILIES.values() if f.split_parts)
         raise InputError(
-            f"model '{row.name}' is a {row.arch} UNet or transformer saved without its text "
-            f"encoders; medialab loads such split files for {splits} only",
+            f"model '{row.name}' is a UNet or transformer ({row.arch}) saved without its "
+            f"text encoders; medialab loads such split files for {splits} only",
             loc=loc,
             predicate=False,
         )
