@@ -590,11 +590,30 @@ def _show_artifact(ctx: Context, a: ArtifactView) -> int:
     return EXIT_OK
 
 
+def _show_toml(ctx: Context, view: Any) -> int:
+    """The pipeline file that makes an artifact again (its chain up to it, with its seeds
+    and edits; for an imported image a txt2img from the settings it carries)."""
+    from medialab_tui.engine.queue import get
+    from medialab_tui.engine.queue.rerun import pipeline_settings
+    from medialab_tui.presets import pipeline_toml
+    from medialab_tui.store.tables import Artifact
+    from medialab_tui.store.views import ArtifactView
+
+    if not isinstance(view, ArtifactView):
+        raise InputError(f"show --toml takes an artifact id (like a7), not {view.ref}")
+    artifact = get(ctx.store, view.ref)
+    assert isinstance(artifact, Artifact)
+    sys.stdout.write(pipeline_toml(pipeline_settings(ctx.store, artifact)))
+    return EXIT_OK
+
+
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.store.queries import find
     from medialab_tui.store.views import JobView, RunView
 
     found = find(ctx.store, args.id)
+    if args.toml:
+        return _show_toml(ctx, found.view)
     if isinstance(found.view, RunView):
         return _show_run(ctx, found.view, found.row)
     if isinstance(found.view, JobView):
@@ -848,6 +867,42 @@ def _gallery_query(args: argparse.Namespace) -> GalleryQuery:
     )
 
 
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy images made elsewhere into the gallery, their metadata read; originals untouched."""
+    from medialab_tui.interop.importing import import_images
+
+    shown = sys.stderr.isatty() and not ctx.as_json
+
+    def progress(done: int, total: int) -> None:
+        if shown:
+            print(f"\rReading {done}/{total} images…", end="", file=sys.stderr, flush=True)
+
+    results = import_images(ctx.store, ctx.data, [Path(p) for p in args.paths], progress)
+    if shown:
+        print(file=sys.stderr)
+    if ctx.as_json:
+        _print_json([r.to_json() for r in results])
+        return EXIT_OK
+    imported = [r for r in results if r.status == "imported"]
+    sources: dict[str, int] = {}
+    for r in imported:
+        sources[r.source] = sources.get(r.source, 0) + 1
+    said = ", ".join(f"{n} {source}" for source, n in sorted(sources.items()))
+    print(
+        f"Imported {len(imported)} image{'s' if len(imported) != 1 else ''}"
+        + (f" ({said})" if said else "")
+        + "."
+    )
+    for r in results:
+        if r.status == "imported":
+            print(visible(f"  {r.artifact}  {r.path}  ({r.source})"))
+        elif r.status == "duplicate":
+            print(visible(f"  {r.path} was imported before, as {r.artifact}"))
+        else:
+            print(visible(f"  {r.path} skipped: {r.reason}"))
+    return EXIT_OK
+
+
 def cmd_gallery(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.store.queries import GalleryQuery, gallery
 
@@ -1056,6 +1111,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add("show", cmd_show, "show a run (r12), a job (j40) or an artifact (a7)")
     p.add_argument("id")
+    p.add_argument(
+        "--toml",
+        action="store_true",
+        help="print a pipeline file that makes this artifact again (for `medialab run`)",
+    )
     for name, text in (
         ("cancel", "cancel a run (every unfinished job) or one job"),
         ("retry", "queue a failed or cancelled job (or all of a run's) again"),
@@ -1122,6 +1182,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=whole_number("--limit", 1),
         default=100,
         help="at most this many (default 100)",
+    )
+    p = add(
+        "import",
+        cmd_import,
+        "copy images made by other tools (or by medialab) into the gallery with their metadata "
+        "read: A1111/Forge, ComfyUI, InvokeAI, SwarmUI, medialab; the originals are untouched",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="PNG, JPEG or WebP files, or folders (read recursively)",
     )
     p = add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
     # doctor opens the store itself: it reports on a damaged one instead of refusing.

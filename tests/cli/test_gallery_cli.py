@@ -170,3 +170,20 @@ def test_show_artifact_prints_path_kind_size_stage_prompt_seed_model_and_parents
     assert shown["seed"] == "3"
     assert shown["model"] == "demo-esrgan-x4"
     assert shown["parents"] == ", ".join(as_json["parents"]) and as_json["parents"]
+
+
+def test_show_toml_prints_the_chain_that_makes_an_artifact_again(made: Home) -> None:
+    import tomllib
+
+    shown = made.json("show", "a4")
+    assert isinstance(shown, dict)
+    text = made.cli("show", "a4", "--toml", check=True).stdout
+    document = tomllib.loads(text)
+    assert [s["type"] for s in document["stages"]] == ["txt2img", "upscale"]
+    assert document["inputs"]["prompts"] == [shown["prompt"]]
+    assert document["inputs"]["seeds"] == [3]
+    assert document["stages"][0]["model"] == "demo-sd15"
+    dry = made.cli("run", str(made.pipeline("again", text)), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    proc = made.cli("show", "r1", "--toml")
+    assert proc.returncode == 2 and "artifact" in proc.stderr

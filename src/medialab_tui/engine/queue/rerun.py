@@ -15,12 +15,18 @@ from medialab_tui.engine.pipeline import SEED_MAX, parse_pipeline
 from medialab_tui.engine.queue.resolve import Prepared, prepare
 from medialab_tui.engine.stages import job_params
 from medialab_tui.errors import InputError
+from medialab_tui.interop.recipe import IMPORT_STAGE, imported_pipeline
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Artifact, Job, Run
 
 
 def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
     """A one-stage pipeline that makes `artifact` again."""
+    if artifact.stage == IMPORT_STAGE:
+        raise InputError(
+            f"a{artifact.id} was imported, not made by a stage here: `medialab show "
+            f"a{artifact.id} --toml` writes the pipeline that makes it again"
+        )
     with store.read() as s:
         job = s.get(Job, artifact.job_id)
         run = s.get(Run, artifact.run_id)
@@ -53,7 +59,8 @@ def prepare_rerun(store: Store, artifact: Artifact) -> Prepared:
 
 def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
     """The pipeline document (the shape of a pipeline file) that makes `artifact` again:
-    its run's stages up to the artifact's, from the input it came from.
+    its run's stages up to the artifact's, from the input it came from (for an imported
+    image, a txt2img from the settings it carries: `interop.recipe`).
 
     The artifact's lineage is followed back through its run as far as one output
     led to the next: to the run's own input (its prompt, seed, image), or to a job
@@ -62,6 +69,9 @@ def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
     ancestor's own seed; a later stage's outputs take seeds from the image before,
     so its `per_input` is cut to the fewest outputs that still include the ancestor.
     """
+    if artifact.stage == IMPORT_STAGE:
+        document = imported_pipeline(store, artifact.params, f"a{artifact.id}")
+        return parse_pipeline(document, f"settings of a{artifact.id}").to_dict()
     with store.read() as s:
         run = s.get(Run, artifact.run_id)
         job = s.get(Job, artifact.job_id)

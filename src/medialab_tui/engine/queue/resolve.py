@@ -36,6 +36,7 @@ from medialab_tui.engine.stages import STAGES, StageParams
 from medialab_tui.engine.stages.base import DiffusionParams, ModelProblem, Size, constant_rate
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
+from medialab_tui.interop.recipe import UNKNOWN_MODEL
 from medialab_tui.store.db import Store
 from medialab_tui.store.files import atomic_copy
 from medialab_tui.store.tables import Model, Setting
@@ -93,6 +94,13 @@ def _lookup(store: Store, ref: str, kinds: tuple[str, ...], loc: ErrorLoc) -> Mo
     # Read now, not when the host started: an operator's allow-list edit applies
     # to the next submit, and removing a path takes the permission back at once.
     allow_pickle = load_config(DataDir(store.path.parent)).allow_pickle
+    if ref.startswith(UNKNOWN_MODEL):
+        raise InputError(
+            f"the model {ref.removeprefix(UNKNOWN_MODEL)!r} the image was made with is not in "
+            "the registry: put its file under a model root, or name a model you have",
+            loc=loc,
+            predicate=False,
+        )
     try:
         return registry.resolve(store, ref, kinds=kinds, allow_pickle=allow_pickle)
     except InputError as exc:
