@@ -181,3 +181,40 @@ def test_an_sd_unet_saved_alone_is_refused_at_submit(tmp_path: Path, demo_models
     assert proc.returncode == 2, proc.stderr
     assert "flux_unet" in proc.stderr and "Flux, SD3 only" in proc.stderr
     assert query(home, "SELECT count(*) FROM run") == [(0,)]
+
+
+def test_a_schnell_transformer_takes_a_dev_folders_configs(
+    tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """Flux schnell has no guidance embedding and an unshifted schedule; with only a dev
+    folder registered its transformer still loads, the folder's configs set to schnell's."""
+    import torch
+
+    from medialab_tui.engine.worker.loading import load_image_pipeline
+
+    folder = demo_models_dir / "demo-flux"
+    comfy = cut_split(folder, tmp_path / "comfy")
+    transformer = comfy / "diffusion_models" / f"{TRANSFORMER}.safetensors"
+    weights = load_file(transformer)
+    save_file({k: v for k, v in weights.items() if "guidance_embedder" not in k}, transformer)
+    home = make_home(tmp_path / "home", demo_models_dir, comfy)
+    row = next(m for m in home.json("models", "list") if m["name"] == TRANSFORMER)
+    assert (row["kind"], row["arch"]) == ("diffusion_model", "flux-schnell")
+    text = txt2img_toml(prompts=["a lighthouse"], seeds=[5], steps=2, size=32, model=TRANSFORMER)
+    dry = home.cli("run", str(home.pipeline("schnell", text)), "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+
+    parts = {
+        "text_encoder": comfy / "text_encoders" / "clip_l.safetensors",
+        "text_encoder_2": comfy / "text_encoders" / "t5xxl_fp16.safetensors",
+        "vae": comfy / "vae" / "ae.safetensors",
+    }
+    pipe = load_image_pipeline(
+        transformer, "flux-schnell", "cpu", torch.float32, config_dir=folder, parts=parts
+    )
+    assert pipe.transformer.config.guidance_embeds is False
+    assert pipe.scheduler.config.use_dynamic_shifting is False
+    image = pipe(
+        "a lighthouse", num_inference_steps=2, width=32, height=32, guidance_scale=0.0
+    ).images[0]
+    assert image.size == (32, 32)

@@ -196,6 +196,9 @@ class Family:
     lora_prefixes: tuple[str, ...] = ()
     # What a split transformer file of this family needs registered beside it.
     split_parts: tuple[SplitPart, ...] = ()
+    # arch → component → config keys: how a split transformer of `arch` loads with the
+    # config folder of another arch of the family (Flux schnell with a dev folder).
+    split_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # The tensor names of a textual-inversion embedding of this family.
     embedding_keys: tuple[str, ...] = ()
     # Width of the text embedding the UNet cross-attends to (LoRAs, ControlNets).

@@ -16,7 +16,7 @@ from typing import Any
 
 import blake3
 from PIL import Image
-from sqlmodel import select
+from sqlmodel import col, select
 
 from medialab_tui.config import DataDir, allow_image_pixels, load_config
 from medialab_tui.engine import registry
@@ -124,21 +124,25 @@ def _single_file_fields(store: Store, row: Model, loc: ErrorLoc) -> dict[str, An
             loc=loc,
             predicate=False,
         )
+    # A split transformer may take the folder of an arch its family can override to it.
+    archs = {row.arch}
+    if split and family is not None and row.arch in family.split_overrides:
+        archs |= set(family.split_overrides)
     with store.read() as s:
         folders = s.exec(
             select(Model).where(
-                Model.arch == row.arch, Model.format == "diffusers", Model.kind == "checkpoint"
+                col(Model.arch).in_(archs), Model.format == "diffusers", Model.kind == "checkpoint"
             )
         ).all()
     if not folders:
         what = f"a split {family.title} transformer" if split and family else "a single file"
         raise InputError(
-            f"model '{row.name}' is {what}; loading it needs a diffusers folder "
-            f"of the same architecture ({row.arch}) in the registry as its config",
+            f"model '{row.name}' is {what}; loading it needs a diffusers folder of the "
+            f"same architecture ({' or '.join(sorted(archs))}) in the registry as its config",
             loc=loc,
             predicate=False,
         )
-    best = sorted(folders, key=lambda m: (m.demo, m.name))[0]
+    best = sorted(folders, key=lambda m: (m.arch != row.arch, m.demo, m.name))[0]
     config = registry.located(best, store.path.parent)
     found: dict[str, Any] = {"config_dir": str(config)}
     if split and family is not None:

@@ -127,7 +127,10 @@ def load_image_pipeline(
                 f"for {arch}, but none was given."
             )
         if parts is not None:
-            pipe = load_split_pipeline(pipeline_class, path, Path(config), parts, dtype, extra)
+            overrides = family.split_overrides.get(arch, {})
+            pipe = load_split_pipeline(
+                pipeline_class, path, Path(config), parts, dtype, extra, overrides
+            )
         else:
             pipe = pipeline_class.from_single_file(
                 str(path), config=str(config), dtype=dtype, local_files_only=True, **extra
@@ -148,20 +151,31 @@ def load_split_pipeline(
     parts: Mapping[str, Path],
     dtype: torch.dtype,
     extra: Mapping[str, Any],
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> DiffusionPipeline:
     """A pipeline from a transformer saved alone (ComfyUI's `diffusion_models/`, in its
     original layout or diffusers') and its other parts saved as their own files
     (`text_encoders/`, `vae/`): each part is built from its component's config in the
     diffusers folder ``config``, whose remaining components (tokenizers, scheduler, and
-    any part not in ``parts``) are loaded from it."""
+    any part not in ``parts``) are loaded from it. ``overrides`` (component → config
+    keys) fit the folder's configs to a transformer of another arch of its family."""
+    overrides = overrides or {}
     components: dict[str, Any] = {
-        "transformer": _single_file_model(path, config, "transformer", dtype)
+        "transformer": _single_file_model(
+            path, config, "transformer", dtype, **overrides.get("transformer", {})
+        )
     }
     for component, file in parts.items():
         if hasattr(diffusers, _component_class(config, component)):
             components[component] = _single_file_model(file, config, component, dtype)
         else:
             components[component] = _text_encoder_from_file(file, config, component, dtype)
+    if "scheduler" in overrides:
+        scheduler_class = getattr(diffusers, _component_class(config, "scheduler"))
+        scheduler_config = scheduler_class.load_config(config / "scheduler")
+        components["scheduler"] = scheduler_class.from_config(
+            scheduler_config, **overrides["scheduler"]
+        )
     return pipeline_class.from_pretrained(
         config, dtype=dtype, local_files_only=True, **components, **extra
     )
@@ -176,11 +190,19 @@ def _component_class(config: Path, component: str) -> str:
     return entry[1]
 
 
-def _single_file_model(path: Path, config: Path, component: str, dtype: torch.dtype) -> Any:
-    """A diffusers model (transformer, VAE) from one file, original layout or diffusers'."""
+def _single_file_model(
+    path: Path, config: Path, component: str, dtype: torch.dtype, **overrides: Any
+) -> Any:
+    """A diffusers model (transformer, VAE) from one file, original layout or diffusers',
+    with its folder config's keys `overrides` set."""
     model_class = getattr(diffusers, _component_class(config, component))
     return model_class.from_single_file(
-        str(path), config=str(config), subfolder=component, torch_dtype=dtype, local_files_only=True
+        str(path),
+        config=str(config),
+        subfolder=component,
+        torch_dtype=dtype,
+        local_files_only=True,
+        **overrides,
     )
 
 

@@ -75,6 +75,18 @@ FAMILY = Family(
         "transformer.single_transformer_blocks.",
         "lora_transformer_single_transformer_blocks_",
     ),
+    # dev and schnell differ in the guidance embedding and the schedule's shift (schnell:
+    # none), so either loads with the other's folder.
+    split_overrides={
+        "flux": {
+            "transformer": {"guidance_embeds": True},
+            "scheduler": {"use_dynamic_shifting": True},
+        },
+        "flux-schnell": {
+            "transformer": {"guidance_embeds": False},
+            "scheduler": {"use_dynamic_shifting": False, "shift": 1.0},
+        },
+    },
     split_parts=(
         SplitPart("text_encoder", "text_encoder", "clip-l", "a CLIP-L text encoder (clip_l)"),
         SplitPart("text_encoder_2", "text_encoder", "t5", "a T5-XXL text encoder (t5xxl)"),
