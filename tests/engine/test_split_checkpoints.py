@@ -218,3 +218,40 @@ def test_a_schnell_transformer_takes_a_dev_folders_configs(
         "a lighthouse", num_inference_steps=2, width=32, height=32, guidance_scale=0.0
     ).images[0]
     assert image.size == (32, 32)
+
+
+def test_a_flux_lora_applies_to_a_split_transformer_as_to_its_folder(
+    tmp_path: Path, demo_models_dir: Path
+) -> None:
+    import numpy as np
+    import torch
+
+    from medialab_tui.engine.worker.loading import apply_loras, load_image_pipeline, remove_loras
+
+    folder = demo_models_dir / "demo-flux"
+    comfy = cut_split(folder, tmp_path / "comfy")
+    parts = {
+        "text_encoder": comfy / "text_encoders" / "clip_l.safetensors",
+        "text_encoder_2": comfy / "text_encoders" / "t5xxl_fp16.safetensors",
+        "vae": comfy / "vae" / "ae.safetensors",
+    }
+    transformer = comfy / "diffusion_models" / f"{TRANSFORMER}.safetensors"
+    split = load_image_pipeline(
+        transformer, "flux", "cpu", torch.float32, config_dir=folder, parts=parts
+    )
+    whole = load_image_pipeline(folder, "flux", "cpu", torch.float32)
+    lora = demo_models_dir / "demo-flux-lora.safetensors"
+
+    def image(pipe) -> np.ndarray:
+        generator = torch.Generator().manual_seed(3)
+        out = pipe("a lighthouse", num_inference_steps=2, width=32, height=32, generator=generator)
+        return np.asarray(out.images[0])
+
+    plain = image(split)
+    for pipe in (split, whole):
+        apply_loras(pipe, [(lora, 1.0)])
+    with_lora = image(split)
+    assert np.array_equal(with_lora, image(whole))
+    assert not np.array_equal(with_lora, plain)
+    remove_loras(split)
+    assert np.array_equal(image(split), plain)
