@@ -82,15 +82,17 @@ def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
     ]
     shutil.rmtree(model)
 
-    proc = home.cli("run", str(path), "--json", timeout=300)  # hosts the engine; both runs fail
-    assert proc.returncode == 1
-    summary = json.loads(proc.stdout.splitlines()[-1])
-    assert summary["status"] == "failed"
+    wait_for(lambda: run_status(home, int(str(run_id).lstrip("r"))) == "failed", timeout=300)
     job = home.json("jobs", "--run", run_id)[0]
     assert job["status"] == "failed" and job["error_kind"] == "missing_model"
     assert "\n" not in job["error"] and "Traceback" not in job["error"]
+    # The host's watch has dropped the model from the registry: a new run is refused.
+    wait_for(lambda: "mine" not in {m["name"] for m in home.json("models", "list")}, timeout=5)
+    proc = home.cli("run", str(path), "--json")
+    assert proc.returncode == 2 and "unknown model 'mine'" in proc.stderr
 
     shutil.copytree(demo_models_dir / "demo-sd15", model)
+    wait_for(lambda: "mine" in {m["name"] for m in home.json("models", "list")}, timeout=5)
     home.cli("pause", check=True)  # the warm host would run the retry at once
     home.cli("retry", job["id"], check=True)
     assert home.json("show", run_id)["status"] == "running"
