@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medialab_tui.interop.infotext import (
+    Unquoted,
     format_infotext,
     parse_hashes,
     parse_infotext,
@@ -85,3 +86,17 @@ def test_quoting_follows_a1111() -> None:
     assert quote("a, b") == '"a, b"'
     assert quote("k: v") == '"k: v"'
     assert quote("é\nx") == '"é\\nx"'
+
+
+def test_civitais_hashes_object_is_written_bare_and_read_back() -> None:
+    hashes = Unquoted('{"model": "31e35c80fc", "lora:ink, v2": "4c2a9b1e7f"}')
+    text = format_infotext(
+        "p", "", [("Steps", 4), ("Seed", 1), ("Version", "x"), ("Hashes", hashes)]
+    )
+    assert text.endswith(', Hashes: {"model": "31e35c80fc", "lora:ink, v2": "4c2a9b1e7f"}')
+    info = parse_infotext(text)
+    assert parse_hashes(info.params["Hashes"]) == {
+        "model": "31e35c80fc",
+        "lora:ink, v2": "4c2a9b1e7f",
+    }
+    assert info.params["Version"] == "x" and "lora" not in " ".join(info.params)

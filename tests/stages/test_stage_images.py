@@ -240,7 +240,7 @@ def test_refiner_pass_keeps_the_size_and_uses_its_own_model(chain: Chain) -> Non
         assert size == (96, 96)
         assert parents(chain.home, path) == [parent]
         assert meta["method"] == "refiner" and "scale" not in meta
-        assert meta["model"] == "demo-sdxl" and "Model: demo-sdxl" in parameters
+        assert meta["model"] == "demo-sdxl" and "Refiner: demo-sdxl" in parameters
         assert not np.array_equal(pixels(path), pixels(parent))
 
 

@@ -23,11 +23,20 @@ from typing import Any
 # value that is a JSON string or runs to the next comma.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 RE_IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
+# Civitai's resource hashes, a JSON object written as it is (not quoted), as its
+# extension writes and reads it: `Hashes: {"model": "…", "lora:name": "…"}`.
+RE_HASHES = re.compile(r",?\s*Hashes:\s*(\{.*?\})")
 NEGATIVE = "Negative prompt:"
+
+
+class Unquoted(str):
+    """A value written as it is, never quoted (Civitai's `Hashes` object)."""
 
 
 def quote(value: Any) -> str:
     """A1111's quoting: a value with `,`, `:` or a newline becomes a JSON string."""
+    if isinstance(value, Unquoted):
+        return str(value)
     text = str(value)
     if "," not in text and ":" not in text and "\n" not in text:
         return text
@@ -70,7 +79,8 @@ class Infotext:
 
 
 def parse_infotext(text: str) -> Infotext:
-    """Read an infotext as A1111 does. `Size: 512x768` also gives `Size-1`/`Size-2`."""
+    """Read an infotext as A1111 does (and Civitai's `Hashes` object as Civitai does).
+    `Size: 512x768` also gives `Size-1`/`Size-2`."""
     *lines, last = text.strip().split("\n")
     if len(RE_PARAM.findall(last)) < 3:
         lines.append(last)
@@ -85,6 +95,10 @@ def parse_infotext(text: str) -> Infotext:
             line = line[len(NEGATIVE) :].strip()
         (negative if done_with_prompt else prompt).append(line)
     params: dict[str, str] = {}
+    hashes = RE_HASHES.search(last)
+    if hashes is not None:
+        params["Hashes"] = hashes.group(1)
+        last = last[: hashes.start()] + last[hashes.end() :]
     for key, value in RE_PARAM.findall(last):
         value = unquote(value)
         params[key] = value

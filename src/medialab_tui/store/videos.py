@@ -298,3 +298,20 @@ class _AudioCopy:
 
     def close(self) -> None:
         self.container.close()
+
+
+def read_video_meta(path: Path) -> dict[str, Any]:
+    """The `medialab` JSON in a video's `comment` tag (empty when it has none); reads
+    the container's header only."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            text = str(container.metadata.get("comment", ""))
+    except (av.error.FFmpegError, OSError):
+        return {}
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

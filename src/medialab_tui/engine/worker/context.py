@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from medialab_tui import __version__
 from medialab_tui.engine.worker.protocol import ModelRef, RunCommand
-from medialab_tui.store.artifacts import write_png, write_sidecar
+from medialab_tui.store.artifacts import (
+    generation_of,
+    infotext,
+    read_png_meta_quietly,
+    write_png,
+    write_sidecar,
+)
 from medialab_tui.store.files import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -70,6 +76,9 @@ class WorkerState(Protocol):
     def cancel_flag(self) -> threading.Event: ...
 
 
+_UNREAD = object()  # `JobContext.origin` not looked up yet
+
+
 class JobContext:
     """One job on the worker: its command (typed), the worker it runs on, and helpers."""
 
@@ -79,6 +88,7 @@ class JobContext:
         self.item = command.item
         self.extras = command.extras
         self.out_dir = Path(command.out_dir)
+        self._origin: object = _UNREAD
 
     # -- what the job is -------------------------------------------------------------
 
@@ -169,7 +179,24 @@ class JobContext:
             "model": model.name if model else dumped.get("model", ""),
             "model_hash": model.short_hash if model else None,
             "model_sha256": (model.sha256 or None) if model else None,
+            "origin": self.origin(),
         }
+
+    def origin(self) -> dict[str, Any] | None:
+        """The generation this job's first input descends from (its prompt, seed, steps,
+        sampler, CFG, size, model and hash): what every output of a chain names in its
+        infotext. None when the input was never generated (a user's photo) or there is
+        no input."""
+        if self._origin is _UNREAD:
+            self._origin = None
+            images, videos = list(self.item.images), list(self.item.videos)
+            if images:
+                self._origin = generation_of(read_png_meta_quietly(Path(images[0])))
+            elif videos:
+                from medialab_tui.store.videos import read_video_meta
+
+                self._origin = generation_of(read_video_meta(Path(videos[0])))
+        return self._origin  # type: ignore[return-value]
 
     def save_image(self, image: Image.Image, name: str, meta: dict[str, Any]) -> None:
         """Write `image` as `<name>.png` with its metadata chunks, then announce it."""
@@ -208,6 +235,8 @@ class JobContext:
             "fps_exact": f"{fps.numerator}/{fps.denominator}",
             "duration": float(frame_count / fps),
         }
+        # A1111's infotext too, so a video names its generation as its images do.
+        meta["parameters"] = infotext(meta)
         written = write_video(path, frames, fps, meta=meta, audio_from=audio_from)
         if written != frame_count:
             path.unlink(missing_ok=True)
