@@ -601,6 +601,10 @@ def _show_toml(ctx: Context, view: Any) -> int:
 
     if not isinstance(view, ArtifactView):
         raise InputError(f"show --toml takes an artifact id (like a7), not {view.ref}")
+    if view.kind == "text":
+        raise InputError(
+            f"{view.ref} is a text artifact (prompts); show --toml makes images and videos again"
+        )
     artifact = get(ctx.store, view.ref)
     assert isinstance(artifact, Artifact)
     sys.stdout.write(pipeline_toml(pipeline_settings(ctx.store, artifact)))
@@ -739,7 +743,7 @@ def _hash_unless_hosted(ctx: Context, *, quiet: bool) -> None:
             print(f"\r{visible(line)}\x1b[K", end="", file=sys.stderr, flush=True)
             shown[0] = line
 
-    hash_pending(ctx.store, progress=None if quiet else show)
+    hash_pending(ctx.store, ctx.config, progress=None if quiet else show)
     if shown[0]:
         print("\r\x1b[K", end="", file=sys.stderr, flush=True)
 
@@ -884,6 +888,17 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         _print_json([r.to_json() for r in results])
         return EXIT_OK
     imported = [r for r in results if r.status == "imported"]
+    if not any(r.status != "skipped" for r in results):
+        skipped = len(results)
+        print(
+            "Nothing to import: no PNG, JPEG or WebP images there"
+            + (
+                f" ({skipped} other file{'s' if skipped != 1 else ''} passed over)."
+                if skipped
+                else "."
+            )
+        )
+        return EXIT_OK
     sources: dict[str, int] = {}
     for r in imported:
         sources[r.source] = sources.get(r.source, 0) + 1

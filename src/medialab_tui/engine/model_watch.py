@@ -137,7 +137,9 @@ class ModelWatch:
         while not self._stop.is_set():
             self._hash_wanted.clear()
             try:
-                done = registry.hash_pending(self.store, stop=self._stop, progress=self._progress)
+                done = registry.hash_pending(
+                    self.store, self.config, stop=self._stop, progress=self._progress
+                )
             except Exception:
                 log.exception("hashing the models failed")
                 done = 0

@@ -508,7 +508,7 @@ def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> 
             if row is not None:
                 del gone[str(located(row, data.root))]
                 taken.add(row.name)
-        where = {"path": place, "root": x.key, "rel": x.rel}
+        where: dict[str, Any] = {"path": place, "root": x.key, "rel": x.rel}
         if row is not None and row.size == size and row.mtime == mtime:
             result.unchanged += 1
             if (row.path, row.root, row.rel) != (place, x.key, x.rel):
@@ -522,7 +522,7 @@ def _scan(store: Store, data: DataDir, config: Config, demo: frozenset[str]) -> 
         else:
             name = row.name
             result.updated.append(name)
-        fields = {
+        fields: dict[str, Any] = {
             **where,
             "name": name,
             "kind": kind,
@@ -610,19 +610,21 @@ def hashing_progress(store: Store) -> HashProgress | None:
         return None
 
 
-def _found_now(path: Path) -> Found | None:
-    """A registered model as its files are now; None when it cannot be read."""
+def _found_now(path: Path, walk: _Walk) -> Found | None:
+    """A registered model as its files are now (a folder's walked as a scan walks it);
+    None when it cannot be read."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if stat.S_ISDIR(st.st_mode):
-        return Found(path, _Walk([path], allow_outside=True).folder_files(path), folder=True)
+        return Found(path, walk.folder_files(path), folder=True)
     return Found(path, ((path, st),), folder=False) if stat.S_ISREG(st.st_mode) else None
 
 
 def hash_pending(
     store: Store,
+    config: Config | None = None,
     *,
     names: Collection[str] = (),
     stop: threading.Event | None = None,
@@ -632,8 +634,12 @@ def hash_pending(
     smallest model first, each written as soon as it is done; returns how many were.
 
     A model changed or removed since it was scanned is left for the next scan, and its
-    hash is not written; a set `stop` ends the work between two chunks.
+    hash is not written; a set `stop` ends the work between two chunks. `config` says
+    which links a folder's walk follows, as the scan's did.
     """
+    data = DataDir(store.path.parent)
+    roots = model_roots(data, config) if config is not None else [data.root]
+    allow_outside = config.allow_outside_links if config is not None else True
     done = 0
     failed: set[int] = set()
     where = "WHERE hash_pending"
@@ -650,7 +656,7 @@ def hash_pending(
         for index, row in enumerate(rows):
             if stop is not None and stop.is_set():
                 return done
-            found = _found_now(located(row, store.path.parent))
+            found = _found_now(located(row, data.root), _Walk(roots, allow_outside=allow_outside))
             if found is None or (found.size, found.mtime) != (row.size, row.mtime):
                 failed.add(row.id)
                 continue
@@ -681,10 +687,10 @@ def hash_pending(
     return done
 
 
-def sha256_now(store: Store, name: str) -> str:
+def sha256_now(store: Store, config: Config, name: str) -> str:
     """A registered model's sha256, hashed now if it is still pending ("" when it cannot
     be: the model is gone, or changed since it was scanned)."""
-    hash_pending(store, names=[name])
+    hash_pending(store, config, names=[name])
     with store.reading() as conn:
         row = conn.execute("SELECT sha256 FROM model WHERE name = ?", (name,)).fetchone()
     return str(row[0]) if row is not None else ""

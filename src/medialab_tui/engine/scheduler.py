@@ -442,7 +442,7 @@ class Engine:
         model = command.model
         if model is None or model.sha256:
             return command
-        sha = await asyncio.to_thread(registry.sha256_now, self.store, model.name)
+        sha = await asyncio.to_thread(registry.sha256_now, self.store, self.config, model.name)
         if not sha:
             return command
         return command.model_copy(update={"model": model.model_copy(update={"sha256": sha})})
