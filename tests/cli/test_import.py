@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import Home, query
 from imagemeta import A1111, COMFY_FLUX, INVOKE, SWARM, jpeg_or_webp_with, png_with
+from medialab_tui.interop.readers import read_image_metadata
 from medialab_tui.store.artifacts import write_png
 
 
@@ -102,7 +103,7 @@ def test_import_reads_every_tool_copies_in_place_and_recognises_a_second_copy(
     assert query(home, "SELECT count(*) FROM run") == [(1,)]
 
 
-@pytest.mark.parametrize("bad", ["missing.png", "notes.txt"])
+@pytest.mark.parametrize("bad", ["missing.png", "notes.txt", "broken.png"])
 def test_a_missing_path_or_a_named_non_image_exits_2_and_imports_nothing(
     home: Home, folder: Path, bad: str
 ) -> None:
@@ -127,8 +128,12 @@ def test_show_toml_makes_an_imported_image_again_with_its_model_found_by_hash(
     toml = home.cli("show", ref, "--toml", check=True).stdout
     pipeline = home.pipeline("again", toml)
     assert 'model = "demo-sd15"' in toml and "seeds = [\n    21,\n]" in toml
-    dry = home.cli("run", str(pipeline), "--dry-run", "--json")
-    assert dry.returncode == 0, dry.stderr
+    made = home.cli("run", str(pipeline), "--json", timeout=300)
+    assert made.returncode == 0, made.stderr
+    (path,) = json.loads(made.stdout.splitlines()[-1])["artifacts"]
+    again = read_image_metadata(Path(path)).params
+    assert (again["seed"], again["steps"], again["width"], again["height"]) == (21, 3, 64, 64)
+    assert again["prompt"] == "a harbour at dawn, fog" and again["model"] == "demo-sd15"
 
     rerun = home.cli("rerun", ref)
     assert rerun.returncode == 2 and "--toml" in rerun.stderr
@@ -146,6 +151,13 @@ def test_an_unknown_model_is_marked_and_run_refuses_it_naming_it(
     proc = home.cli("run", str(home.pipeline("u", toml)), "--no-wait", "--no-start")
     assert proc.returncode == 2 and "juggernaut" in proc.stderr and "registry" in proc.stderr
     assert query(home, "SELECT count(*) FROM run") == runs
+
+
+def test_a_folder_with_nothing_to_import_says_so(home: Home, tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    proc = home.cli("import", str(tmp_path / "notes"), check=True)
+    assert proc.stdout.startswith("Nothing to import") and "1 other file" in proc.stdout
 
 
 def test_import_never_follows_a_fifo_named_like_an_image(home: Home, tmp_path: Path) -> None:

@@ -314,6 +314,8 @@ def test_set_mode_makes_count_times_the_set_size(home, capsys: pytest.CaptureFix
     gallery = home.json("gallery", "--kind", "text")
     assert len(gallery) == 12
     assert {g["kind"] for g in gallery} == {"text"}
+    as_toml = home.cli("show", gallery[0]["id"], "--toml")
+    assert as_toml.returncode == 2 and "text artifact" in as_toml.stderr
 
 
 def test_a_wildcard_cycle_in_the_files_is_refused_at_submit(

@@ -67,14 +67,15 @@ class _Candidate:
     height: int
 
 
-def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Imported]]:
+def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Imported], set[Path]]:
     """The image files named by `paths` (files, or folders walked recursively in name
-    order) and the files in those folders passed over.
+    order), the files in those folders passed over, and the files named themselves.
 
     A path that does not exist, or a named file that is not a PNG, JPEG or WebP, is an
     `InputError` naming it: nothing is imported then."""
     files: list[Path] = []
     passed: list[Imported] = []
+    named: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -92,9 +93,10 @@ def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Imported]]:
                         passed.append(Imported(str(found), "skipped", reason="not an image"))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             files.append(path)
+            named.add(path)
         else:
             raise InputError(f"{path} is not a PNG, JPEG or WebP image")
-    return files, passed
+    return files, passed, named
 
 
 def _read(path: Path) -> _Candidate:
@@ -135,7 +137,7 @@ def import_images(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Imported]:
     """Import every image under `paths`; one result per file, in the order found."""
-    files, passed = collect(paths)
+    files, passed, named = collect(paths)
     known = _known(store)
     batch: dict[str, _Candidate] = {}
     # (status, path, digest, what it says: the earlier artifact or why it was skipped)
@@ -145,6 +147,9 @@ def import_images(
             candidate = _read(path)
         except (OSError, ValueError) as exc:
             reason = str(exc) if isinstance(exc, ValueError) else exc.strerror or str(exc)
+            if path in named:
+                # A file asked for by name that cannot be read: nothing is imported.
+                raise InputError(f"{path} cannot be imported: {reason}") from None
             found.append(("skipped", path, "", reason))
         else:
             digest = candidate.digest
