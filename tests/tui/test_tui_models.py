@@ -15,9 +15,11 @@ from medialab_tui.engine.families import family_of
 from medialab_tui.engine.registry import scan
 from medialab_tui.screens.builder_form import PickScreen
 from medialab_tui.screens.models import COLUMNS, LabelPrompt, ModelsScreen
+from medialab_tui.screens.models_groups import grouped
 from medialab_tui.store.db import Store
 from medialab_tui.store.queries import list_models
 from medialab_tui.store.tables import Model
+from medialab_tui.store.views import ModelView
 
 SIZE = (120, 36)
 
@@ -81,8 +83,12 @@ async def test_models_are_grouped_by_family_under_headings_the_cursor_passes_ove
     async with app.run_test(size=SIZE) as pilot:
         screen = await models_screen(app, pilot)
         titles = [g.title for g in screen.groups]
-        # Image families, then video families, then the kinds that have none.
-        assert titles.index("SD 1.5") < titles.index("Stable Video Diffusion")
+        # Image families oldest first, then video families, then the kinds that have none.
+        assert (
+            titles.index("SD 1.5") < titles.index("SDXL") < titles.index("Stable Video Diffusion")
+        )
+        if "Flux" in titles:
+            assert titles.index("SDXL") < titles.index("SD3") < titles.index("Flux")
         assert titles.index("SDXL") < titles.index("Wan") < titles.index("Upscalers")
         assert titles.index("Upscalers") < titles.index("Interpolators")
         by_title = {g.title: [m.name for m in g.models] for g in screen.groups}
@@ -111,6 +117,31 @@ async def test_models_are_grouped_by_family_under_headings_the_cursor_passes_ove
         await pilot.press("ctrl+home")  # the top row is a heading: the cursor goes under it
         await until(pilot, lambda: table.cursor_row == 1)
         assert screen._current() is screen.rows[1]
+
+
+def test_models_no_family_claims_are_grouped_by_kind_after_the_families() -> None:
+    def model(name: str, kind: str, arch: str) -> ModelView:
+        return ModelView(name, kind, arch, "safetensors", f"/m/{name}", 1, "", True, False)
+
+    groups = grouped(
+        [
+            model("odd", "unknown", "unknown"),
+            model("cracked", "broken", "sdxl"),
+            model("x4", "upscaler", "esrgan"),
+            model("style", "lora", "unknown"),
+            model("b-lora", "lora", "sdxl"),
+            model("a-base", "checkpoint", "sdxl"),
+            model("face", "detector", "yolo"),
+        ]
+    )
+    assert [(g.title, [m.name for m in g.models]) for g in groups] == [
+        ("SDXL", ["a-base", "b-lora"]),
+        ("Upscalers", ["x4"]),
+        ("Detectors", ["face"]),
+        ("LoRAs, family unknown", ["style"]),
+        ("Not recognised", ["odd"]),
+        ("Damaged files", ["cracked"]),
+    ]
 
 
 async def test_tags_and_a_note_typed_on_the_models_screen_are_stored_and_filter_it(

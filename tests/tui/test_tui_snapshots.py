@@ -39,10 +39,20 @@ from medialab_tui.screens.help import HelpScreen
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.review import OutputCard, ReviewScreen
 from medialab_tui.store.db import Store
+from medialab_tui.store.labels import label_model
 from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Model, Run
 
 SNAPSHOT_HOME = Path("/tmp/medialab-snapshot-home")
 SIZES = {"80x24": (80, 24), "100x30": (100, 30), "160x45": (160, 45)}
+SNAPSHOT_MODELS = (
+    "demo-sd15",
+    "demo-sdxl",
+    "demo-sd15-lora.safetensors",
+    "demo-sd3",
+    "demo-flux",
+    "demo-flux-lora.safetensors",
+    "demo-esrgan-x4.safetensors",
+)
 T0 = datetime(2026, 1, 2, 9, 30, tzinfo=UTC)  # a day that is never today
 NEGATIVE = "blurry, low quality"
 Row = TypeVar("Row", Run, Job, Artifact, ArtifactParent)
@@ -212,8 +222,10 @@ def snapshot_app(demo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     shutil.rmtree(SNAPSHOT_HOME, ignore_errors=True)
     data = DataDir(SNAPSHOT_HOME).ensure()
     (SNAPSHOT_HOME / "config.toml").write_text('graphics = "halfcell"\n')
-    for name in ("demo-sd15", "demo-sdxl"):
-        shutil.copytree(demo_models_dir / name, data.models / name)
+    # Models of several families and kinds, so the Models screen shows its groups.
+    for name in SNAPSHOT_MODELS:
+        copy = shutil.copytree if (demo_models_dir / name).is_dir() else shutil.copyfile
+        copy(demo_models_dir / name, data.models / name)
     store = Store(data.db_path)
     config = load_config(data)
     scan(store, data, config)
@@ -224,7 +236,10 @@ def snapshot_app(demo_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
             model.sha256 = hashlib.sha256(model.name.encode()).hexdigest()
             model.fast_hash = model.sha256[:32]
             model.size = 6_815_744 if model.name == "demo-sd15" else 70_254
+            model.hash_pending = False
             s.add(model)
+    label_model(store, "demo-sd15", add=["portrait", "fast"], note="the small one for tries")
+    label_model(store, "demo-sd15-lora", add=["style"])
     pin_runs(store, data)
     app = MedialabApp(data, config, store, pipeline=EXAMPLES / "demo.toml", host_engine=False)
     yield app

@@ -56,12 +56,21 @@ class Group:
     models: tuple[ModelView, ...]
 
 
+# Families in the order they came out, which is how people who use several think of
+# them; a family not named here follows the named ones of its kind, by package name.
+ERA = ("sd15", "sd2", "sdxl", "sd3", "flux", "svd", "ltx", "wan")
+
+
 def _family_order() -> list[str]:
-    """Image families first, then video families, each in the families' own order."""
-    families = list(FAMILIES.values())
-    return [f.name for f in families if f.kind != "video"] + [
-        f.name for f in families if f.kind == "video"
-    ]
+    """Image families first, then video families, each oldest first."""
+    return sorted(
+        FAMILIES,
+        key=lambda name: (
+            FAMILIES[name].kind == "video",
+            ERA.index(name) if name in ERA else len(ERA),
+            name,
+        ),
+    )
 
 
 def group_key(m: ModelView) -> tuple[str, str]:
