@@ -13,6 +13,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +351,38 @@ def test_files_dropped_while_serve_runs_appear_and_go_without_a_rescan(
     # The host leaves cleanly with its watch running.
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
+
+
+def test_hashes_wait_in_the_background_with_progress_and_stop_between_chunks(
+    tmp_path: Path,
+) -> None:
+    data = DataDir(tmp_path / "home").ensure()
+    big = data.models / "big.safetensors"
+    save_file({"body.0.weight": np.ones((10 * 1024 * 1024,), dtype=np.float16)}, big)
+    small = weights(data.models / "small.safetensors", ESRGAN)
+    store, config = Store(data.db_path), load_config(data)
+    registry.scan(store, data, config)
+    assert all(m.hash_pending and not m.sha256 for m in registry.list_models(store))
+    # Stopped after the first chunk of the big file: the small one (first) is done.
+    stop = threading.Event()
+    heard: list[registry.HashProgress] = []
+
+    def progress(p: registry.HashProgress) -> None:
+        heard.append(p)
+        if p.name == "big":
+            stop.set()
+
+    assert registry.hash_pending(store, config, stop=stop, progress=progress) == 1
+    rows = {m.name: m for m in registry.list_models(store)}
+    assert rows["big"].hash_pending and not rows["big"].sha256
+    assert rows["small"].sha256 == hashlib.sha256(small.read_bytes()).hexdigest()
+    assert [(p.name, p.waiting) for p in heard[:2]] == [("small", 1), ("big", 0)]
+    assert 0 < heard[-1].done < heard[-1].total == big.stat().st_size
+    # A file changed since its scan is not hashed as it was measured: the next scan
+    # takes the change, then its hash is written.
+    save_file({"body.0.weight": np.zeros((1000,), dtype=np.float16)}, big)
+    assert registry.hash_pending(store, config) == 0
+    assert registry.scan(store, data, config).updated == ["big"]
+    assert registry.hash_pending(store, config) == 1
+    row = next(m for m in registry.list_models(store) if m.name == "big")
+    assert row.sha256 == hashlib.sha256(big.read_bytes()).hexdigest() and not row.hash_pending
