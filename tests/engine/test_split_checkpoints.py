@@ -255,3 +255,43 @@ def test_a_flux_lora_applies_to_a_split_transformer_as_to_its_folder(
     assert not np.array_equal(with_lora, plain)
     remove_loras(split)
     assert np.array_equal(image(split), plain)
+
+
+def test_a_real_config_folder_lends_the_parts_not_registered(
+    tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """A real (not demo) diffusers folder of the family is preferred as the config and
+    gives the parts no file of their own is registered for."""
+    import shutil
+
+    import torch
+
+    from medialab_tui.engine.worker.loading import load_image_pipeline
+
+    comfy = tmp_path / "comfy"
+    (comfy / "diffusion_models").mkdir(parents=True)
+    transformer = comfy / "diffusion_models" / f"{TRANSFORMER}.safetensors"
+    folder = demo_models_dir / "demo-flux"
+    save_file(
+        load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors"), transformer
+    )
+    # The same weights without the demo marker stand for a real FLUX.1-dev folder.
+    real = comfy / "flux1-dev-diffusers"  # after demo-flux by name
+    shutil.copytree(folder, real, ignore=shutil.ignore_patterns("medialab.json"))
+    home = make_home(tmp_path / "home", demo_models_dir, comfy)
+    text = txt2img_toml(prompts=["a lighthouse"], seeds=[5], steps=2, size=32, model=TRANSFORMER)
+    proc = home.cli("run", str(home.pipeline("real", text)), "--no-wait", "--no-start", "--json")
+    assert proc.returncode == 0, proc.stderr
+    ((document,),) = query(home, "SELECT pipeline FROM run")
+    (model,) = json.loads(document)["models"]
+    assert Path(model["config_dir"]) == real
+    assert model["parts"] == {}
+
+    pipe = load_image_pipeline(transformer, "flux", "cpu", torch.float32, config_dir=real, parts={})
+    reference = load_image_pipeline(folder, "flux", "cpu", torch.float32)
+    for component in ("transformer", "text_encoder_2", "vae"):
+        ours, theirs = (
+            getattr(pipe, component).state_dict(),
+            getattr(reference, component).state_dict(),
+        )
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), component

@@ -142,12 +142,15 @@ def _single_file_fields(store: Store, row: Model, loc: ErrorLoc) -> dict[str, An
             loc=loc,
             predicate=False,
         )
-    best = sorted(folders, key=lambda m: (m.arch != row.arch, m.demo, m.name))[0]
-    config = registry.located(best, store.path.parent)
-    found: dict[str, Any] = {"config_dir": str(config)}
+    # A demo folder has random weights: one written here, or one found by its marker.
+    demo = {
+        m.name: m.demo or (registry.located(m, store.path.parent) / MARKER_FILE).is_file()
+        for m in folders
+    }
+    best = sorted(folders, key=lambda m: (m.arch != row.arch, demo[m.name], m.name))[0]
+    found: dict[str, Any] = {"config_dir": str(registry.located(best, store.path.parent))}
     if split and family is not None:
-        demo = best.demo or (config / MARKER_FILE).is_file()
-        found["parts"] = _split_parts(store, row, family, demo, loc)
+        found["parts"] = _split_parts(store, row, family, demo[best.name], loc)
     return found
 
 
