@@ -847,10 +847,20 @@ def _print_labels(ctx: Context, labels: Labels) -> int:
 
 def _gallery_query(args: argparse.Namespace) -> GalleryQuery:
     """The `gallery` flags as one query, each value checked (exit 2 with one sentence)."""
-    from medialab_tui.store.queries import GalleryQuery, parse_since
+    from medialab_tui.store.queries import (
+        GALLERY_SOURCES,
+        IMPORT_SOURCES,
+        GalleryQuery,
+        parse_since,
+    )
 
     if args.kind and args.kind not in ("image", "video", "text"):
         raise InputError(f"--kind must be image, video or text (got {args.kind!r})")
+    if args.source and args.source not in GALLERY_SOURCES:
+        raise InputError(
+            f"--source must be here, imported or one of {', '.join(IMPORT_SOURCES)}"
+            f" (got {args.source!r})"
+        )
     days, since = 0, None
     if args.since is not None:
         try:
@@ -865,6 +875,7 @@ def _gallery_query(args: argparse.Namespace) -> GalleryQuery:
         stage=args.stage or "",
         model=args.model or "",
         starred=args.starred,
+        source=args.source or "",
         days=days,
         since=since,
         limit=args.limit,
@@ -915,6 +926,33 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
             print(visible(f"  {r.path} was imported before, as {r.artifact}"))
         else:
             print(visible(f"  {r.path} skipped: {r.reason}"))
+    return EXIT_OK
+
+
+def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    """Copy artifacts out of the data directory, into a folder or a zip."""
+    from medialab_tui.interop.exporting import artifacts_of, export_artifacts
+
+    views = artifacts_of(ctx.store, args.ids)
+    shown = sys.stderr.isatty() and not ctx.as_json and len(views) > 1
+
+    def progress(done: int, total: int) -> None:
+        if shown:
+            print(f"\rExporting {done}/{total}…", end="", file=sys.stderr, flush=True)
+
+    target = Path(args.to).expanduser()
+    results = export_artifacts(views, target, strip=args.strip, force=args.force, progress=progress)
+    if shown:
+        print(file=sys.stderr)
+    if ctx.as_json:
+        _print_json({"to": str(target), "artifacts": [r.to_json() for r in results]})
+        return EXIT_OK
+    one = len(results) == 1
+    how = "without metadata" if args.strip else f"with {'its' if one else 'their'} metadata"
+    count = f"{len(results)} artifact{'s' if len(results) != 1 else ''}"
+    print(visible(f"Exported {count} {how} to {target}."))
+    for r in results:
+        print(visible(f"  {r.artifact}  {', '.join(Path(f).name for f in r.files)}"))
     return EXIT_OK
 
 
@@ -1187,6 +1225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="only what this model made (a name from `models list`)")
     p.add_argument("--starred", action="store_true", help="only starred artifacts")
     p.add_argument(
+        "--source",
+        metavar="S",
+        help="here (made in medialab), imported, or the tool an imported image came from: "
+        "a1111, comfyui, invokeai, swarmui, medialab, none",
+    )
+    p.add_argument(
         "--since",
         metavar="WHEN",
         help="only what was made since: today, week, month (the last 1, 7, 30 days) "
@@ -1210,6 +1254,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="PNG, JPEG or WebP files, or folders (read recursively)",
     )
+    p = add(
+        "export",
+        cmd_export,
+        "copy artifacts out of the data directory with their metadata (and JSON sidecars), "
+        "into a folder or a zip file",
+    )
+    p.add_argument(
+        "ids",
+        nargs="+",
+        metavar="ID",
+        help="artifacts (a7); a job (j40) or a run (r12) exports all of its artifacts",
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR|FILE.zip",
+        help="a folder (made when missing; a name already there gets -2, -3…) or a zip file",
+    )
+    p.add_argument(
+        "--strip",
+        action="store_true",
+        help="write copies without metadata: images re-saved from their pixels, videos "
+        "remuxed without their tags (frames not re-encoded), no sidecars",
+    )
+    p.add_argument("--force", action="store_true", help="replace a zip file that exists")
     p = add("doctor", cmd_doctor, "what this machine has: device, torch/CUDA, data dir, graphics")
     # doctor opens the store itself: it reports on a damaged one instead of refusing.
     p.set_defaults(opens_store=False)

@@ -46,6 +46,14 @@ def atomic_write_bytes(path: Path, data: bytes, *, exclusive: bool = False) -> N
     _atomic(path, lambda fh: fh.write(data), exclusive=exclusive)
 
 
+def atomic_write_with(
+    path: Path, fill: Callable[[BinaryIO], object], *, exclusive: bool = False
+) -> None:
+    """Write `path` from what `fill` writes into an open file (a zip, a remuxed video),
+    atomically; `exclusive=True` raises `FileExistsError` rather than replace a file."""
+    _atomic(path, fill, exclusive=exclusive)
+
+
 def atomic_write_text(path: Path, text: str, *, exclusive: bool = False) -> None:
     """Write `text` to `path` as UTF-8, atomically (newlines are written as given)."""
     atomic_write_bytes(path, text.encode("utf-8"), exclusive=exclusive)

@@ -243,12 +243,19 @@ class GalleryQuery:
     stage: str = ""
     model: str = ""
     starred: bool = False
+    # Where it came from: a tool's name (`a1111`, `comfyui`… : images imported from it),
+    # `imported` (every imported image), `here` (made by this studio); "": everything.
+    source: str = ""
     newest_first: bool = True
     days: int = 0  # only what was made in the last `days` days; 0: any time
     since: datetime | None = None  # only what was made at or after this time
     limit: int = 100
     offset: int = 0
 
+
+# The gallery's source filter: what `GalleryQuery.source` takes, in the TUI's order.
+IMPORT_SOURCES = ("a1111", "comfyui", "invokeai", "swarmui", "medialab", "none")
+GALLERY_SOURCES = ("", "here", "imported", *IMPORT_SOURCES)
 
 # "When it was made" in the TUI's and the CLI's words, in days (0: any time).
 SINCE_WORDS = {"today": 1, "week": 7, "month": 30}
@@ -281,6 +288,13 @@ def _gallery_where(query: GalleryQuery) -> tuple[list[str], list[Any]]:
             args.append(value)
     if query.starred:
         where.append("starred = 1")
+    if query.source == "here":
+        where.append("stage != 'import'")
+    elif query.source == "imported":
+        where.append("stage = 'import'")
+    elif query.source:
+        where.append("stage = 'import' AND json_extract(params, '$.source') = ?")
+        args.append(query.source)
     if query.days:
         where.append("created_at >= ?")
         args.append(_stored(utcnow() - timedelta(days=query.days)))
