@@ -437,15 +437,40 @@ class Engine:
             self.running = None
 
     async def _with_hash(self, command: RunCommand) -> RunCommand:
-        """The command with its model's sha256, hashed now (off the loop) when the model
-        was submitted before its background hash was done: outputs name the model hash."""
-        model = command.model
-        if model is None or model.sha256:
+        """The command with the sha256 of its model, LoRAs, ControlNet and detector,
+        hashed now (off the loop) for those submitted before their background hash was
+        done: outputs name the hashes of what made them."""
+        extras = command.extras
+        refs: list[ModelRef | None] = [
+            command.model,
+            *extras.loras,
+            extras.control,
+            extras.detector,
+        ]
+        wanted = [r.name for r in refs if r is not None and not r.sha256]
+        if not wanted:
             return command
-        sha = await asyncio.to_thread(registry.sha256_now, self.store, self.config, model.name)
-        if not sha:
-            return command
-        return command.model_copy(update={"model": model.model_copy(update={"sha256": sha})})
+        hashes = await asyncio.to_thread(self._hashes_now, wanted)
+
+        def hashed(ref: Any) -> Any:
+            sha = hashes.get(ref.name) if ref is not None and not ref.sha256 else None
+            return ref.model_copy(update={"sha256": sha}) if sha else ref
+
+        return command.model_copy(
+            update={
+                "model": hashed(command.model),
+                "extras": extras.model_copy(
+                    update={
+                        "loras": [hashed(lora) for lora in extras.loras],
+                        "control": hashed(extras.control),
+                        "detector": hashed(extras.detector),
+                    }
+                ),
+            }
+        )
+
+    def _hashes_now(self, names: list[str]) -> dict[str, str]:
+        return {name: registry.sha256_now(self.store, self.config, name) for name in names}
 
     async def _follow(self, worker: WorkerProcess, state: Running) -> None:
         job = state.job
