@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
 from medialab_tui.engine.stages.base import PromptText
+from medialab_tui.engine.sweep import check_sweep
 from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
 from medialab_tui.text import visible
 from medialab_tui.tomlfile import read_toml
@@ -112,9 +113,11 @@ def parse_stage(raw: Any, index: int, source: str) -> StageParams:
             predicate=False,
         )
     try:
-        return STAGES[stype].params.model_validate(raw)
+        stage = STAGES[stype].params.model_validate(raw)
     except ValidationError as exc:
         raise _first_error(exc, replace(where, stage_type=stype)) from None
+    check_sweep(stage, raw, replace(where, stage_type=stype))
+    return stage
 
 
 # Control characters other than tabs and line breaks have no place in a prompt or a

@@ -19,6 +19,7 @@ from medialab_tui.engine.families import family_of
 from medialab_tui.engine.pipeline import Pipeline
 from medialab_tui.engine.stages import STAGES, StageParams, job_params
 from medialab_tui.engine.stages.base import Size
+from medialab_tui.engine.sweep import apply_cell, cells
 from medialab_tui.engine.worker.protocol import ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.store.db import Store
@@ -41,6 +42,7 @@ class StagePlan:
     outputs: int
     seconds: float
     basis: str  # "history" | "guess"
+    cells: int = 1  # the combinations of the stage's sweep, each job made once per cell
 
 
 def _pair(left: list[Any], right: list[Any], expand: str, what: str) -> list[tuple[Any, Any]]:
@@ -121,6 +123,8 @@ def item_from_artifact(artifact: Any) -> dict[str, Any]:
     }
     if artifact.kind == "video":
         item["videos"] = [artifact.path]
+    if params.get("cell"):
+        item["cell"] = params["cell"]  # the sweep cell it was made in goes down the chain
     return item
 
 
@@ -138,13 +142,14 @@ def next_items(
         items.append(item)
     if not STAGES[stage_type].gathers or not items:
         return items
-    return [
-        {
-            **items[0],
-            "images": [p for item in items for p in item["images"]],
-            "parents": [p for item in items for p in item["parents"]],
-        }
-    ]
+    gathered = {
+        **{k: v for k, v in items[0].items() if k != "cell"},
+        "images": [p for item in items for p in item["images"]],
+        "parents": [p for item in items for p in item["parents"]],
+    }
+    if any("cell" in item for item in items):
+        gathered["cells"] = [item.get("cell", {}) for item in items]  # one per image
+    return [gathered]
 
 
 def outputs_per_job(stage: StageParams) -> int:
@@ -220,18 +225,28 @@ def plan(
     for index, stage in enumerate(pipeline.stages):
         if index > 0 and STAGES[stage.type].gathers:
             jobs = min(jobs, 1)  # one job takes every output of the stage before
-        outputs = jobs * outputs_per_job(stage)
+        # A sweep makes each job once per cell, each at its own cost.
+        swept = [apply_cell(stage, cell) for cell in cells(stage)]
         rate = measured_rate(store, stage)
         if rate is not None:
-            seconds, basis = rate * pixel_steps(stage, size) * jobs, "history"
+            seconds = sum(rate * pixel_steps(each, size) for each in swept) * jobs
+            basis = "history"
         else:
             model = (models or [None] * len(pipeline.stages))[index]
-            each = guess_seconds(stage, device, model, size)
-            seconds, basis = each * jobs, "guess"
-        plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis))
+            seconds = sum(guess_seconds(each, device, model, size) for each in swept) * jobs
+            basis = "guess"
+        jobs *= len(swept)
+        outputs = jobs * outputs_per_job(stage)
+        plans.append(StagePlan(index, stage.type, jobs, outputs, seconds, basis, len(swept)))
         jobs = outputs
-        size = stage.output_size(size)
+        size = max_size([each.output_size(size) for each in swept])
     return plans
+
+
+def max_size(sizes: list[Size | None]) -> Size | None:
+    """The largest of the sizes a sweep's cells make (None when none is known)."""
+    known = [s for s in sizes if s is not None]
+    return max(known, key=lambda s: s[0] * s[1]) if known else None
 
 
 def megapixels(pixels: int) -> str:
@@ -247,7 +262,7 @@ def check_output_pixels(
     image and the stages before it (an upscale's `scale`, a txt2img's size)."""
     size = max(input_sizes, key=lambda s: s[0] * s[1]) if input_sizes else None
     for index, stage in enumerate(pipeline.stages):
-        made = stage.output_size(size)
+        made = max_size([apply_cell(stage, cell).output_size(size) for cell in cells(stage)])
         if made is not None and made[0] * made[1] > max_pixels:
             source_size = f" from {size[0]}×{size[1]}" if size and made != size else ""
             raise InputError(

@@ -102,10 +102,11 @@ def _kind(annotation: Any) -> tuple[FieldKind, tuple[str, ...]]:
 
 
 def stage_fields(stage_type: str) -> list[FieldSpec]:
-    """The editable parameters of a stage type, in declaration order (`type` excluded)."""
+    """The editable parameters of a stage type, in declaration order (`type` and
+    `sweep` excluded)."""
     fields = []
     for name, info in STAGES[stage_type].params.model_fields.items():
-        if name == "type":
+        if name in ("type", "sweep"):  # a sweep is written in the pipeline file
             continue
         kind, choices = _kind(info.annotation)
         fields.append(

@@ -34,6 +34,7 @@ from medialab_tui.engine.planner import (
 )
 from medialab_tui.engine.stages import STAGES, StageParams
 from medialab_tui.engine.stages.base import DiffusionParams, ModelProblem, Size, constant_rate
+from medialab_tui.engine.sweep import model_problem
 from medialab_tui.engine.worker.protocol import ControlUse, Extras, LoraUse, ModelRef
 from medialab_tui.errors import ErrorLoc, InputError
 from medialab_tui.interop.recipe import UNKNOWN_MODEL
@@ -203,7 +204,7 @@ def _stage_model(store: Store, stage: StageParams, loc: ErrorLoc) -> ModelRef | 
             loc=at,
             predicate=False,
         )
-    problem = spec.check_model(stage, row.arch) if spec.check_model else None
+    problem = model_problem(spec.check_model, stage, row.arch)
     if isinstance(problem, ModelProblem):
         raise InputError(problem.text, loc=replace(loc, key=problem.key), predicate=False)
     if problem:
@@ -339,7 +340,7 @@ def _check_gathers(pipeline: Pipeline, stage_plan: list[StagePlan], source: str)
         loc = ErrorLoc(file=source, stage=step.index + 1, stage_type=step.type)
         first = step.index == 0
         given = len(pipeline.inputs.images) if first else stage_plan[step.index - 1].outputs
-        if given < 2:
+        if given < STAGES[step.type].min_gathered:
             raise InputError(
                 f"blends two or more images, but "
                 f"{'inputs.images lists' if first else 'the stage before makes'} {given}",

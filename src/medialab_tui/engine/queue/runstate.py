@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from medialab_tui.engine.planner import next_items
 from medialab_tui.engine.stages import STAGES
+from medialab_tui.engine.sweep import apply_cell, cells
 from medialab_tui.store.db import Store
 from medialab_tui.store.tables import Artifact, Job, Run, utcnow
 
@@ -21,23 +22,33 @@ from medialab_tui.store.tables import Artifact, Job, Run, utcnow
 def new_jobs(
     session: Session, store: Store, run: Run, stage_index: int, items: list[dict[str, Any]]
 ) -> int:
-    """Queue one job of stage `stage_index` per item; returns how many."""
+    """Queue one job of stage `stage_index` per item, once per cell of its sweep (the
+    cell's values in the job's parameters, the cell in its item, added to the cell the
+    item descends from); returns how many."""
     raw = run.pipeline["stages"][stage_index]
     stage = STAGES[raw["type"]].params.model_validate(raw)
-    params = stage.model_dump(exclude_none=True)
+    swept = [(cell, apply_cell(stage, cell).model_dump(exclude_none=True)) for cell in cells(stage)]
+    count = 0
     for item in items:
-        session.add(
-            Job(
-                run_id=run.id or 0,
-                stage_index=stage_index,
-                stage=stage.type,
-                priority=run.priority,
-                item=item,
-                params=params,
-                user=store.user,
+        for cell, params in swept:
+            made = item
+            if cell:
+                made = {**item, "cell": {**item.get("cell", {}), **cell}}
+                if "seed" in cell:
+                    made["seed"] = cell["seed"]
+            session.add(
+                Job(
+                    run_id=run.id or 0,
+                    stage_index=stage_index,
+                    stage=stage.type,
+                    priority=run.priority,
+                    item=made,
+                    params=params,
+                    user=store.user,
+                )
             )
-        )
-    return len(items)
+            count += 1
+    return count
 
 
 def stage_outputs(session: Session, run: Run, stage_index: int) -> list[Artifact]:

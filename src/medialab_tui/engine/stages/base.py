@@ -52,6 +52,9 @@ PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 PerInput = Annotated[int, Field(ge=1, le=64)]
 # An image's (width, height) in pixels.
 Size = tuple[int, int]
+# `sweep = { cfg = [4, 7], steps = [10, 20] }`: key → the values its jobs are made
+# over (`engine.sweep` checks each value as the key itself and expands them).
+Sweep = dict[str, list[Any]]
 
 
 class StageParams(BaseModel):
@@ -162,6 +165,8 @@ class StageSpec:
     model_key: str = "model"
     # True when one job takes every input at once (blend) instead of one job each.
     gathers: bool = False
+    # How many inputs a stage that gathers needs (blend two, a grid one).
+    min_gathered: int = 2
     # True when the stage takes `loras` and `control` options.
     options: bool = False
     # Where the stage comes in lists (the builder's, error messages): chain order.
@@ -232,6 +237,9 @@ class DiffusionParams(StageParams):
     sampler: Sampler = Field(default="default", description="Scheduler (the family's own)")
     negative: PromptText | None = Field(
         default=None, description="Overrides inputs.negative (Flux reads none: ignored)"
+    )
+    sweep: Sweep | None = Field(
+        default=None, description="Jobs over the product of these values: {cfg = [4, 7]}"
     )
 
     def with_family_defaults(self, arch: str) -> DiffusionParams:

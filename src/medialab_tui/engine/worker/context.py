@@ -180,6 +180,7 @@ class JobContext:
             "model_hash": model.short_hash if model else None,
             "model_sha256": (model.sha256 or None) if model else None,
             "origin": self.origin(),
+            **({"cell": self.item.cell} if self.item.cell else {}),
         }
 
     def origin(self) -> dict[str, Any] | None:

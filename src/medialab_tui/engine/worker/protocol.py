@@ -105,6 +105,10 @@ class Item(_Record):
     parents: list[int] = Field(default_factory=list)
     # The prompt an output had before it was edited in review.
     edited_from: str | None = None
+    # The sweep cell this job makes (its swept keys and values, with those of the cell
+    # its input was made in); a stage that gathers gets one per image instead.
+    cell: dict[str, Any] | None = None
+    cells: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RunCommand(_Message):

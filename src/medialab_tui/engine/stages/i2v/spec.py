@@ -25,6 +25,7 @@ from medialab_tui.engine.stages.base import (
     StageParams,
     StageSpec,
     Steps,
+    Sweep,
 )
 
 # The family says which multiple; this only bounds the value.
@@ -69,6 +70,9 @@ class I2VParams(StageParams):
         default=None, description="Height (default: the input's, to the family's multiple)"
     )
     per_input: PerInput = Field(default=1, description="Videos per input image (seeds + i)")
+    sweep: Sweep | None = Field(
+        default=None, description="Jobs over the product of these values: {frames = [25, 49]}"
+    )
 
     size_key: ClassVar[str | None] = "width"
 
