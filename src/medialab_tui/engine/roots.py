@@ -59,6 +59,7 @@ A1111_MODELS: tuple[tuple[str, str], ...] = (
     ("ESRGAN", "upscaler"),
     ("RealESRGAN", "upscaler"),
     ("ControlNet", "controlnet"),
+    ("text_encoder", "text_encoder"),  # Forge keeps Flux's CLIP and T5 files here
 )
 A1111_TOP: tuple[tuple[str, str], ...] = (("embeddings", "embedding"),)
 
