@@ -270,19 +270,19 @@ class ModelsScreen(StudioScreen):
         """Put the groups in the table, keeping the highlighted model highlighted."""
         table = self.query_one(DataTable)
         current = self._current()
-        cells = [list(heading(g)) for g in self.groups]
-        rows = [self._cells(m) for g in self.groups for m in g.models]
+        headings = {g.key: heading(g) for g in self.groups}
+        cells = {m.name: self._cells(m) for g in self.groups for m in g.models}
+        tags_width = self._tags_width(table, [*headings.values(), *cells.values()])
         table.clear(columns=True)
         for name in COLUMNS:
             label = Text(name, justify="right") if name == "size" else name
-            width = self._tags_width(table, [*cells, *rows]) if name == "tags" else None
-            table.add_column(label, key=name, width=width)
+            table.add_column(label, key=name, width=tags_width if name == "tags" else None)
         self.rows = []
         for group in self.groups:
-            table.add_row(*heading(group), key=f"group:{group.key}")
+            table.add_row(*headings[group.key], key=f"group:{group.key}")
             self.rows.append(None)
             for m in group.models:
-                table.add_row(*plain_cells(*self._cells(m)), key=m.name)
+                table.add_row(*plain_cells(*cells[m.name]), key=m.name)
                 self.rows.append(m)
         if self.rows:
             names = [m.name if m else None for m in self.rows]
@@ -293,7 +293,7 @@ class ModelsScreen(StudioScreen):
         self._details()
 
     @staticmethod
-    def _tags_width(table: DataTable[object], rows: list[list[object]]) -> int:
+    def _tags_width(table: DataTable[object], rows: list[tuple[object, ...]]) -> int:
         """The tags column's width: what the table has left after the columns before it
         (at least `MIN_TAGS`, at most `MAX_TAGS`, enough for the longest tags)."""
         before = COLUMNS.index("tags")
