@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from medialab_tui.store.videos import write_video
+from medialab_tui.config import DataDir
+from medialab_tui.store.artifacts import write_sidecar
+from medialab_tui.store.db import Store
+from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run
+from medialab_tui.store.videos import first_frame, write_video
 
 WIDTH, HEIGHT = 64, 48
 
@@ -77,3 +82,95 @@ def truncated(source: Path, path: Path) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+class Videos:
+    """Runs, jobs and video artifacts written into a data directory's store."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = DataDir(root).ensure()
+        self.store = Store(self.data.db_path)
+
+    def add(self, row: Any) -> Any:
+        with self.store.write() as s:
+            s.add(row)
+            s.flush()
+            s.expunge(row)
+        return row
+
+    def video(
+        self,
+        stage: str,
+        frames: list[np.ndarray],
+        fps: Fraction,
+        *,
+        prompt: str = "a lighthouse at dusk",
+        parent: Artifact | None = None,
+        clip: Path | None = None,
+    ) -> Artifact:
+        """A video as a video job leaves it: the mp4, its thumbnail and sidecar, its row."""
+        params = {"type": stage, "model": "demo-svd"} if stage == "i2v" else {"type": stage}
+        run = self.add(
+            Run(
+                name=stage,
+                pipeline={"stages": [params]},
+                stage_count=1,
+                status="succeeded",
+            )
+        )
+        job = self.add(
+            Job(
+                run_id=run.id,
+                stage_index=0,
+                stage=stage,
+                item={
+                    "prompt": prompt,
+                    "seed": 5,
+                    "parents": [parent.id] if parent else [],
+                    **({"videos": [str(clip)]} if clip else {}),
+                },
+                params=params,
+                status="succeeded",
+            )
+        )
+        folder = self.data.artifacts / f"r{run.id}" / f"j{job.id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "5.mp4"
+        height, width = frames[0].shape[:2]
+        meta = {
+            "stage": stage,
+            "params": params,
+            "prompt": prompt,
+            "seed": 5,
+            "parents": [parent.id] if parent else [],
+            "model": params.get("model", ""),
+            "name": "5",
+            "width": width,
+            "height": height,
+            "frames": len(frames),
+            "fps": float(fps),
+            "fps_exact": f"{fps.numerator}/{fps.denominator}",
+            "duration": float(len(frames) / fps),
+        }
+        write_video(path, frames, fps, meta=meta)
+        write_sidecar(path, meta)
+        first_frame(path).save(folder / "5.thumb.png")
+        artifact = self.add(
+            Artifact(
+                run_id=run.id,
+                job_id=job.id,
+                stage=stage,
+                kind="video",
+                path=str(path),
+                name="5",
+                prompt=prompt,
+                seed=5,
+                model=meta["model"],
+                width=width,
+                height=height,
+                params=meta,
+            )
+        )
+        if parent is not None:
+            self.add(ArtifactParent(artifact_id=artifact.id, parent_id=parent.id))
+        return artifact

@@ -22,7 +22,6 @@ from textual.geometry import Region
 from textual.widgets import Static, TextArea
 
 from conftest import Home, until
-from medialab_tui.config import DataDir
 from medialab_tui.screens.common import KeysFooter
 from medialab_tui.screens.compare import VideoCompareScreen
 from medialab_tui.screens.gallery import GalleryScreen
@@ -32,10 +31,9 @@ from medialab_tui.screens.playback import frame_at
 from medialab_tui.screens.player import PlayerScreen, VideoPane
 from medialab_tui.screens.queue import QueueScreen
 from medialab_tui.screens.thumbs import HalfcellFrameImage
-from medialab_tui.store.artifacts import write_sidecar
-from medialab_tui.store.db import Store
-from medialab_tui.store.tables import Artifact, ArtifactParent, Job, Run
-from medialab_tui.store.videos import first_frame, write_video
+from medialab_tui.store.tables import Job, Run
+from medialab_tui.store.videos import write_video
+from videoclips import Videos
 
 SIZE = (48, 32)  # width, height
 
@@ -50,98 +48,6 @@ def moving_square(count: int, *, shift: int = 0) -> list[np.ndarray]:
         frame[8:16, x : x + 8] = (240, 200, 40)
         frames.append(frame)
     return frames
-
-
-class Videos:
-    """Runs, jobs and video artifacts written into a data directory's store."""
-
-    def __init__(self, root: Path) -> None:
-        self.data = DataDir(root).ensure()
-        self.store = Store(self.data.db_path)
-
-    def add(self, row: Any) -> Any:
-        with self.store.write() as s:
-            s.add(row)
-            s.flush()
-            s.expunge(row)
-        return row
-
-    def video(
-        self,
-        stage: str,
-        frames: list[np.ndarray],
-        fps: Fraction,
-        *,
-        prompt: str = "a lighthouse at dusk",
-        parent: Artifact | None = None,
-        clip: Path | None = None,
-    ) -> Artifact:
-        """A video as a video job leaves it: the mp4, its thumbnail and sidecar, its row."""
-        params = {"type": stage, "model": "demo-svd"} if stage == "i2v" else {"type": stage}
-        run = self.add(
-            Run(
-                name=stage,
-                pipeline={"stages": [params]},
-                stage_count=1,
-                status="succeeded",
-            )
-        )
-        job = self.add(
-            Job(
-                run_id=run.id,
-                stage_index=0,
-                stage=stage,
-                item={
-                    "prompt": prompt,
-                    "seed": 5,
-                    "parents": [parent.id] if parent else [],
-                    **({"videos": [str(clip)]} if clip else {}),
-                },
-                params=params,
-                status="succeeded",
-            )
-        )
-        folder = self.data.artifacts / f"r{run.id}" / f"j{job.id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "5.mp4"
-        height, width = frames[0].shape[:2]
-        meta = {
-            "stage": stage,
-            "params": params,
-            "prompt": prompt,
-            "seed": 5,
-            "parents": [parent.id] if parent else [],
-            "model": params.get("model", ""),
-            "name": "5",
-            "width": width,
-            "height": height,
-            "frames": len(frames),
-            "fps": float(fps),
-            "fps_exact": f"{fps.numerator}/{fps.denominator}",
-            "duration": float(len(frames) / fps),
-        }
-        write_video(path, frames, fps, meta=meta)
-        write_sidecar(path, meta)
-        first_frame(path).save(folder / "5.thumb.png")
-        artifact = self.add(
-            Artifact(
-                run_id=run.id,
-                job_id=job.id,
-                stage=stage,
-                kind="video",
-                path=str(path),
-                name="5",
-                prompt=prompt,
-                seed=5,
-                model=meta["model"],
-                width=width,
-                height=height,
-                params=meta,
-            )
-        )
-        if parent is not None:
-            self.add(ArtifactParent(artifact_id=artifact.id, parent_id=parent.id))
-        return artifact
 
 
 @pytest.fixture
