@@ -218,6 +218,7 @@ _OUTPUT_WORDS = {
     "blend": "blended",
     "i2v": "videos",
     "interpolate": "interpolated",
+    "grid": "sheets",
 }
 
 
@@ -263,6 +264,7 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
                         "seconds": round(p.seconds, 2),
                         "basis": p.basis,
                         **_video_cost(p.seconds, video[p.index], price),
+                        **_sweep_axes(prepared, p),
                     }
                     for p in prepared.plan
                 ],
@@ -284,6 +286,12 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
         ],
         "",
     )
+    from medialab_tui.engine.sweep import describe
+
+    for p in prepared.plan:
+        if axes := describe(prepared.pipeline.stages[p.index]):
+            cells = f"{p.cells} cell{'s' if p.cells != 1 else ''}"
+            print(visible(f"stage {p.index + 1} ({p.type}): sweep {axes} = {cells}"))
     line = f"total: {_format_seconds(total)} of GPU time"
     if price:
         line += f", about {total / 3600 * price:.2f} at {price:g} per GPU-hour"
@@ -303,6 +311,15 @@ def _print_plan(ctx: Context, prepared: Any) -> None:
             '"checkpoint" mode',
             file=sys.stderr,
         )
+
+
+def _sweep_axes(prepared: Any, step: Any) -> dict[str, Any]:
+    """A swept stage's axes (key → values) and how many cells they make; nothing for
+    other stages."""
+    from medialab_tui.engine.sweep import sweep_of
+
+    axes = sweep_of(prepared.pipeline.stages[step.index])
+    return {"sweep": axes, "cells": step.cells} if axes else {}
 
 
 def _video_cost(seconds: float, video_seconds: float, price: float) -> dict[str, float]:
