@@ -30,6 +30,8 @@ from medialab_tui.store.views import ArtifactView, JobView, ModelView, QueueSumm
 if TYPE_CHECKING:
     from medialab_tui.engine import queue, registry, roots
     from medialab_tui.engine.pipeline import Pipeline
+    from medialab_tui.interop.exporting import Exported
+    from medialab_tui.interop.importing import Imported
     from medialab_tui.store.labels import Labels
 
 __all__ = [
@@ -272,6 +274,22 @@ class StudioClient:
         for file in (path, path.with_suffix(".json")):
             if file.exists():
                 shutil.move(str(file), trash / f"a{artifact_id}-{file.name}")
+
+    def import_images(
+        self, paths: list[Path], progress: Callable[[int, int], None] | None = None
+    ) -> list[Imported]:
+        """Copy the images under `paths` into the gallery (`interop.importing`); an
+        `InputError` for a path that does not exist or a file that is no image."""
+        from medialab_tui.interop.importing import import_images
+
+        return import_images(self.store, self.data, paths, progress)
+
+    def export(self, refs: list[str], target: Path) -> list[Exported]:
+        """Copy artifacts, with their metadata and sidecars, into the folder or the zip
+        `target` (`interop.exporting`); nothing there is replaced."""
+        from medialab_tui.interop.exporting import artifacts_of, export_artifacts
+
+        return export_artifacts(artifacts_of(self.store, refs), target)
 
     # -- models ----------------------------------------------------------------------
 
