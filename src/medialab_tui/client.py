@@ -24,7 +24,7 @@ from medialab_tui.config import Config, DataDir
 from medialab_tui.errors import InputError
 from medialab_tui.store import queries
 from medialab_tui.store.db import Store
-from medialab_tui.store.queries import GALLERY_DAYS, GalleryQuery
+from medialab_tui.store.queries import GALLERY_DAYS, GALLERY_SOURCES, GalleryQuery
 from medialab_tui.store.views import ArtifactView, JobView, ModelView, QueueSummary, RunView
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GALLERY_DAYS",
+    "GALLERY_SOURCES",
     "ArtifactView",
     "GalleryQuery",
     "JobView",
