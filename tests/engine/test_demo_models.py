@@ -25,7 +25,13 @@ from medialab_tui.engine.demo.diffusion import (  # noqa: E402
     DEMO_SDXL,
     write_demo_models,
 )
-from medialab_tui.engine.demo.flow import DEMO_FLUX, DEMO_FLUX_LORA, DEMO_SD3  # noqa: E402
+from medialab_tui.engine.demo.flow import (  # noqa: E402
+    DEMO_FLUX,
+    DEMO_FLUX_CONTROLNET,
+    DEMO_FLUX_LORA,
+    DEMO_SD3,
+    DEMO_SD3_CONTROLNET,
+)
 from medialab_tui.engine.demo.interpolator import DEMO_RIFE  # noqa: E402
 from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
 from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN  # noqa: E402
@@ -109,6 +115,8 @@ def test_writes_the_demo_folders_and_files(models_dir: Path) -> None:
             DEMO_FLUX,
             DEMO_SD3,
             DEMO_FLUX_LORA,
+            DEMO_FLUX_CONTROLNET,
+            DEMO_SD3_CONTROLNET,
             DEMO_RIFE,
             DEMO_ESRGAN,
         ]
@@ -146,6 +154,8 @@ def test_second_write_is_byte_identical_and_replaces_incomplete_folders(
         DEMO_FLUX,
         DEMO_SD3,
         DEMO_FLUX_LORA,
+        DEMO_FLUX_CONTROLNET,
+        DEMO_SD3_CONTROLNET,
         DEMO_RIFE,
         DEMO_ESRGAN,
     ]
@@ -170,6 +180,8 @@ def test_existing_complete_models_are_left_alone(models_dir: Path) -> None:
         models_dir / DEMO_FLUX,
         models_dir / DEMO_SD3,
         models_dir / DEMO_FLUX_LORA,
+        models_dir / DEMO_FLUX_CONTROLNET,
+        models_dir / DEMO_SD3_CONTROLNET,
         models_dir / DEMO_RIFE,
         models_dir / DEMO_ESRGAN,
     ]
@@ -214,6 +226,8 @@ def test_detect_arch_on_demo_models(models_dir: Path) -> None:
     assert detect_arch(models_dir / DEMO_FLUX) == ("checkpoint", "flux", "diffusers")
     assert detect_arch(models_dir / DEMO_SD3) == ("checkpoint", "sd3", "diffusers")
     assert detect_arch(models_dir / DEMO_FLUX_LORA) == ("lora", "flux", "safetensors")
+    assert detect_arch(models_dir / DEMO_FLUX_CONTROLNET) == ("controlnet", "flux", "diffusers")
+    assert detect_arch(models_dir / DEMO_SD3_CONTROLNET) == ("controlnet", "sd3", "diffusers")
 
 
 # --- generating ---------------------------------------------------------------

@@ -25,6 +25,7 @@ from medialab_tui.engine.stages import STAGES
 pytestmark = pytest.mark.slow
 
 FLUX, SD3, FLUX_LORA = "demo-flux", "demo-sd3", "demo-flux-lora"
+FLUX_CONTROLNET, SD3_CONTROLNET = "demo-flux-controlnet", "demo-sd3-controlnet"
 
 
 def toml_value(value: Any) -> str:
@@ -102,6 +103,35 @@ def bench(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Be
             negative="blurry",
         ),
         "sd3-odd": pipeline(stage("img2img", model=SD3, steps=2), images=[str(odd)]),
+        # The same images as "flux" and "sd3" make first, each with its family's ControlNet.
+        "control": pipeline(
+            stage(
+                "txt2img",
+                model=FLUX,
+                steps=2,
+                width=48,
+                height=32,
+                control={"model": FLUX_CONTROLNET, "image": str(odd)},
+            ),
+            stage(
+                "img2img",
+                model=FLUX,
+                steps=2,
+                guidance=5.0,
+                control={"model": FLUX_CONTROLNET, "image": str(odd)},
+            ),
+        ),
+        "sd3-control": pipeline(
+            stage(
+                "txt2img",
+                model=SD3,
+                steps=2,
+                width=64,
+                height=32,
+                control={"model": SD3_CONTROLNET, "image": str(odd), "kind": "none"},
+            ),
+            negative="blurry",
+        ),
         "detail": pipeline(
             stage("detail", model=FLUX, steps=2, strength=0.5, size=64),
             stage("detail", model=SD3, steps=2, strength=0.5, size=64),
@@ -145,15 +175,19 @@ def pixels(path: Path) -> np.ndarray:
 def test_flow_demos_are_registered_with_their_families(bench: Bench) -> None:
     rows = query(
         bench.home,
-        "SELECT name, kind, arch FROM model WHERE name IN (?, ?, ?) ORDER BY name",
+        "SELECT name, kind, arch FROM model WHERE name IN (?, ?, ?, ?, ?) ORDER BY name",
         FLUX,
         FLUX_LORA,
         SD3,
+        FLUX_CONTROLNET,
+        SD3_CONTROLNET,
     )
     assert rows == [
         (FLUX, "checkpoint", "flux"),
+        (FLUX_CONTROLNET, "controlnet", "flux"),
         (FLUX_LORA, "lora", "flux"),
         (SD3, "checkpoint", "sd3"),
+        (SD3_CONTROLNET, "controlnet", "sd3"),
     ]
 
 
@@ -198,6 +232,20 @@ def test_sd3_chain_uses_cfg_and_its_negative_prompt(bench: Bench) -> None:
     assert changed["meta"]["sampler"] == "flow_euler_stochastic"
     with Image.open(refined["path"]) as im:
         assert im.size == (96, 48)
+
+
+def test_controlnets_of_flux_and_sd3_steer_their_families(bench: Bench) -> None:
+    (flux_made,) = outputs(bench, "control", "txt2img")
+    (sd3_made,) = outputs(bench, "sd3-control", "txt2img")
+    (flux_changed,) = outputs(bench, "control", "img2img")
+    (flux_plain,) = outputs(bench, "flux", "txt2img")
+    (sd3_plain,) = outputs(bench, "sd3", "txt2img")
+    assert flux_made["meta"]["control"]["model"] == FLUX_CONTROLNET
+    assert sd3_made["meta"]["control"]["model"] == SD3_CONTROLNET
+    assert flux_changed["meta"]["control"]["model"] == FLUX_CONTROLNET
+    # Same prompt, seed and size as the runs without one: the control image shows.
+    assert np.abs(pixels(flux_made["path"]) - pixels(flux_plain["path"])).mean() > 1
+    assert np.abs(pixels(sd3_made["path"]) - pixels(sd3_plain["path"])).mean() > 1
 
 
 def test_detail_inpaints_faces_with_flux_and_sd3(bench: Bench) -> None:
@@ -257,6 +305,17 @@ BAD_CASES = [
         "sd15-lora-on-flux",
         stage("txt2img", model=FLUX, loras=[{"model": "demo-sd15-lora"}]),
         "LoRA 'demo-sd15-lora' is for sd15 models, but the stage's model is flux",
+    ),
+    (
+        "sd3-control-img2img",
+        FLUX_TXT2IMG
+        + stage("img2img", model=SD3, control={"model": SD3_CONTROLNET, "image": "odd.png"}),
+        "SD3 takes a ControlNet in txt2img only, not in img2img",
+    ),
+    (
+        "sd15-controlnet-on-flux",
+        stage("txt2img", model=FLUX, control={"model": "demo-sd15-controlnet", "image": "x.png"}),
+        "ControlNet 'demo-sd15-controlnet' is for sd15 models, but the stage's model is flux",
     ),
     (
         "blend-flux",

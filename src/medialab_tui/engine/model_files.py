@@ -505,12 +505,17 @@ def controlnet_folder_config(path: Path) -> dict | None:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if isinstance(config, dict) and config.get("_class_name") == "ControlNetModel":
+    controlnet_classes = {f.controlnet_class for f in FAMILIES.values()}
+    if isinstance(config, dict) and config.get("_class_name") in controlnet_classes:
         return config
     return None
 
 
 def _controlnet_folder_arch(path: Path, config: dict) -> str:
+    # Flux's and SD3's ControlNets are classes of their own.
+    for family in FAMILIES.values():
+        if family.controlnet_class == config.get("_class_name") != "ControlNetModel":
+            return family.default_arch
     # SDXL ControlNets take the size/crop micro-conditioning; the others differ
     # in the width of the text embedding they attend to.
     if config.get("addition_embed_type") == "text_time":

@@ -17,7 +17,7 @@ byte-identical on every run with the same library versions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,14 +106,21 @@ def _is_complete_controlnet(folder: Path) -> bool:
 
 
 def _ensure_controlnet(target: Path, sd15_folder: Path) -> Path:
+    return publish_controlnet(target, lambda: build_controlnet(sd15_folder), _ARCH)
+
+
+def publish_controlnet(target: Path, build: Callable[[], torch.nn.Module], arch: str) -> Path:
+    """Write the ControlNet `build()` makes as the diffusers folder `target` (config,
+    weights tagged with `arch`, marker), unless it is complete."""
+
     def write(tmp: Path) -> None:
         from safetensors.torch import save_file
 
-        controlnet = build_controlnet(sd15_folder)
+        controlnet = build()
         controlnet.save_config(tmp)
         state = {k: v.contiguous() for k, v in sorted(controlnet.state_dict().items())}
-        save_file(state, str(tmp / CONTROLNET_WEIGHTS), metadata=_METADATA)
-        write_marker(tmp, {"demo": True, "arch": _ARCH, "kind": "controlnet", "note": _NOTE})
+        save_file(state, str(tmp / CONTROLNET_WEIGHTS), metadata={"medialab.arch": arch})
+        write_marker(tmp, {"demo": True, "arch": arch, "kind": "controlnet", "note": _NOTE})
 
     return publish_folder(target, _is_complete_controlnet, write)
 

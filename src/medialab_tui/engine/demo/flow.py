@@ -1,4 +1,5 @@
-"""Tiny random-weight flow-matching demo models: Flux and SD3, and a LoRA for the Flux one.
+"""Tiny random-weight flow-matching demo models: Flux and SD3, their ControlNets and a
+Flux LoRA.
 
 ``write_demo_flow_models`` writes, into the models directory:
 
@@ -7,7 +8,9 @@
 * ``demo-sd3``: an SD3 shaped pipeline (an MMDiT over 16-channel latents, two CLIP
   encoders with projections and a T5 encoder twice their width, as in SD3);
 * ``demo-flux-lora.safetensors``: a rank-4 LoRA on the attention projections of
-  the demo Flux transformer, in the PEFT layout ``load_lora_weights`` reads.
+  the demo Flux transformer, in the PEFT layout ``load_lora_weights`` reads;
+* ``demo-flux-controlnet``, ``demo-sd3-controlnet``: ControlNets made from the two
+  transformers, saved as diffusers folders.
 
 The components are shaped like diffusers' own pipeline tests' dummy components;
 the latents have the real 16 channels, so the families' latent colours preview
@@ -22,7 +25,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medialab_tui.engine.demo.adapters import LORA_RANK, LORA_TARGETS, uniform
+from medialab_tui.engine.demo.adapters import (
+    LORA_RANK,
+    LORA_TARGETS,
+    publish_controlnet,
+    uniform,
+)
 from medialab_tui.engine.demo.parts import (
     clip_text_encoder,
     clip_tokenizer,
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
 DEMO_FLUX = "demo-flux"
 DEMO_SD3 = "demo-sd3"
 DEMO_FLUX_LORA = "demo-flux-lora.safetensors"
+DEMO_FLUX_CONTROLNET = "demo-flux-controlnet"
+DEMO_SD3_CONTROLNET = "demo-sd3-controlnet"
 
 _CLIP_WIDTH = 32
 _LATENT_CHANNELS = 16
@@ -76,7 +86,8 @@ _CLIP_TOKENIZERS = {DEMO_FLUX: ("tokenizer",), DEMO_SD3: ("tokenizer", "tokenize
 
 
 def write_demo_flow_models(models_dir: Path) -> list[Path]:
-    """Write demo-flux, demo-sd3 and the Flux LoRA into ``models_dir`` unless complete."""
+    """Write demo-flux, demo-sd3, the Flux LoRA and the two ControlNets into
+    ``models_dir`` unless complete."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     builds = {DEMO_FLUX: _build_flux, DEMO_SD3: _build_sd3}
@@ -95,7 +106,16 @@ def write_demo_flow_models(models_dir: Path) -> list[Path]:
         lambda: build_flux_lora_state(folders[0]),
         {"medialab.arch": "flux"},
     )
-    return [*folders, lora]
+    flux, sd3 = folders
+    controlnets = [
+        publish_controlnet(
+            models_dir / DEMO_FLUX_CONTROLNET, lambda: build_flux_controlnet(flux), "flux"
+        ),
+        publish_controlnet(
+            models_dir / DEMO_SD3_CONTROLNET, lambda: build_sd3_controlnet(sd3), "sd3"
+        ),
+    ]
+    return [*folders, lora, *controlnets]
 
 
 def is_complete_flow_demo(folder: Path) -> bool:
@@ -171,7 +191,8 @@ def _build_sd3() -> tuple[DiffusionPipeline, str]:
         patch_size=2,
         in_channels=_LATENT_CHANNELS,
         out_channels=_LATENT_CHANNELS,
-        num_layers=1,
+        # Two blocks: the last reads no context after it, and takes no ControlNet.
+        num_layers=2,
         attention_head_dim=8,
         num_attention_heads=4,
         caption_projection_dim=32,
@@ -208,3 +229,51 @@ def build_flux_lora_state(flux_folder: Path) -> dict[str, torch.Tensor]:
     shapes = {n: t.shape for n, t in get_peft_model_state_dict(transformer).items()}
     generator = torch.Generator(device="cpu").manual_seed(_LORA_SEED)
     return {f"transformer.{name}": uniform(shapes[name], generator) for name in sorted(shapes)}
+
+
+def build_flux_controlnet(flux_folder: Path) -> torch.nn.Module:
+    """A Flux ControlNet shaped as the demo transformer (one block of each kind)."""
+    from diffusers import FluxControlNetModel
+
+    keys = (
+        "patch_size",
+        "in_channels",
+        "attention_head_dim",
+        "num_attention_heads",
+        "joint_attention_dim",
+        "pooled_projection_dim",
+        "guidance_embeds",
+        "axes_dims_rope",
+    )
+    return _controlnet_like(FluxControlNetModel, flux_folder, keys, num_single_layers=1)
+
+
+def build_sd3_controlnet(sd3_folder: Path) -> torch.nn.Module:
+    """An SD3 ControlNet shaped as the demo transformer (one block)."""
+    from diffusers import SD3ControlNetModel
+
+    keys = (
+        "sample_size",
+        "patch_size",
+        "in_channels",
+        "attention_head_dim",
+        "num_attention_heads",
+        "joint_attention_dim",
+        "caption_projection_dim",
+        "pooled_projection_dim",
+        "out_channels",
+    )
+    return _controlnet_like(SD3ControlNetModel, sd3_folder, keys, extra_conditioning_channels=0)
+
+
+def _controlnet_like(
+    model_class: Any, folder: Path, keys: tuple[str, ...], **extra: Any
+) -> torch.nn.Module:
+    """A one-block ControlNet with the `keys` of the transformer config in `folder`,
+    every weight drawn from the seed: the projections a trained one starts at zero too,
+    so the control image shows. (Not copied from the transformer: SD3's only full block
+    would not fit, and a copy would carry the folder's path in its config.)"""
+    import json
+
+    config = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+    return seeded(model_class, num_layers=1, **{k: config[k] for k in keys}, **extra)

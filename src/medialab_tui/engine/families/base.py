@@ -222,6 +222,12 @@ class Family:
     # that differ from it (Flux schnell from dev).
     image: ImageRules = ImageRules()
     arch_image: dict[str, ImageRules] = field(default_factory=dict)
+    # Its ControlNets: the diffusers class they are saved as (config.json
+    # `_class_name`), the stages that take one, and the call key of the control image
+    # in text-to-image (Flux's and SD3's pipelines take `control_image`, as img2img does).
+    controlnet_class: str = "ControlNetModel"
+    control_stages: tuple[str, ...] = ("txt2img", "img2img", "refine")
+    control_key: str = "image"
 
     @property
     def default_arch(self) -> str:

@@ -50,6 +50,8 @@ Steps = Annotated[int, Field(ge=1, le=500)]
 MAX_PROMPT_CHARS = 10_000
 PromptText = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 PerInput = Annotated[int, Field(ge=1, le=64)]
+# Seeds are 32-bit, as every tool that reads them back takes them.
+SEED_MAX = 2**32 - 1
 # An image's (width, height) in pixels.
 Size = tuple[int, int]
 # `sweep = { cfg = [4, 7], steps = [10, 20] }`: key → the values its jobs are made
@@ -281,6 +283,12 @@ def check_image_family(stage: DiffusionParams, arch: str) -> ModelProblem | None
     if "cfg" in stage.model_fields_set and rules.cfg is None:
         instead = "guidance" if rules.guidance is not None else "no guidance of either kind"
         return ModelProblem(f"{label} takes no classifier-free guidance; it takes {instead}", "cfg")
+    if getattr(stage, "control", None) is not None and stage.type not in family.control_stages:
+        return ModelProblem(
+            f"{label} takes a ControlNet in {', '.join(family.control_stages)} only, "
+            f"not in {stage.type}",
+            "control",
+        )
     multiple = rules.size_multiple
     for key in stage.size_keys:
         value = getattr(stage, key)

@@ -139,7 +139,7 @@ def img2img(
         **(extra or {}),
         **sized,
         prompt=prompt,
-        negative_prompt=negative or None,
+        **_negative(pipe, negative),
         image=image,
         strength=strength,
         generator=[torch.Generator(device="cpu").manual_seed(seed)],
@@ -155,6 +155,14 @@ def img2img(
 def _takes_size(pipe: DiffusionPipeline) -> bool:
     """True when the pipeline's call takes a `width` and `height`."""
     return "width" in inspect.signature(type(pipe).__call__).parameters
+
+
+def _negative(pipe: DiffusionPipeline, negative: str) -> dict[str, Any]:
+    """The negative prompt argument (None for an empty one), left out for a pipeline that
+    takes none (Flux's ControlNet image-to-image; Flux reads none anyway)."""
+    if "negative_prompt" not in inspect.signature(type(pipe).__call__).parameters:
+        return {}
+    return {"negative_prompt": negative or None}
 
 
 def encode_images(pipe: DiffusionPipeline, images: list[Image.Image]) -> torch.Tensor:

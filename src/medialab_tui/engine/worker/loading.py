@@ -18,7 +18,6 @@ import transformers
 from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForText2Image,
-    ControlNetModel,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -250,7 +249,7 @@ def set_sampler(pipe: DiffusionPipeline, name: str) -> None:
 
 
 def derive_pipeline(
-    base: DiffusionPipeline, task: str, controlnet: ControlNetModel | None = None
+    base: DiffusionPipeline, task: str, controlnet: torch.nn.Module | None = None
 ) -> DiffusionPipeline:
     """The ``task`` ("txt2img" or "img2img") pipeline of ``base``'s model, with
     ``controlnet`` when given, sharing ``base``'s weights (built in milliseconds).
@@ -270,8 +269,9 @@ def derive_pipeline(
     return pipe
 
 
-def load_controlnet(path: Path, device: str, dtype: torch.dtype) -> ControlNetModel:
-    """A ControlNet saved as a diffusers folder (``config.json`` and its weights)."""
+def load_controlnet(path: Path, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A ControlNet saved as a diffusers folder (``config.json`` and its weights), of the
+    class its config names among the families' (SD's, Flux's, SD3's)."""
     path = Path(path)
     if not path.is_dir():
         # A single file needs its architecture's config, which only the hub has.
@@ -279,7 +279,12 @@ def load_controlnet(path: Path, device: str, dtype: torch.dtype) -> ControlNetMo
             f"ControlNet {path.name} is a single file; medialab loads ControlNets saved as "
             "diffusers folders (config.json and diffusion_pytorch_model.safetensors)."
         )
-    model = ControlNetModel.from_pretrained(path, dtype=dtype, local_files_only=True)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    known = {f.controlnet_class for f in FAMILIES.values()}
+    name = config.get("_class_name") if isinstance(config, dict) else None
+    if name not in known:
+        raise ValueError(f"ControlNet {path.name} is a {name}, which no model family takes.")
+    model = getattr(diffusers, name).from_pretrained(path, dtype=dtype, local_files_only=True)
     return model.to(device)
 
 

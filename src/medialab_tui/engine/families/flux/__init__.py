@@ -53,6 +53,8 @@ FAMILY = Family(
     title="Flux",
     archs={"flux": _STAGES, "flux-schnell": _STAGES},
     index_classes={"FluxPipeline": "flux"},
+    controlnet_class="FluxControlNetModel",
+    control_key="control_image",
     folder_variant=_dev_or_schnell,
     # Black Forest Labs' layout (ComfyUI's), then diffusers'; only dev embeds the guidance.
     model_keys=(

@@ -31,6 +31,10 @@ FAMILY = Family(
     title="SD3",
     archs={"sd3": _STAGES, "sd3-large": _STAGES},
     index_classes={"StableDiffusion3Pipeline": "sd3"},
+    controlnet_class="SD3ControlNetModel",
+    # diffusers has SD3 ControlNet pipelines for text-to-image (and inpainting) only.
+    control_stages=("txt2img",),
+    control_key="control_image",
     folder_variant=_medium_or_large,
     # Stability's MMDiT layout (ComfyUI's), then diffusers'; Large is told by its width.
     model_keys=(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medialab_tui.engine.families import family_of
 from medialab_tui.engine.stages.txt2img.spec import Txt2ImgParams
 from medialab_tui.engine.worker.context import JobContext, Timings
 from medialab_tui.engine.worker.images import (
@@ -27,7 +28,9 @@ def run(job: JobContext, params: Txt2ImgParams) -> Timings:
     # The cached pipeline, or its ControlNet variant, with the job's LoRAs on.
     with diffusion_pipeline(job, params, "txt2img") as (pipe, timings):
         size = (params.width, params.height)
-        control = control_kwargs(job, size, "image")
+        # Where the pipeline takes the control image: `image` (SD), `control_image` (Flux, SD3).
+        family = family_of(job.model.arch)
+        control = control_kwargs(job, size, family.control_key if family else "image")
         # One call per seed, not one batch: batched kernels round differently, and a
         # re-run of one image must reproduce its pixels exactly.
         for i, seed in enumerate(seeds):
