@@ -14,13 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medialab_tui.engine.stages import PLANNED, STAGES, StageParams
-from medialab_tui.engine.stages.base import PromptText
+from medialab_tui.engine.stages.base import SEED_MAX, PromptText
 from medialab_tui.engine.sweep import check_sweep
 from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
 from medialab_tui.text import visible
 from medialab_tui.tomlfile import read_toml
-
-SEED_MAX = 2**32 - 1
 
 
 class Inputs(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from medialab_tui.engine.stages import STAGES, StageParams
-from medialab_tui.engine.stages.base import ModelProblem
+from medialab_tui.engine.stages.base import SEED_MAX, ModelProblem
 from medialab_tui.errors import ErrorLoc, InputError, describe_invalid, key_path
 
 SWEEP_KEY = "sweep"
@@ -89,8 +89,6 @@ def _check_value(
     params: type[StageParams], raw: dict[str, Any], key: str, value: Any, loc: ErrorLoc
 ) -> None:
     if key == "seed":
-        from medialab_tui.engine.pipeline import SEED_MAX  # the pipeline parser imports this
-
         if not isinstance(value, int) or isinstance(value, bool):
             raise InputError(f"must hold integers (got {value!r})", loc=loc)
         if not 0 <= value <= SEED_MAX:
