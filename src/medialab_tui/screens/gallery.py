@@ -24,11 +24,12 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Input, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from medialab_tui.client import GALLERY_DAYS, ArtifactView, GalleryQuery
+from medialab_tui.client import GALLERY_DAYS, GALLERY_SOURCES, ArtifactView, GalleryQuery
 from medialab_tui.errors import InputError, MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.compare import CompareScreen, VideoCompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
+from medialab_tui.screens.gallery_dialogs import PathScreen
 from medialab_tui.screens.gallery_widgets import (
     GalleryTable,
     GridHighlighted,
@@ -56,6 +57,7 @@ THUMB_CACHE = 600
 DETAILS_CACHE = 200  # videos opened for the inspector (codec, file size)
 
 DAYS_LABELS = {0: "any time", 1: "today", 7: "this week", 30: "this month"}
+SOURCE_LABELS = {"": "any source", "here": "made here", "imported": "imported"}
 
 
 def playable_clip(view: ArtifactView) -> Clip:
@@ -78,6 +80,27 @@ def file_clip(path: Path, caption: str) -> Clip:
 
     info = probe_video(path)
     return Clip(path, info.fps, info.frames, caption)
+
+
+def import_summary(results: list[Any]) -> str:
+    """`Imported 3 images (2 a1111, 1 comfyui); 1 imported before; 2 skipped.`"""
+    imported = [r for r in results if r.status == "imported"]
+    if not imported and not any(r.status == "duplicate" for r in results):
+        return "Nothing to import: no PNG, JPEG or WebP images there."
+    sources: dict[str, int] = {}
+    for r in imported:
+        sources[r.source] = sources.get(r.source, 0) + 1
+    said = ", ".join(f"{n} {source}" for source, n in sorted(sources.items()))
+    parts = [f"Imported {len(imported)} image{'s' if len(imported) != 1 else ''}"]
+    if said:
+        parts[0] += f" ({said})"
+    again = sum(r.status == "duplicate" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    if again:
+        parts.append(f"{again} imported before")
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    return "; ".join(parts) + "."
 
 
 class GalleryScreen(StudioScreen):
@@ -136,11 +159,19 @@ class GalleryScreen(StudioScreen):
             tooltip="Type to keep only artifacts whose prompt contains the text",
         ),
         Binding(
+            "space",
+            "toggle_mark",
+            "Mark",
+            id="gallery.mark",
+            tooltip="Mark or unmark the highlighted artifact (and move on): star, delete "
+            "and export then act on every marked one",
+        ),
+        Binding(
             "s",
             "star",
             "Star",
             id="gallery.star",
-            tooltip="Star or unstar the highlighted artifact",
+            tooltip="Star or unstar the marked artifacts, else the highlighted one",
         ),
         Binding(
             "R",
@@ -162,7 +193,24 @@ class GalleryScreen(StudioScreen):
             "delete",
             "Delete",
             id="gallery.delete",
-            tooltip="Delete the highlighted artifact after asking; its files go to trash/",
+            tooltip="Delete the marked artifacts, else the highlighted one, after asking once; "
+            "their files go to trash/",
+        ),
+        Binding(
+            "x",
+            "export",
+            "Export",
+            id="gallery.export",
+            tooltip="Copy the marked artifacts, else the highlighted one, with their "
+            "metadata into a folder or a .zip file (nothing there is replaced)",
+        ),
+        Binding(
+            "I",
+            "import",
+            "Import",
+            id="gallery.import",
+            tooltip="Copy images made by other tools (A1111, ComfyUI, InvokeAI, SwarmUI) "
+            "from a file or folder into the gallery, their metadata read",
         ),
         Binding(
             "y",
@@ -185,6 +233,23 @@ class GalleryScreen(StudioScreen):
             id="gallery.copy_seed",
             show=False,
             tooltip="Copy the highlighted artifact's seed to the clipboard (OSC 52)",
+        ),
+        Binding(
+            "u",
+            "unmark_all",
+            "Unmark all",
+            id="gallery.unmark",
+            show=False,
+            tooltip="Clear every mark",
+        ),
+        Binding(
+            "e",
+            "cycle_source",
+            "Source",
+            id="gallery.source",
+            show=False,
+            tooltip="Show everything, only what was made here, only imported images, "
+            "or only those of one tool (a1111, comfyui, invokeai, swarmui…)",
         ),
         Binding(
             "k",
@@ -277,6 +342,8 @@ class GalleryScreen(StudioScreen):
         self._thumbs_lock = threading.Lock()
         self._details: dict[int, VideoDetails] = {}
         self._playable = False  # the highlighted artifact is a video: `p` shows
+        self.marked: set[int] = set()  # artifact ids marked with space, on any page
+        self.importing = False
 
     @property
     def graphics(self) -> str:
@@ -303,6 +370,7 @@ class GalleryScreen(StudioScreen):
             yield Inspector(self.graphics, id="gallery-inspector")
 
     def set_up(self) -> None:
+        self.query_one(GalleryTable).marked = self.marked
         self._show_chips()
         self.query_one(GalleryTable).focus()
         self.reload()
@@ -365,7 +433,9 @@ class GalleryScreen(StudioScreen):
         self.cursor = max(0, min(cursor, len(views) - 1))
         self.query_one(GalleryTable).show_page(views, self.cursor)
         if self.grid_mode:
-            self.query_one(ThumbGrid).set_items(views, images, self.cursor, self.graphics)
+            self.query_one(ThumbGrid).set_items(
+                views, images, self.cursor, self.graphics, self.marked
+            )
         self._show_range()
         self._schedule_inspect()
 
@@ -393,7 +463,9 @@ class GalleryScreen(StudioScreen):
 
     def _show_grid(self, views: list[ArtifactView], images: dict[int, Any]) -> None:
         if views is self.page and self.grid_mode:
-            self.query_one(ThumbGrid).set_items(views, images, self.cursor, self.graphics)
+            self.query_one(ThumbGrid).set_items(
+                views, images, self.cursor, self.graphics, self.marked
+            )
 
     def _show_range(self) -> None:
         label = self.query_one("#gallery-range", Static)
@@ -411,7 +483,8 @@ class GalleryScreen(StudioScreen):
             label.update("no rows")
             return
         first, last = self.page_offset + 1, self.page_offset + len(self.page)
-        label.update(f"rows {first:,}–{last:,} of {self.total:,}")
+        marked = f" · [b]{len(self.marked):,} marked[/] (u clears)" if self.marked else ""
+        label.update(f"rows {first:,}–{last:,} of {self.total:,}{marked}")
 
     @on(PageRequest)
     def _page_requested(self, event: PageRequest) -> None:
@@ -567,6 +640,7 @@ class GalleryScreen(StudioScreen):
         self.query_one("#gallery-chips", Static).update(
             f"[b]k[/] {q.kind or 'all kinds'} · [b]t[/] {q.stage or 'all stages'} · "
             f"[b]f[/] {'starred only' if q.starred else 'any star'} · "
+            f"[b]e[/] {SOURCE_LABELS.get(q.source, q.source)} · "
             f"[b]w[/] {DAYS_LABELS[q.days]} · "
             f"[b]o[/] {'newest' if q.newest_first else 'oldest'} first"
         )
@@ -622,6 +696,11 @@ class GalleryScreen(StudioScreen):
         days = self.gallery_query.days
         index = GALLERY_DAYS.index(days) if days in GALLERY_DAYS else 0
         self._set_query(days=GALLERY_DAYS[(index + 1) % len(GALLERY_DAYS)])
+
+    def action_cycle_source(self) -> None:
+        source = self.gallery_query.source
+        index = GALLERY_SOURCES.index(source) if source in GALLERY_SOURCES else 0
+        self._set_query(source=GALLERY_SOURCES[(index + 1) % len(GALLERY_SOURCES)])
 
     def action_toggle_order(self) -> None:
         self._set_query(newest_first=not self.gallery_query.newest_first)
@@ -748,63 +827,201 @@ class GalleryScreen(StudioScreen):
         self.app.copy_to_clipboard(str(view.seed))
         self.notify(f"Copied seed {view.seed} of {view.ref}")
 
-    def action_star(self) -> None:
+    def _targets(self) -> list[int] | None:
+        """The marked artifacts (ids, newest first), else the highlighted one."""
+        if self.marked:
+            return sorted(self.marked, reverse=True)
         view = self._need_current()
-        if view is not None:
-            self._star(view, not view.starred)
+        return None if view is None else [view.id]
 
-    @work(thread=True, group="gallery-edit")
-    def _star(self, view: ArtifactView, starred: bool) -> None:
-        try:
-            self.client.star(view.id, starred)
-        except InputError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
-            return
-        self.from_worker(self._starred, view.id, starred)
-
-    def _starred(self, artifact_id: int, starred: bool) -> None:
-        ref = f"a{artifact_id}"
-        self.notify(f"Starred {ref}" if starred else f"Unstarred {ref}")
-        if self.gallery_query.starred and not starred:
-            self.reload()  # it no longer matches the filter
-            return
-        for i, view in enumerate(self.page):
-            if view.id == artifact_id:
-                self.page[i] = replace(view, starred=starred)
-                self.query_one(GalleryTable).update_star(self.page[i])
-                self.query_one(ThumbGrid).update_view(self.page[i])
-        self._schedule_inspect()
-
-    def action_delete(self) -> None:
+    def action_toggle_mark(self) -> None:
         view = self._need_current()
         if view is None:
             return
+        self.marked.symmetric_difference_update({view.id})
+        self.query_one(GalleryTable).update_mark(view)
+        self.query_one(ThumbGrid).update_view(view, view.id in self.marked)
+        self._show_range()
+        if self.grid_mode:
+            self.query_one(ThumbGrid).action_move(1)
+        elif self.cursor < len(self.page) - 1:
+            self.query_one(GalleryTable).action_cursor_down()
+
+    def action_unmark_all(self) -> None:
+        if self.marked:
+            count = len(self.marked)
+            self._set_marks(set())
+            self.notify(f"Unmarked {count} artifact{'s' if count != 1 else ''}")
+
+    def _set_marks(self, marked: set[int]) -> None:
+        """Replace the marks and redraw the rows and thumbnails of this page."""
+        changed = self.marked ^ marked
+        self.marked.clear()
+        self.marked.update(marked)
+        for view in self.page:
+            if view.id in changed:
+                self.query_one(GalleryTable).update_mark(view)
+                self.query_one(ThumbGrid).update_view(view, view.id in self.marked)
+        self._show_range()
+
+    def action_star(self) -> None:
+        if not self.marked:
+            view = self._need_current()
+            if view is not None:
+                self._star([view.id], not view.starred)
+            return
+        shown = {v.id: v for v in self.page}
+        # Star them all, unless every one of them is starred already: then unstar.
+        starred = not all(shown[i].starred for i in self.marked if i in shown)
+        self._star(sorted(self.marked, reverse=True), starred)
+
+    @work(thread=True, group="gallery-edit")
+    def _star(self, ids: list[int], starred: bool) -> None:
+        done: list[int] = []
+        for artifact_id in ids:
+            try:
+                self.client.star(artifact_id, starred)
+            except InputError as e:  # deleted meanwhile: the others are still starred
+                self.app.call_from_thread(self.notify, str(e), severity="error")
+            else:
+                done.append(artifact_id)
+        self.from_worker(self._starred, done, starred)
+
+    def _starred(self, ids: list[int], starred: bool) -> None:
+        if not ids:
+            return
+        said = f"a{ids[0]}" if len(ids) == 1 else f"{len(ids)} artifacts"
+        self.notify(f"Starred {said}" if starred else f"Unstarred {said}")
+        if self.gallery_query.starred and not starred:
+            self.reload()  # they no longer match the filter
+            return
+        for i, view in enumerate(self.page):
+            if view.id in ids:
+                self.page[i] = replace(view, starred=starred)
+                self.query_one(GalleryTable).update_star(self.page[i])
+                self.query_one(ThumbGrid).update_view(self.page[i], view.id in self.marked)
+        self._schedule_inspect()
+
+    def action_delete(self) -> None:
+        ids = self._targets()
+        if ids is None:
+            return
+        view = self.current
+        if len(ids) == 1 and view is not None and view.id == ids[0]:
+            question = (
+                f"Delete {view.ref} ({view.prompt or view.kind})?\n"
+                "Its files move to the trash folder of the data directory."
+            )
+        else:
+            question = (
+                f"Delete {len(ids)} marked artifact{'s' if len(ids) != 1 else ''}?\n"
+                "Their files move to the trash folder of the data directory."
+            )
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._delete(view)
+                self._delete(ids)
+
+        self.app.push_screen(ConfirmScreen(question, yes="Delete"), answered)
+
+    @work(thread=True, group="gallery-edit")
+    def _delete(self, ids: list[int]) -> None:
+        done: list[int] = []
+        for artifact_id in ids:
+            try:
+                self.client.delete_artifact(artifact_id)
+            except InputError as e:
+                self.app.call_from_thread(self.notify, str(e), severity="error")
+            else:
+                done.append(artifact_id)
+        self.from_worker(self._deleted, done)
+
+    def _deleted(self, ids: list[int]) -> None:
+        if len(ids) == 1:
+            self.notify(f"Deleted a{ids[0]}; its files are in trash/")
+        elif ids:
+            self.notify(f"Deleted {len(ids)} artifacts; their files are in trash/")
+        self.marked.difference_update(ids)
+        self.reload()
+
+    def action_export(self) -> None:
+        ids = self._targets()
+        if ids is None:
+            return
+        what = f"a{ids[0]}" if len(ids) == 1 else f"the {len(ids)} marked artifacts"
+
+        def answered(path: str | None) -> None:
+            if path:
+                self._export([f"a{i}" for i in ids], path)
 
         self.app.push_screen(
-            ConfirmScreen(
-                f"Delete {view.ref} ({view.prompt or view.kind})?\n"
-                "Its files move to the trash folder of the data directory.",
-                yes="Delete",
+            PathScreen(
+                f"Export {what} with their metadata to:",
+                "a folder, or a file ending in .zip",
+                "A name already in the folder gets -2, -3…; an existing zip is not replaced.",
             ),
             answered,
         )
 
-    @work(thread=True, group="gallery-edit")
-    def _delete(self, view: ArtifactView) -> None:
+    @work(thread=True, group="gallery-export")
+    def _export(self, refs: list[str], path: str) -> None:
+        target = Path(path).expanduser()
         try:
-            self.client.delete_artifact(view.id)
-        except InputError as e:
-            self.app.call_from_thread(self.notify, str(e), severity="error")
+            results = self.client.export(refs, target)
+        except MedialabError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.from_worker(self._deleted, view)
+        except OSError as exc:
+            self.app.call_from_thread(
+                self.notify, f"Could not write {target}: {exc.strerror or exc}", severity="error"
+            )
+            return
+        count = f"{len(results)} artifact{'s' if len(results) != 1 else ''}"
+        self.app.call_from_thread(self.notify, visible(f"Exported {count} to {target}"))
 
-    def _deleted(self, view: ArtifactView) -> None:
-        self.notify(f"Deleted {view.ref}; its files are in trash/")
-        self.reload()
+    def action_import(self) -> None:
+        if self.importing:
+            self.notify("An import is already running.", severity="warning")
+            return
+
+        def answered(path: str | None) -> None:
+            if path:
+                self.importing = True
+                self._import(path)
+
+        self.app.push_screen(
+            PathScreen(
+                "Import images from:",
+                "a PNG, JPEG or WebP file, or a folder (read recursively)",
+                "Copies go into the gallery with their metadata read; the originals "
+                "are only read. An image imported before is recognised.",
+            ),
+            answered,
+        )
+
+    @work(thread=True, group="gallery-import")
+    def _import(self, path: str) -> None:
+        def progress(done: int, total: int) -> None:
+            self.from_worker(self._import_progress, done, total)
+
+        try:
+            results = self.client.import_images([Path(path).expanduser()], progress)
+        except MedialabError as exc:
+            self.from_worker(self._imported, str(exc), "error")
+            return
+        except OSError as exc:
+            self.from_worker(self._imported, f"Could not import: {exc.strerror or exc}", "error")
+            return
+        self.from_worker(self._imported, import_summary(results), "information")
+
+    def _import_progress(self, done: int, total: int) -> None:
+        self.query_one("#gallery-range", Static).update(f"importing {done:,}/{total:,}…")
+
+    def _imported(self, message: str, severity: Any) -> None:
+        self.importing = False
+        self.notify(visible(message), severity=severity)
+        self._load_facets()
+        self.reload(offset=0, row=0)
 
     def action_rerun(self) -> None:
         view = self._need_current()

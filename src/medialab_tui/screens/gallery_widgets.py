@@ -6,6 +6,7 @@ the screen asks the store for pages and decodes files in thread workers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,8 @@ from medialab_tui.screens.thumbs import ImageWidget, image_widget
 from medialab_tui.store.videos import fps_text
 from medialab_tui.text import human_size, visible, visible_lines
 
+MARK = "●"  # a row or thumbnail marked with space, for the batch actions
+RAW_VALUE_MAX = 2000  # characters of one raw metadata value the inspector shows
 THUMB_WIDTH = 22  # cells per grid column, border included
 PLACEHOLDERS = {"text": "¶ text"}  # kinds without a picture; a video shows its first frame
 
@@ -113,6 +116,7 @@ def clip(text: str, width: int) -> str:
 
 # (key, label, width); the prompt takes whatever width is left (0 here).
 COLUMNS = (
+    ("mark", "", 1),
     ("id", "id", 7),
     ("stage", "stage", 7),
     ("size", "size", 9),
@@ -138,6 +142,7 @@ class GalleryTable(DataTable[Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.views: list[ArtifactView] = []
+        self.marked: set[int] = set()  # the screen's marks (artifact ids), shared
         self.prompt_width = 0
         self.shown = COLUMNS
 
@@ -177,6 +182,7 @@ class GalleryTable(DataTable[Any]):
 
     def _cells(self, view: ArtifactView) -> tuple[Any, ...]:
         cells = {
+            "mark": Text(MARK, style="bold magenta") if view.id in self.marked else "",
             "id": view.ref,
             "stage": view.stage,
             "size": size_text(view),
@@ -205,6 +211,11 @@ class GalleryTable(DataTable[Any]):
         """Redraw one row's star after it changed."""
         self.views = [view if v.id == view.id else v for v in self.views]
         self.update_cell(str(view.id), "star", self._cells(view)[-1])
+
+    def update_mark(self, view: ArtifactView) -> None:
+        """Redraw one row's mark after it was marked or unmarked."""
+        if str(view.id) in self.rows:
+            self.update_cell(str(view.id), "mark", self._cells(view)[0])
 
     def on_resize(self) -> None:
         if self.views and self._fit() != (self.shown, self.prompt_width):
@@ -244,6 +255,8 @@ class Thumb(Vertical):
     DEFAULT_CSS = """
     Thumb { height: 10; border: round $panel-lighten-2; }
     Thumb.-cursor { border: round $accent; background: $boost; }
+    Thumb.-marked { border: round $secondary; }
+    Thumb.-marked.-cursor { border: double $accent; }
     Thumb > .thumb-frame { height: 1fr; align: center middle; }
     Thumb .thumb-picture { width: auto; height: auto; }
     Thumb .thumb-placeholder { width: 100%; height: 100%; content-align: center middle;
@@ -251,11 +264,18 @@ class Thumb(Vertical):
     Thumb > .thumb-caption { width: 100%; height: 1; color: $text-muted; }
     """
 
-    def __init__(self, view: ArtifactView, image: PILImage.Image | None, graphics: str) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        view: ArtifactView,
+        image: PILImage.Image | None,
+        graphics: str,
+        marked: bool = False,
+    ) -> None:
+        super().__init__(classes="-marked" if marked else None)
         self.view = view
         self.image = image
         self.graphics = graphics
+        self.marked = marked
 
     def compose(self) -> ComposeResult:
         with Container(classes="thumb-frame"):
@@ -267,14 +287,16 @@ class Thumb(Vertical):
         yield Static(self._caption(), classes="thumb-caption")
 
     def _caption(self) -> str:
-        star = "★ " if self.view.starred else ""
+        star = ("★ " if self.view.starred else "") + (f"{MARK} " if self.marked else "")
         seed = f" s{self.view.seed}" if self.view.seed is not None else ""
         marker = video_marker(self.view)
         return clip(f"{star}{marker}{' ' if marker else ''}{self.view.ref}{seed}", THUMB_WIDTH - 2)
 
-    def set_view(self, view: ArtifactView) -> None:
-        """Show a changed artifact (a star added or removed) without decoding it again."""
-        self.view = view
+    def set_view(self, view: ArtifactView, marked: bool) -> None:
+        """Show a changed artifact (a star or a mark added or removed) without decoding
+        it again."""
+        self.view, self.marked = view, marked
+        self.set_class(marked, "-marked")
         self.query_one(".thumb-caption", Static).update(self._caption())
 
 
@@ -309,18 +331,20 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
         images: dict[int, PILImage.Image | None],
         cursor: int,
         graphics: str,
+        marked: set[int] | None = None,
     ) -> None:
-        """Show a page of thumbnails with the cursor on `cursor`."""
+        """Show a page of thumbnails with the cursor on `cursor`, `marked` ids marked."""
+        marked = marked or set()
         self.remove_children()
-        self.mount_all(Thumb(v, images.get(v.id), graphics) for v in views)
+        self.mount_all(Thumb(v, images.get(v.id), graphics, v.id in marked) for v in views)
         self.set_reactive(ThumbGrid.cursor, max(0, min(cursor, len(views) - 1)))
         self.call_after_refresh(self._show_cursor)
 
-    def update_view(self, view: ArtifactView) -> None:
+    def update_view(self, view: ArtifactView, marked: bool) -> None:
         """Redraw the caption of one artifact after it changed."""
         for thumb in self.query_children(Thumb):
             if thumb.view.id == view.id:
-                thumb.set_view(view)
+                thumb.set_view(view, marked)
 
     def on_resize(self, event: Resize) -> None:
         self.columns = max(1, event.size.width // THUMB_WIDTH)
@@ -467,11 +491,27 @@ def describe(view: ArtifactView, details: VideoDetails | None = None) -> Text:
         ("parents", parents),
         ("created", view.created_at.strftime("%Y-%m-%d %H:%M:%S")),
         ("path", view.path),
+        *(imported_rows(meta) if view.stage == "import" else []),
     ]
     text = Text()
     for i, (label, value) in enumerate(rows):
         if i:
             text.append("\n")
-        text.append(f"{label:<9}", style="bold")
+        text.append(f"{label:<8} ", style="bold")
         text.append(visible_lines(value))
     return text
+
+
+def imported_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """An imported image's tool, original file and raw metadata (each chunk or tag as
+    the tool wrote it, long ones cut; control characters are shown, not obeyed)."""
+    found = meta.get("import") or {}
+    rows = [
+        ("source", str(meta.get("source") or "none")),
+        ("original", str(found.get("original") or "—")),
+    ]
+    raw = meta.get("metadata") or {}
+    for key, value in raw.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        rows.append((f"[{key}]", clip(shown, RAW_VALUE_MAX)))
+    return rows
