@@ -1,9 +1,9 @@
 """Sweeps (A1111's X/Y/Z plot) and the `grid` contact sheet, through the real
 `medialab run` and worker on the demo models.
 
-One data directory serves the module: an img2img sweep over strength and seed is
-queued first, then `medialab run` hosts the engine for a txt2img sweep over cfg and
-steps, each followed by a grid, so one worker runs both.
+One data directory serves the module: a txt2img sweep over seeds followed by an
+img2img sweep over strength is queued first, then `medialab run` hosts the engine for
+a txt2img sweep over cfg and steps, each followed by a grid, so one worker runs both.
 """
 
 from __future__ import annotations
@@ -36,16 +36,22 @@ sweep = {{ cfg = [4, 7], steps = [2, 3] }}
 type = "grid"
 """
 
-IMG2IMG_SWEEP = """
-name = "strengths"
+CHAIN_SWEEP = f"""
+name = "chain"
 [inputs]
-images = ["photo.png"]
 prompts = ["a harbour"]
+[[stages]]
+type = "txt2img"
+model = "demo-sd15"
+steps = 2
+width = {CELL}
+height = {CELL}
+sweep = {{ seed = [11, 12] }}
 [[stages]]
 type = "img2img"
 model = "demo-sd15"
 steps = 2
-sweep = { strength = [0.5, 0.9], seed = [11, 12] }
+sweep = {{ strength = [0.5, 0.9] }}
 [[stages]]
 type = "grid"
 gap = 2
@@ -65,18 +71,16 @@ def plot(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Plo
     (root / "config.toml").write_text(f'model_roots = ["{demo_models_dir}"]\nthreads = 1\n')
     home = Home(root)
     home.cli("models", "scan", check=True)
-    pixels = np.random.default_rng(3).integers(0, 255, (CELL, CELL, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(root.parent / "photo.png")
     proc = home.cli(
-        "run", str(home.pipeline("strengths", IMG2IMG_SWEEP)), "--no-wait", "--json", check=True
+        "run", str(home.pipeline("chain", CHAIN_SWEEP)), "--no-wait", "--json", check=True
     )
-    runs = {"img2img": int(json.loads(proc.stdout)["run_id"].removeprefix("r"))}
+    runs = {"chain": int(json.loads(proc.stdout)["run_id"].removeprefix("r"))}
     proc = home.cli("run", str(home.pipeline("plot", TXT2IMG_SWEEP)), "--json", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["status"] == "succeeded", summary
     runs["txt2img"] = int(summary["run_id"].removeprefix("r"))
-    status = query(home, "SELECT status FROM run WHERE id = ?", runs["img2img"])[0][0]
+    status = query(home, "SELECT status FROM run WHERE id = ?", runs["chain"])[0][0]
     assert status == "succeeded"
     return Plot(home, runs)
 
@@ -128,16 +132,21 @@ def test_a_sweep_makes_one_job_per_cell_with_its_values(plot: Plot) -> None:
             assert f"Steps: {own['steps']}, " in im.info["parameters"]
 
 
-def test_a_seed_sweep_sets_each_jobs_seed_on_img2img(plot: Plot) -> None:
-    made = jobs(plot, "img2img", 0)
-    assert sorted((p["strength"], i["seed"]) for p, i in made) == [
-        (0.5, 11),
-        (0.5, 12),
-        (0.9, 11),
-        (0.9, 12),
+def test_cells_go_down_the_chain_and_join_the_next_stages_sweep(plot: Plot) -> None:
+    first = jobs(plot, "chain", 0)
+    assert sorted((i["seed"], i["cell"]["seed"]) for _, i in first) == [(11, 11), (12, 12)]
+    second = jobs(plot, "chain", 1)
+    assert sorted((i["seed"], p["strength"]) for p, i in second) == [
+        (11, 0.5),
+        (11, 0.9),
+        (12, 0.5),
+        (12, 0.9),
     ]
-    seeds = sorted(params["seed"] for _, _, params in artifacts(plot, "img2img", "img2img"))
-    assert seeds == [11, 11, 12, 12]
+    for params, item in second:
+        assert item["cell"] == {"seed": item["seed"], "strength": params["strength"]}
+    made = artifacts(plot, "chain", "img2img")
+    assert sorted(p["seed"] for _, _, p in made) == [11, 11, 12, 12]
+    assert all(p["cell"]["seed"] == p["seed"] for _, _, p in made)
 
 
 def test_the_grid_is_one_labelled_sheet_of_every_cell(plot: Plot) -> None:
@@ -179,17 +188,15 @@ def test_the_grid_is_one_labelled_sheet_of_every_cell(plot: Plot) -> None:
     assert params["stage"] == "grid"
 
 
-def test_the_img2img_grid_puts_strength_on_columns_and_seed_on_rows(plot: Plot) -> None:
-    ((_, path, _),) = artifacts(plot, "img2img", "grid")
+def test_the_chains_grid_puts_seed_on_columns_and_strength_on_rows(plot: Plot) -> None:
+    ((_, path, _),) = artifacts(plot, "chain", "grid")
     meta = chunk(path)
-    assert meta["grid"]["axes"] == ["strength", "seed"]
-    assert {(c["cell"]["strength"], c["cell"]["seed"]) for c in meta["cells"]} == {
-        (0.5, 11),
-        (0.5, 12),
-        (0.9, 11),
-        (0.9, 12),
+    assert meta["grid"]["axes"] == ["seed", "strength"]
+    places = {
+        (c["cell"]["seed"], c["cell"]["strength"]): (c["column"], c["row"]) for c in meta["cells"]
     }
-    assert {c["seed"] for c in meta["cells"]} == {11, 12}
+    assert places == {(11, 0.5): (0, 0), (12, 0.5): (1, 0), (11, 0.9): (0, 1), (12, 0.9): (1, 1)}
+    assert [c["seed"] for c in meta["cells"]] == [c["cell"]["seed"] for c in meta["cells"]]
 
 
 def dry_run(home: Home, text: str) -> dict[str, Any]:
