@@ -284,3 +284,18 @@ def test_a_swept_value_out_of_range_is_the_keys_own_error(plot: Plot) -> None:
     assert swept.returncode == plain.returncode == 2
     assert "key 'sweep.cfg' must be at most 50 (got 100)" in swept.stderr
     assert swept.stderr.replace("sweep.cfg", "cfg") == plain.stderr
+
+
+def test_the_pipeline_of_a_swept_artifact_makes_that_cell_only(plot: Plot) -> None:
+    import tomllib
+
+    (ident, _, params), *_ = [a for a in artifacts(plot, "chain", "img2img") if a[2]["seed"] == 12]
+    proc = plot.home.cli("show", f"a{ident}", "--toml", check=True)
+    document = tomllib.loads(proc.stdout)
+    first, second = document["stages"][:2]
+    assert "sweep" not in first and "sweep" not in second
+    assert document["inputs"]["seeds"] == [12]
+    assert second["strength"] == params["cell"]["strength"]
+    path = plot.home.pipeline("again", proc.stdout)
+    again = json.loads(plot.home.cli("run", str(path), "--dry-run", "--json", check=True).stdout)
+    assert [s["jobs"] for s in again["stages"]] == [1, 1]

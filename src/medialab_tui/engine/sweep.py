@@ -131,10 +131,7 @@ def model_problem(
     for cell in cells(stage) if problem is None and sweep_of(stage) else []:
         problem = check(apply_cell(stage, cell), arch)
         if isinstance(problem, ModelProblem) and problem.key in cell:
-            value = label(cell[problem.key])
-            return ModelProblem(
-                f"{problem.text} ({problem.key} = {value} swept)", f"{SWEEP_KEY}.{problem.key}"
-            )
+            return ModelProblem(problem.text, f"{SWEEP_KEY}.{problem.key}")
         if problem is not None:
             return problem
     return problem

@@ -92,6 +92,13 @@ def pipeline_settings(store: Store, artifact: Artifact) -> dict[str, Any]:
     stages = [dict(run.pipeline["stages"][j.stage_index]) for j, _ in chain]
     seed = first.seed if first.seed is not None else start.item.get("seed")
     for index, (stage, (made_by, made)) in enumerate(zip(stages, chain, strict=True)):
+        # A swept stage makes the artifact's cell only: its values, as its job ran them
+        # (a later stage's swept seed stays a sweep of that one seed).
+        for key in stage.pop("sweep", None) or {}:
+            if key in made_by.params:
+                stage[key] = made_by.params[key]
+            elif key == "seed" and index > 0:
+                stage["sweep"] = {"seed": [made_by.item.get("seed")]}
         if "per_input" not in stage:
             continue
         base = made_by.item.get("seed")
