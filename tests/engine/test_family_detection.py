@@ -518,3 +518,13 @@ def test_detection_of_a_full_size_header_is_fast(tmp_path: Path) -> None:
     for _ in range(10):
         assert detect_arch(path) == ("checkpoint", "sdxl", "safetensors")
     assert (time.perf_counter() - t0) / 10 < 0.05
+
+
+def test_adapters_fit_the_archs_that_share_their_weights_layout() -> None:
+    from medialab_tui.engine.families import FAMILIES
+
+    flux, sdxl, sd3 = FAMILIES["flux"], FAMILIES["sdxl"], FAMILIES["sd3"]
+    assert flux.takes_adapter("flux-schnell", "flux") and flux.takes_adapter("flux", "flux-schnell")
+    assert not sdxl.takes_adapter("sdxl-refiner", "sdxl")  # another UNet width
+    assert not sd3.takes_adapter("sd3-large", "sd3")  # another transformer width
+    assert not flux.takes_adapter("flux", "sdxl")

@@ -217,6 +217,9 @@ class Family:
     step_seconds: dict[str, float] = field(default_factory=dict)
     latent_rgb: LatentRGB | None = None
     # Frame counts, sizes and frame rates of a video family; None for image families.
+    # Archs of this family whose LoRAs and ControlNets also fit another of its archs
+    # (the same layout of weights): model arch → the adapter archs it takes too.
+    adapter_archs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     video: VideoLimits | None = None
     # What its image archs take (sizes, samplers, guidance, defaults), and the archs
     # that differ from it (Flux schnell from dev).
@@ -233,6 +236,11 @@ class Family:
     def default_arch(self) -> str:
         """The arch a file of this family gets when nothing tells its variants apart."""
         return next(iter(self.archs))
+
+    def takes_adapter(self, arch: str, adapter_arch: str) -> bool:
+        """True when a LoRA or ControlNet made for `adapter_arch` fits a model of `arch`:
+        the same arch, or one whose weights have the same layout (Flux dev and schnell)."""
+        return adapter_arch == arch or adapter_arch in self.adapter_archs.get(arch, ())
 
     def runs(self, arch: str, stage: str) -> bool:
         """True when a model of `arch` can run stage `stage`."""

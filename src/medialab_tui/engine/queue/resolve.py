@@ -230,6 +230,12 @@ class _StageContext:
         return InputError(text, loc=replace(self.loc, key=key), predicate=False)
 
 
+def _fits(arch: str, adapter_arch: str) -> bool:
+    """A LoRA or ControlNet of `adapter_arch` on a model of `arch` (see `Family.takes_adapter`)."""
+    family = family_of(arch)
+    return adapter_arch == arch or (family is not None and family.takes_adapter(arch, adapter_arch))
+
+
 def _options(
     store: Store,
     stage: StageParams,
@@ -245,7 +251,7 @@ def _options(
     for i, lora in enumerate(getattr(stage, "loras", None) or []):
         at = replace(loc, key=f"loras[{i}].model")
         row = _lookup(store, lora.model, ("lora",), at)
-        if arch and row.arch != arch:
+        if arch and not _fits(arch, row.arch):
             raise InputError(
                 f"LoRA '{lora.model}' is for {row.arch} models, but the stage's model is {arch}",
                 loc=at,
@@ -258,7 +264,7 @@ def _options(
     if control is not None:
         at = replace(loc, key="control.model")
         row = _lookup(store, control.model, ("controlnet",), at)
-        if arch and row.arch != arch:
+        if arch and not _fits(arch, row.arch):
             raise InputError(
                 f"ControlNet '{control.model}' is for {row.arch} models, but the stage's "
                 f"model is {arch}",

@@ -52,6 +52,9 @@ FAMILY = Family(
     name="flux",
     title="Flux",
     archs={"flux": _STAGES, "flux-schnell": _STAGES},
+    # Schnell is dev's transformer without the guidance embedding: LoRAs and ControlNets
+    # trained on either fit both.
+    adapter_archs={"flux": ("flux-schnell",), "flux-schnell": ("flux",)},
     index_classes={"FluxPipeline": "flux"},
     controlnet_class="FluxControlNetModel",
     control_key="control_image",
