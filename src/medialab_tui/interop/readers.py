@@ -160,6 +160,24 @@ def _user_comment(im: Image.Image) -> str:
     return text.strip("\x00").strip()
 
 
+def _numbers(
+    src: dict[str, Any],
+    seed: str,
+    steps: str,
+    cfg: str,
+    width: str = "width",
+    height: str = "height",
+) -> dict[str, Any]:
+    """The seed, steps, CFG and size a tool stores under its own key names, as numbers."""
+    return {
+        "seed": _number(src.get(seed), int),
+        "steps": _number(src.get(steps), int),
+        "cfg": _number(src.get(cfg), float),
+        "width": _number(src.get(width), int),
+        "height": _number(src.get(height), int),
+    }
+
+
 def _number(value: Any, kind: type) -> Any:
     if value is None or value == "":
         return None
@@ -212,14 +230,7 @@ def from_infotext(text: str) -> dict[str, Any]:
 def _from_comfy(settings: dict[str, Any]) -> dict[str, Any]:
     out = dict(settings)
     out["sampler"] = _comfy_sampler(out.get("sampler"), out.get("scheduler"))
-    for key, kind in (
-        ("seed", int),
-        ("steps", int),
-        ("cfg", float),
-        ("width", int),
-        ("height", int),
-    ):
-        out[key] = _number(out.get(key), kind)
+    out.update(_numbers(out, "seed", "steps", "cfg"))
     if isinstance(out.get("model"), str):
         out["model"] = _stem(out["model"])
     for lora in out.get("loras", []):
@@ -265,12 +276,8 @@ def _from_invoke(meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "prompt": meta.get("positive_prompt") or "",
         "negative": meta.get("negative_prompt") or "",
-        "seed": _number(meta.get("seed"), int),
-        "steps": _number(meta.get("steps"), int),
-        "cfg": _number(meta.get("cfg_scale"), float),
+        **_numbers(meta, "seed", "steps", "cfg_scale"),
         "sampler": _INVOKE_SAMPLERS.get(scheduler, scheduler or None),
-        "width": _number(meta.get("width"), int),
-        "height": _number(meta.get("height"), int),
         "model": model.get("name") or model.get("model_name"),
         "model_hash": model.get("hash"),
         "denoise": _number(meta.get("strength") or meta.get("denoising_strength"), float),
@@ -291,14 +298,10 @@ def _from_invoke2(meta: dict[str, Any]) -> dict[str, Any]:
     out = {
         "prompt": text.strip(),
         "negative": negative.rstrip("]").strip(),
-        "seed": _number(image.get("seed"), int),
-        "steps": _number(image.get("steps"), int),
-        "cfg": _number(image.get("cfg_scale"), float),
+        **_numbers(image, "seed", "steps", "cfg_scale"),
         "sampler": {"k_euler_a": "euler_a", "k_euler": "euler", "k_heun": "heun"}.get(
             sampler, sampler or None
         ),
-        "width": _number(image.get("width"), int),
-        "height": _number(image.get("height"), int),
         "model": meta.get("model_weights"),
         "denoise": _number(image.get("strength"), float),
     }
@@ -310,12 +313,8 @@ def _from_swarm(meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "prompt": meta.get("prompt") or "",
         "negative": meta.get("negativeprompt") or "",
-        "seed": _number(meta.get("seed"), int),
-        "steps": _number(meta.get("steps"), int),
-        "cfg": _number(meta.get("cfgscale"), float),
+        **_numbers(meta, "seed", "steps", "cfgscale"),
         "sampler": _comfy_sampler(meta.get("sampler"), scheduler),
-        "width": _number(meta.get("width"), int),
-        "height": _number(meta.get("height"), int),
         "model": _stem(str(meta["model"])) if meta.get("model") else None,
         "scheduler": scheduler or None,
         "denoise": _number(meta.get("initimagecreativity"), float),
