@@ -182,6 +182,11 @@ class Config:
     ranges is `config_schema.ConfigFile`)."""
 
     device: str = "auto"
+    # One worker per device (`engine.scheduler`): "auto" is every visible GPU, else the
+    # listed devices, e.g. ("cuda:0", "cuda:1"); ("cpu", "cpu") runs two CPU workers.
+    devices: str | tuple[str, ...] = "auto"
+    # A Dask scheduler address (`engine.cluster`): "" runs jobs on this host's devices.
+    cluster: str = ""
     dtype: str = "auto"
     model_roots: tuple[Path, ...] = ()
     # Shared folders read in place (`engine.roots`): ComfyUI `extra_model_paths.yaml`

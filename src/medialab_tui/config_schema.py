@@ -9,6 +9,7 @@ import, and `medialab --help` should not wait for it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,34 @@ def _absolute_path(text: str) -> str:
 AbsolutePath = Annotated[Text, AfterValidator(_absolute_path)]
 
 
+def _device_name(text: str) -> str:
+    if not re.fullmatch(r"cpu|mps|cuda(:\d{1,3})?", text):
+        raise ValueError(f"must name a device: cpu, mps, cuda or cuda:N (got {text!r})")
+    return text
+
+
+def _scheduler_address(text: str) -> str:
+    if not re.fullmatch(r"(tcp|tls)://[A-Za-z0-9.\-\[\]:]+:\d{1,5}", text):
+        raise ValueError(f"must be a Dask scheduler address such as tcp://head:8786 (got {text!r})")
+    return text
+
+
+def _devices(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f'must be "auto" or a list of devices (got {value!r})')
+        return value
+    if not 1 <= len(value) <= 64:
+        raise ValueError(f"must list 1 to 64 devices (got {len(value)})")
+    for name in value:
+        _device_name(name)
+    return value
+
+
+Devices = Annotated[str | list[str], AfterValidator(_devices)]
+SchedulerAddress = Annotated[str, Field(max_length=512), AfterValidator(_scheduler_address)]
+
+
 # Pixel caps: from 1 px up to 2^32 (65536 × 65536), beyond anything PNG tools write.
 Pixels = Annotated[int, Field(ge=1, le=2**32)]
 
@@ -42,6 +71,10 @@ class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     device: Literal["auto", "cuda", "mps", "cpu"] | None = None
+    # One worker process per device: "auto" is every visible GPU (one worker on CPU/MPS).
+    devices: Devices | None = None
+    # A Dask scheduler: jobs run on its workers instead of this host's devices.
+    cluster: SchedulerAddress | None = None
     dtype: Literal["auto", "float16", "bfloat16", "float32"] | None = None
     model_roots: list[Text] | None = None
     comfyui_model_paths: list[AbsolutePath] | None = None
@@ -64,6 +97,8 @@ class ConfigFile(BaseModel):
     def settings(self) -> dict[str, Any]:
         """The keys that were given, as `Config` takes them (paths expanded)."""
         given = self.model_dump(exclude_none=True)
+        if isinstance(given.get("devices"), list):
+            given["devices"] = tuple(given["devices"])
         for key in ("model_roots", "comfyui_model_paths", "a1111_roots", "allow_pickle"):
             if key in given:
                 given[key] = tuple(Path(p).expanduser() for p in given[key])
