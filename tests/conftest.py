@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -93,14 +94,24 @@ class Home:
         return path
 
 
-@pytest.fixture
-def home(tmp_path: Path, demo_models_dir: Path) -> Iterator[Home]:
-    """A fresh data directory that sees the session's demo models, one torch thread."""
-    root = tmp_path / "home"
+@pytest.fixture(scope="session")
+def scanned_home(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Path:
+    """A data directory whose registry has scanned the demo models, made once per test
+    process by the real `models scan`; every `home` starts as a copy of it."""
+    root = tmp_path_factory.mktemp("scanned") / "home"
     root.mkdir()
     (root / "config.toml").write_text(f'model_roots = ["{demo_models_dir}"]\nthreads = 1\n')
+    Home(root).cli("models", "scan", check=True)
+    return root
+
+
+@pytest.fixture
+def home(tmp_path: Path, scanned_home: Path) -> Iterator[Home]:
+    """A fresh data directory that sees the session's demo models, one torch thread."""
+    root = tmp_path / "home"
+    # Nobody has the template's database open: a plain copy of its files is consistent.
+    shutil.copytree(scanned_home, root)
     h = Home(root)
-    h.cli("models", "scan", check=True)
     yield h
     stop_engine_host(root)
 
