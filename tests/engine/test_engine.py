@@ -84,7 +84,7 @@ def test_run_no_wait_no_start_only_submits_and_says_the_run_waits(home: Home) ->
 
 def test_killed_worker_mid_job_is_retried_and_the_host_lives_on(home: Home, serve) -> None:
     host = serve()
-    run_id = submit(home, txt2img_toml(prompts=["slow"], seeds=[1], steps=300))
+    run_id = submit(home, txt2img_toml(prompts=["slow"], seeds=[1], steps=60))
     job_id = query(home, "SELECT id FROM job WHERE run_id=?", run_id)[0][0]
     wait_for(lambda: job_row(home, job_id)["step"] >= 3)
     pid = worker_pid(home)
@@ -99,7 +99,7 @@ def test_killed_worker_mid_job_is_retried_and_the_host_lives_on(home: Home, serv
 
 def test_killed_host_mid_run_the_next_host_finishes_every_job(home: Home, serve) -> None:
     first = serve()
-    run_id = submit(home, txt2img_toml(prompts=["a", "b", "c"], seeds=[1], steps=120))
+    run_id = submit(home, txt2img_toml(prompts=["a", "b", "c"], seeds=[1], steps=40))
     wait_for(lambda: query(home, "SELECT 1 FROM job WHERE status='running' AND step > 2"))
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)

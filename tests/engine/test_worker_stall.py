@@ -19,7 +19,7 @@ def test_a_stopped_worker_is_replaced_within_a_minute_and_its_job_finishes(
     home: Home, serve
 ) -> None:
     serve()
-    run_id = submit(home, txt2img_toml(prompts=["a lighthouse"], seeds=[3], steps=150))
+    run_id = submit(home, txt2img_toml(prompts=["a lighthouse"], seeds=[3], steps=60))
     job_id = query(home, "SELECT id FROM job WHERE run_id=?", run_id)[0][0]
     wait_for(lambda: job_row(home, job_id)["step"] > 0, timeout=120)
     stopped = worker_pid(home)
