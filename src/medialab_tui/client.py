@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -250,7 +250,8 @@ class StudioClient:
             )
 
     def delete_artifact(self, artifact_id: int) -> None:
-        """Remove an artifact's row, lineage links and files (the caller asked first)."""
+        """Remove an artifact's row and lineage links, and move its files (the file, its
+        sidecar and a video's first-frame thumbnail) to the trash (the caller asked first)."""
         from sqlmodel import select
 
         from medialab_tui.store.tables import Artifact, ArtifactParent
@@ -268,11 +269,14 @@ class StudioClient:
             for link in links:
                 s.delete(link)
             path = Path(row.path)
+            files = [path, path.with_suffix(".json")]
+            if row.kind == "video":
+                files.append(path.with_suffix(".thumb.png"))  # its first frame (the gallery's)
             s.delete(row)
             self.store.record(s, "artifact.delete", "artifact", artifact_id, path=str(path))
         trash = self.data.root / "trash"
         trash.mkdir(exist_ok=True)
-        for file in (path, path.with_suffix(".json")):
+        for file in files:
             if file.exists():
                 shutil.move(str(file), trash / f"a{artifact_id}-{file.name}")
 
@@ -285,12 +289,12 @@ class StudioClient:
 
         return import_images(self.store, self.data, paths, progress)
 
-    def export(self, refs: list[str], target: Path) -> list[Exported]:
-        """Copy artifacts, with their metadata and sidecars, into the folder or the zip
-        `target` (`interop.exporting`); nothing there is replaced."""
+    def export(self, refs: list[str], target: Path, *, strip: bool = False) -> list[Exported]:
+        """Copy artifacts, with their metadata and sidecars (`strip`: without any), into
+        the folder or the zip `target` (`interop.exporting`); nothing there is replaced."""
         from medialab_tui.interop.exporting import artifacts_of, export_artifacts
 
-        return export_artifacts(artifacts_of(self.store, refs), target)
+        return export_artifacts(artifacts_of(self.store, refs), target, strip=strip)
 
     # -- models ----------------------------------------------------------------------
 
@@ -342,6 +346,10 @@ class StudioClient:
     def gallery_facets(self) -> tuple[list[str], list[str]]:
         """The distinct models and stages among the artifacts: the gallery's filter choices."""
         return self._unless_changed(("facets",), lambda: queries.gallery_facets(self.store))
+
+    def gallery_shown(self, query: GalleryQuery, ids: Iterable[int]) -> set[int]:
+        """Which of the artifacts `ids` the gallery shows with these filters."""
+        return queries.gallery_shown(self.store, query, ids)
 
     def gallery_position(self, query: GalleryQuery, artifact_id: int) -> int | None:
         """Where an artifact sits in the gallery's order (0 = first), None if filtered out."""

@@ -90,6 +90,23 @@ def test_an_existing_zip_is_replaced_only_with_force(library: Home, tmp_path: Pa
         assert sorted(archive.namelist()) == ["a1-fox.json", "a1-fox.png"]
 
 
+def test_an_existing_file_that_is_no_zip_is_refused_as_a_target(
+    library: Home, tmp_path: Path
+) -> None:
+    target = tmp_path / "notes.png"
+    target.write_bytes(b"someone's file")
+    for extra in ((), ("--force",)):
+        proc = library.cli("export", "a1", "--to", str(target), *extra)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == (
+            f"medialab: {target} is a file, not a folder (a zip file ends in .zip)"
+        )
+        assert target.read_bytes() == b"someone's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["fox.png", "forge.jpg", "home", "notes.png"]
+    )
+
+
 def test_an_unknown_id_is_refused_and_nothing_is_written(library: Home, tmp_path: Path) -> None:
     out = tmp_path / "out"
     for ref in ("a99", "r7"):

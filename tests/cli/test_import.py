@@ -158,6 +158,8 @@ def test_a_folder_with_nothing_to_import_says_so(home: Home, tmp_path: Path) -> 
     (tmp_path / "notes" / "a.txt").write_text("x")
     proc = home.cli("import", str(tmp_path / "notes"), check=True)
     assert proc.stdout.startswith("Nothing to import") and "1 other file" in proc.stdout
+    assert query(home, "SELECT count(*) FROM run") == [(0,)]
+    assert query(home, "SELECT count(*) FROM artifact") == [(0,)]
 
 
 def test_import_never_follows_a_fifo_named_like_an_image(home: Home, tmp_path: Path) -> None:

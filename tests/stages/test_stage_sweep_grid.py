@@ -299,3 +299,62 @@ def test_the_pipeline_of_a_swept_artifact_makes_that_cell_only(plot: Plot) -> No
     path = plot.home.pipeline("again", proc.stdout)
     again = json.loads(plot.home.cli("run", str(path), "--dry-run", "--json", check=True).stdout)
     assert [s["jobs"] for s in again["stages"]] == [1, 1]
+
+
+def test_a_sheet_larger_than_the_pixel_cap_has_its_cells_scaled_down_to_fit(plot: Plot) -> None:
+    """`max_output_pixels` holds for the sheet too: the cells shrink, the labels do not."""
+    cap = 20_000  # 2×2 cells of 64 px with their labels take about 33,000
+    config = plot.home.root / "config.toml"
+    before = config.read_text()
+    big = TXT2IMG_SWEEP.replace(f"= {CELL}", "= 64").replace('name = "plot"', 'name = "capped"')
+    config.write_text(before + f"max_output_pixels = {cap}\n")
+    try:
+        proc = plot.home.cli("run", str(plot.home.pipeline("capped", big)), "--json", timeout=300)
+    finally:
+        config.write_text(before)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plot.runs["capped"] = int(json.loads(proc.stdout.splitlines()[-1])["run_id"].removeprefix("r"))
+    ((_, path, _),) = artifacts(plot, "capped", "grid")
+    meta = chunk(path)
+    sheet = rgb(path)
+    height, width = sheet.shape[:2]
+    assert width * height <= cap
+    assert 0 < meta["grid"]["scale"] < 1
+    assert (meta["grid"]["columns"], meta["grid"]["rows"]) == (2, 2)
+    side = meta["grid"]["cell_width"]
+    assert side < 64 and meta["grid"]["cell_height"] == side
+    for entry in meta["cells"]:
+        left, top, right, bottom = entry["box"]
+        assert (right - left, bottom - top) == (side, side)
+        with Image.open(entry["image"]) as made:
+            shrunk = np.asarray(made.convert("RGB").resize((side, side), Image.Resampling.LANCZOS))
+        # The cell is its image made smaller, not cut.
+        assert np.abs(sheet[top:bottom, left:right].astype(int) - shrunk).mean() < 2
+    boxes = [c["box"] for c in meta["cells"]]
+    margin_top, margin_left = min(b[1] for b in boxes), min(b[0] for b in boxes)
+    # The labels keep the font's smallest readable size (12 px lines with padding).
+    assert margin_top >= 24 and margin_left >= 24
+    assert (sheet[:margin_top, margin_left:] < 128).any()
+    assert (sheet[margin_top:, :margin_left] < 128).any()
+    # Without the cap (the sheet of the same plot at 32 px) nothing is scaled.
+    ((_, uncapped, _),) = artifacts(plot, "txt2img", "grid")
+    assert chunk(uncapped)["grid"]["scale"] == 1
+
+
+def test_a_swept_img2img_output_reads_back_as_a1111_reads_it(plot: Plot) -> None:
+    """Each cell's image names its own values in its infotext (img2img names itself)."""
+    from medialab_tui.interop.infotext import parse_infotext
+
+    sha = next(m["sha256"] for m in plot.home.json("models", "list") if m["name"] == "demo-sd15")
+    made = artifacts(plot, "chain", "img2img")
+    assert len(made) == 4
+    for _, path, params in made:
+        with Image.open(path) as im:
+            text = im.info["parameters"]
+        assert text.splitlines()[-1].startswith("Steps: ")
+        info = parse_infotext(text)
+        assert info.prompt == "a harbour"
+        p = info.params
+        assert (p["Steps"], p["Seed"], p["Size"]) == ("2", str(params["seed"]), f"{CELL}x{CELL}")
+        assert p["Denoising strength"] == str(params["cell"]["strength"])
+        assert (p["Model"], p["Model hash"]) == ("demo-sd15", sha[:10])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Select, Static, TextArea
 
@@ -321,3 +323,19 @@ async def test_settings_of_a_later_stage_keep_the_outputs_that_lead_to_the_image
         settings = await until(pilot, lambda: app.client.settings(chosen.ref))
     assert settings["inputs"]["seeds"] == [9]
     assert [stage["per_input"] for stage in settings["stages"]] == [1, 2]
+
+
+def test_the_readme_lists_every_gallery_key() -> None:
+    """The README's key table has every key the gallery binds (its `?` screen's)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| 4 Gallery |")]
+    listed = set(re.findall(r"`([^`]+)`", row))
+    names = {"slash": "/", "left_square_bracket": "[", "right_square_bracket": "]"}
+    missing = [
+        f"{binding.id}: {key}"
+        for binding in GalleryScreen.BINDINGS
+        if isinstance(binding, Binding)
+        for key in binding.key.split(",")
+        if names.get(key, key) not in listed
+    ]
+    assert not missing, f"keys the README's gallery row lacks: {missing}"

@@ -29,7 +29,7 @@ from medialab_tui.errors import InputError, MedialabError
 from medialab_tui.screens.common import BuilderRequest, StudioScreen
 from medialab_tui.screens.compare import CompareScreen, VideoCompareScreen
 from medialab_tui.screens.dialogs import ConfirmScreen
-from medialab_tui.screens.gallery_dialogs import PathScreen
+from medialab_tui.screens.gallery_dialogs import ExportChoice, ExportScreen, PathScreen
 from medialab_tui.screens.gallery_widgets import (
     GalleryTable,
     GridHighlighted,
@@ -51,7 +51,6 @@ POLL_S = 1.5
 SEARCH_DELAY_S = 0.3
 INSPECT_DELAY_S = 0.08  # holding an arrow key should not decode every image it passes
 NARROW_BELOW = 140  # columns; below it the inspector sits under the list
-CRAMPED_BELOW = 100  # columns; below it the filter chips get a line of their own
 KINDS = ("", "image", "video", "text")
 THUMB_CACHE = 600
 DETAILS_CACHE = 200  # videos opened for the inspector (codec, file size)
@@ -103,6 +102,14 @@ def import_summary(results: list[Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def _left(hidden: int, before: str = " ") -> str:
+    """What a batch action says of the marks the filters hide (it leaves them alone)."""
+    if not hidden:
+        return ""
+    those = "1 more marked artifact is" if hidden == 1 else f"{hidden:,} more marked artifacts are"
+    return f"{before}({those} hidden by the filters and left alone.)"
+
+
 class GalleryScreen(StudioScreen):
     """Every artifact, filtered and sorted, with an inspector for the highlighted one."""
 
@@ -125,6 +132,7 @@ class GalleryScreen(StudioScreen):
     GalleryScreen.-narrow #gallery-inspector { width: 1fr; height: 45%; max-height: 14;
                                                layout: horizontal; }
     GalleryScreen.-cramped #gallery-status { layout: vertical; }
+    GalleryScreen.-cramped #gallery-chips { width: 1fr; }
     GalleryScreen.-narrow Inspector > #inspector-preview { width: 26; height: 1fr; }
     """
     # The footer shows the first of these that fit: most used first.
@@ -343,6 +351,8 @@ class GalleryScreen(StudioScreen):
         self._details: dict[int, VideoDetails] = {}
         self._playable = False  # the highlighted artifact is a video: `p` shows
         self.marked: set[int] = set()  # artifact ids marked with space, on any page
+        # The marks the filters hide (as of the page shown): batch actions leave them alone.
+        self.hidden_marks: set[int] = set()
         self.importing = False
 
     @property
@@ -383,7 +393,21 @@ class GalleryScreen(StudioScreen):
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.width < NARROW_BELOW, "-narrow")
-        self.set_class(event.size.width < CRAMPED_BELOW, "-cramped")
+        self._fit_status()
+
+    def _fit_status(self) -> None:
+        """The filter chips go on a line of their own (wrapped there when they must)
+        when they and the row range do not fit side by side: nothing is cut."""
+        width = self.size.width
+        if not width:
+            return
+        # The list's width: all of it when narrow, else two thirds (the inspector 1fr).
+        main = width if width < NARROW_BELOW else width * 2 // 3
+        used = sum(
+            Text.from_markup(str(self.query_one(f"#gallery-{part}", Static).content)).cell_len
+            for part in ("range", "chips")
+        )
+        self.set_class(used + 2 > main, "-cramped")
 
     # -- loading pages -----------------------------------------------------------------
 
@@ -395,11 +419,19 @@ class GalleryScreen(StudioScreen):
         The cursor goes to `keep`, else to `row` (-1: the last row; None: the row it is on).
         """
         offset = self.page_offset if offset is None else offset
-        self._fetch(self.gallery_query, offset, keep, row)
+        self._fetch(self.gallery_query, offset, keep, row, frozenset(self.marked))
 
     @work(thread=True, exclusive=True, group="gallery-page")
-    def _fetch(self, query: GalleryQuery, offset: int, keep: int | None, row: int | None) -> None:
+    def _fetch(
+        self,
+        query: GalleryQuery,
+        offset: int,
+        keep: int | None,
+        row: int | None,
+        marked: frozenset[int],
+    ) -> None:
         total = self.client.gallery_count(query)
+        hidden = set(marked - self.client.gallery_shown(query, marked)) if marked else set()
         if keep is not None:
             position = self.client.gallery_position(query, keep)
             if position is not None:
@@ -408,7 +440,9 @@ class GalleryScreen(StudioScreen):
         views = self.client.gallery(query, limit=PAGE_SIZE, offset=offset)
         images = self._load_thumbs(views) if self.grid_mode else {}
         if not get_current_worker().is_cancelled:
-            self.from_worker(self._show_page, query, offset, total, views, images, keep, row)
+            self.from_worker(
+                self._show_page, query, offset, total, views, images, keep, row, hidden
+            )
 
     def _show_page(
         self,
@@ -419,9 +453,11 @@ class GalleryScreen(StudioScreen):
         images: dict[int, PILImage.Image | None],
         keep: int | None,
         row: int | None,
+        hidden: set[int],
     ) -> None:
         if query != self.gallery_query:
             return  # the filters changed while this page was on its way
+        self.hidden_marks = hidden & self.marked
         ids = [v.id for v in views]
         if keep in ids:
             cursor = ids.index(keep)
@@ -481,10 +517,16 @@ class GalleryScreen(StudioScreen):
                 else "No artifacts yet: build and run a pipeline on the Builder (1)."
             )
             label.update("no rows")
+            self._fit_status()
             return
         first, last = self.page_offset + 1, self.page_offset + len(self.page)
-        marked = f" · [b]{len(self.marked):,} marked[/] (u clears)" if self.marked else ""
+        marked = ""
+        if self.marked:
+            hidden = len(self.hidden_marks & self.marked)
+            unseen = f", {hidden:,} hidden by the filters" if hidden else ""
+            marked = f" · [b]{len(self.marked):,} marked[/]{unseen} (u clears)"
         label.update(f"rows {first:,}–{last:,} of {self.total:,}{marked}")
+        self._fit_status()
 
     @on(PageRequest)
     def _page_requested(self, event: PageRequest) -> None:
@@ -644,6 +686,7 @@ class GalleryScreen(StudioScreen):
             f"[b]w[/] {DAYS_LABELS[q.days]} · "
             f"[b]o[/] {'newest' if q.newest_first else 'oldest'} first"
         )
+        self._fit_status()
 
     @on(Input.Changed, "#gallery-search")
     def _search_changed(self, event: Input.Changed) -> None:
@@ -827,12 +870,28 @@ class GalleryScreen(StudioScreen):
         self.app.copy_to_clipboard(str(view.seed))
         self.notify(f"Copied seed {view.seed} of {view.ref}")
 
-    def _targets(self) -> list[int] | None:
-        """The marked artifacts (ids, newest first), else the highlighted one."""
+    def _targets(self) -> tuple[list[int], int] | None:
+        """What a batch action acts on: the marked artifacts that the filters show (ids,
+        newest first) and how many marked ones they hide, else the highlighted one.
+
+        A marked artifact the filters hide is never acted on: what is done is what can be
+        seen. When every mark is hidden, nothing is done and the user is told why."""
         if self.marked:
-            return sorted(self.marked, reverse=True)
+            shown = self.client.gallery_shown(self.gallery_query, self.marked)
+            self.hidden_marks = self.marked - shown
+            self._show_range()
+            if not shown:
+                count = len(self.marked)
+                self.notify(
+                    f"The {count} marked artifact{'s are' if count != 1 else ' is'} hidden by "
+                    "the filters: nothing was done (change the filters to see them, or u "
+                    "to clear the marks).",
+                    severity="warning",
+                )
+                return None
+            return sorted(shown, reverse=True), len(self.hidden_marks)
         view = self._need_current()
-        return None if view is None else [view.id]
+        return None if view is None else ([view.id], 0)
 
     def action_toggle_mark(self) -> None:
         view = self._need_current()
@@ -870,13 +929,17 @@ class GalleryScreen(StudioScreen):
             if view is not None:
                 self._star([view.id], not view.starred)
             return
+        targets = self._targets()
+        if targets is None:
+            return
+        ids, hidden = targets
         shown = {v.id: v for v in self.page}
         # Star them all, unless every one of them is starred already: then unstar.
-        starred = not all(shown[i].starred for i in self.marked if i in shown)
-        self._star(sorted(self.marked, reverse=True), starred)
+        starred = not all(shown[i].starred for i in ids if i in shown)
+        self._star(ids, starred, hidden)
 
     @work(thread=True, group="gallery-edit")
-    def _star(self, ids: list[int], starred: bool) -> None:
+    def _star(self, ids: list[int], starred: bool, hidden: int = 0) -> None:
         done: list[int] = []
         for artifact_id in ids:
             try:
@@ -885,13 +948,13 @@ class GalleryScreen(StudioScreen):
                 self.app.call_from_thread(self.notify, str(e), severity="error")
             else:
                 done.append(artifact_id)
-        self.from_worker(self._starred, done, starred)
+        self.from_worker(self._starred, done, starred, hidden)
 
-    def _starred(self, ids: list[int], starred: bool) -> None:
+    def _starred(self, ids: list[int], starred: bool, hidden: int = 0) -> None:
         if not ids:
             return
         said = f"a{ids[0]}" if len(ids) == 1 else f"{len(ids)} artifacts"
-        self.notify(f"Starred {said}" if starred else f"Unstarred {said}")
+        self.notify((f"Starred {said}" if starred else f"Unstarred {said}") + _left(hidden))
         if self.gallery_query.starred and not starred:
             self.reload()  # they no longer match the filter
             return
@@ -903,11 +966,12 @@ class GalleryScreen(StudioScreen):
         self._schedule_inspect()
 
     def action_delete(self) -> None:
-        ids = self._targets()
-        if ids is None:
+        targets = self._targets()
+        if targets is None:
             return
+        ids, hidden = targets
         view = self.current
-        if len(ids) == 1 and view is not None and view.id == ids[0]:
+        if len(ids) == 1 and view is not None and view.id == ids[0] and not hidden:
             question = (
                 f"Delete {view.ref} ({view.prompt or view.kind})?\n"
                 "Its files move to the trash folder of the data directory."
@@ -915,7 +979,7 @@ class GalleryScreen(StudioScreen):
         else:
             question = (
                 f"Delete {len(ids)} marked artifact{'s' if len(ids) != 1 else ''}?\n"
-                "Their files move to the trash folder of the data directory."
+                "Their files move to the trash folder of the data directory." + _left(hidden, "\n")
             )
 
         def answered(yes: bool | None) -> None:
@@ -945,29 +1009,31 @@ class GalleryScreen(StudioScreen):
         self.reload()
 
     def action_export(self) -> None:
-        ids = self._targets()
-        if ids is None:
+        targets = self._targets()
+        if targets is None:
             return
+        ids, hidden = targets
         what = f"a{ids[0]}" if len(ids) == 1 else f"the {len(ids)} marked artifacts"
 
-        def answered(path: str | None) -> None:
-            if path:
-                self._export([f"a{i}" for i in ids], path)
+        def answered(choice: ExportChoice | None) -> None:
+            if choice is not None:
+                self._export([f"a{i}" for i in ids], choice)
 
         self.app.push_screen(
-            PathScreen(
-                f"Export {what} with their metadata to:",
+            ExportScreen(
+                f"Export {what} to:",
                 "a folder, or a file ending in .zip",
-                "A name already in the folder gets -2, -3…; an existing zip is not replaced.",
+                "A name already in the folder gets -2, -3…; an existing zip is not replaced."
+                + _left(hidden, "\n"),
             ),
             answered,
         )
 
     @work(thread=True, group="gallery-export")
-    def _export(self, refs: list[str], path: str) -> None:
-        target = Path(path).expanduser()
+    def _export(self, refs: list[str], choice: ExportChoice) -> None:
+        target = Path(choice.path).expanduser()
         try:
-            results = self.client.export(refs, target)
+            results = self.client.export(refs, target, strip=choice.strip)
         except MedialabError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -977,7 +1043,8 @@ class GalleryScreen(StudioScreen):
             )
             return
         count = f"{len(results)} artifact{'s' if len(results) != 1 else ''}"
-        self.app.call_from_thread(self.notify, visible(f"Exported {count} to {target}"))
+        how = " without their metadata" if choice.strip else ""
+        self.app.call_from_thread(self.notify, visible(f"Exported {count}{how} to {target}"))
 
     def action_import(self) -> None:
         if self.importing:
@@ -992,9 +1059,10 @@ class GalleryScreen(StudioScreen):
         self.app.push_screen(
             PathScreen(
                 "Import images from:",
-                "a PNG, JPEG or WebP file, or a folder (read recursively)",
-                "Copies go into the gallery with their metadata read; the originals "
-                "are only read. An image imported before is recognised.",
+                "a PNG, JPEG or WebP file, or a folder",
+                "A folder is read recursively. Copies go into the gallery with their "
+                "metadata read; the originals are only read. An image imported before "
+                "is recognised.",
             ),
             answered,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -337,6 +338,18 @@ def gallery_position(store: Store, query: GalleryQuery, artifact_id: int) -> int
         if conn.execute(shown, (*shown_args, artifact_id)).fetchone() is None:
             return None
         return int(conn.execute(earlier, (*args, artifact_id)).fetchone()[0])
+
+
+def gallery_shown(store: Store, query: GalleryQuery, ids: Iterable[int]) -> set[int]:
+    """Which of `ids` pass the query's filters (the rest are hidden by them)."""
+    wanted = sorted(set(ids))
+    found: set[int] = set()
+    with store.reading() as conn:
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start : start + 500]
+            sql, args = _gallery_sql(query, "id", f"id IN ({', '.join('?' * len(chunk))})")
+            found.update(int(r[0]) for r in conn.execute(sql, (*args, *chunk)))
+    return found
 
 
 def gallery_facets(store: Store) -> tuple[list[str], list[str]]:

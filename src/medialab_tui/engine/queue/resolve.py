@@ -221,6 +221,7 @@ class _StageContext:
     prompts: list[str]
     base_dir: Path
     wildcards_dir: Path
+    max_output_pixels: int
 
     def lookup(self, ref: str, kinds: tuple[str, ...], key: str) -> dict[str, Any]:
         row = _lookup(self.store, ref, kinds, replace(self.loc, key=key))
@@ -419,7 +420,12 @@ def prepare(store: Store, pipeline: Pipeline, source: str, base_dir: Path) -> Pr
         )
         if spec.resolve is not None:
             context = _StageContext(
-                store, loc, prompts if index == 0 else [""], base_dir, wildcards_dir(store)
+                store,
+                loc,
+                prompts if index == 0 else [""],
+                base_dir,
+                wildcards_dir(store),
+                config.max_output_pixels,
             )
             found.update(spec.resolve(stage, context))
         extras.append(Extras.model_validate(found))

@@ -126,6 +126,8 @@ class ResolveContext(Protocol):
     # Where relative paths of the pipeline file are resolved from.
     base_dir: Path
     wildcards_dir: Path
+    # The most pixels an output image may have (config `max_output_pixels`).
+    max_output_pixels: int
 
     def lookup(self, ref: str, kinds: tuple[str, ...], key: str) -> dict[str, Any]:
         """A registry entry of one of `kinds` as a job needs it, or an InputError at `key`."""

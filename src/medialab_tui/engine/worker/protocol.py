@@ -91,6 +91,8 @@ class Extras(_Record):
     detector: ModelRef | None = None
     # prompt_enhance: every wildcard list it can reach, read at submit.
     wildcards: dict[str, list[str]] | None = None
+    # grid: the most pixels a sheet may have (config `max_output_pixels`, read at submit).
+    max_pixels: int | None = None
 
 
 class Item(_Record):

@@ -22,6 +22,8 @@ from medialab_tui.store.artifacts import read_png_meta_quietly
 
 BACKGROUND = (255, 255, 255)
 INK = (0, 0, 0)
+MIN_FONT_PX = 12  # labels stay readable however small the cells get
+MIN_CELL_PX = 8  # the smallest cell a sheet is scaled down to (as `cell_size` allows)
 
 
 @dataclass
@@ -94,6 +96,41 @@ def _fit(image: Image.Image, longest: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
+def _scaled(images: list[Image.Image], factor: float) -> list[Image.Image]:
+    """The cells `factor` times as large (each its own shape, at least 1 px a side)."""
+    if factor >= 1:
+        return images
+    return [_fit(im, max(1, math.floor(max(im.size) * factor))) for im in images]
+
+
+def fit_to_pixels(
+    sheets: list[Sheet], images: list[Image.Image], params: GridParams, max_pixels: int | None
+) -> tuple[list[Image.Image], float]:
+    """The cells, scaled down so that the largest sheet has at most `max_pixels` pixels
+    (config `max_output_pixels`), and the factor they were scaled by (1: as they were).
+
+    The labels keep their size (their font never goes under `MIN_FONT_PX`), so the
+    factor is found again until the sheet fits; a plot whose labels alone would pass
+    the cap, or whose cells would go under `MIN_CELL_PX`, fails the job naming the cap."""
+    factor = 1.0
+    cells = images
+    while max_pixels is not None:
+        largest = max(_layout(sheet, cells, params).pixels for sheet in sheets)
+        if largest <= max_pixels:
+            break
+        factor *= math.sqrt(max_pixels / largest) * 0.98
+        longest = max(max(im.size) for im in images) * factor
+        if longest < MIN_CELL_PX:
+            raise JobFailed(
+                "validation",
+                f"the grid's sheet does not fit in {max_pixels:,} pixels "
+                f"(max_output_pixels in config.toml) even with cells of {MIN_CELL_PX} px; "
+                "make fewer cells or raise the cap",
+            )
+        cells = _scaled(images, factor)
+    return cells, factor
+
+
 def run(job: JobContext, params: GridParams) -> Timings:
     """One sheet (or one per value of the third swept key) from every image of the item."""
     paths = [Path(p) for p in job.item.images]
@@ -107,12 +144,13 @@ def run(job: JobContext, params: GridParams) -> Timings:
         images.append(_fit(open_rgb(str(path)), params.cell_size))
         job.progress(i + 1, len(paths) + 1)
     axes, sheets = plan_sheets(cells[: len(paths)], params.columns)
+    images, factor = fit_to_pixels(sheets, images, params, job.extras.max_pixels)
     cell_w = max(im.width for im in images)
     cell_h = max(im.height for im in images)
     base = job.base_meta(params)
     for number, sheet in enumerate(sheets):
         job.check_cancel()
-        drawn, boxes = _draw(sheet, images, (cell_w, cell_h), params)
+        drawn, boxes = _draw(sheet, images, params)
         listed = []
         for (row, column), index in sorted(sheet.slots.items()):
             made = read_png_meta_quietly(paths[index])
@@ -141,6 +179,8 @@ def run(job: JobContext, params: GridParams) -> Timings:
                 "rows": max(r for r, _ in sheet.slots) + 1,
                 "cell_width": cell_w,
                 "cell_height": cell_h,
+                # Below 1 when the cells were scaled down to fit max_output_pixels.
+                "scale": round(factor, 4),
             },
             "cells": listed,
         }
@@ -149,12 +189,33 @@ def run(job: JobContext, params: GridParams) -> Timings:
     return {"load_seconds": 0.0, "cache_hit": True}
 
 
-def _draw(
-    sheet: Sheet, images: list[Image.Image], cell: tuple[int, int], params: GridParams
-) -> tuple[Image.Image, dict[int, list[int]]]:
-    """The sheet's picture and each image's box on it ([left, top, right, bottom])."""
-    cell_w, cell_h = cell
-    font_px = max(12, min(48, round(cell_h / 8)))
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of a sheet goes: the font, the label margins (`left`, `top`),
+    one column's width and one row's height, and the sheet's size."""
+
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    font_px: int
+    pad: int
+    left: int
+    top: int
+    col_w: int
+    row_h: int
+    size: tuple[int, int]
+
+    @property
+    def pixels(self) -> int:
+        return self.size[0] * self.size[1]
+
+    def width_of(self, text: str) -> int:
+        return math.ceil(self.font.getlength(text))
+
+
+def _layout(sheet: Sheet, images: list[Image.Image], params: GridParams) -> Layout:
+    """The sheet's layout with cells as large as the largest of `images`."""
+    cell_w = max(im.width for im in images)
+    cell_h = max(im.height for im in images)
+    font_px = max(MIN_FONT_PX, min(48, round(cell_h / 8)))
     font = ImageFont.load_default(size=font_px)
     pad = font_px // 2
     labelled = params.labels
@@ -169,25 +230,41 @@ def _draw(
     row_h = max(cell_h, line_h if labelled and sheet.rows else 0)
     left = max([width_of(t) + 2 * pad for t in sheet.rows], default=0) if labelled else 0
     top = (line_h if sheet.columns else 0) + (line_h if sheet.title else 0) if labelled else 0
+    if labelled and sheet.title:
+        # A long title widens the sheet rather than being cut.
+        title_w = left + params.gap + width_of(sheet.title) + pad
+    else:
+        title_w = 0
     gap = params.gap
-    size = (left + gap + columns * (col_w + gap), top + gap + rows * (row_h + gap))
-    canvas = Image.new("RGB", size, BACKGROUND)
+    width = max(left + gap + columns * (col_w + gap), title_w)
+    size = (width, top + gap + rows * (row_h + gap))
+    return Layout(font, font_px, pad, left, top, col_w, row_h, size)
+
+
+def _draw(
+    sheet: Sheet, images: list[Image.Image], params: GridParams
+) -> tuple[Image.Image, dict[int, list[int]]]:
+    """The sheet's picture and each image's box on it ([left, top, right, bottom])."""
+    at = _layout(sheet, images, params)
+    gap = params.gap
+    canvas = Image.new("RGB", at.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    if labelled:
+    if params.labels:
+        line_h = at.font_px + 2 * at.pad
         if sheet.title:
-            draw.text((left + gap, pad), sheet.title, fill=INK, font=font)
-        heading = top - line_h
+            draw.text((at.left + gap, at.pad), sheet.title, fill=INK, font=at.font)
+        heading = at.top - line_h
         for c, text in enumerate(sheet.columns):
-            x = left + gap + c * (col_w + gap) + (col_w - width_of(text)) // 2
-            draw.text((x, heading + pad), text, fill=INK, font=font)
+            x = at.left + gap + c * (at.col_w + gap) + (at.col_w - at.width_of(text)) // 2
+            draw.text((x, heading + at.pad), text, fill=INK, font=at.font)
         for r, text in enumerate(sheet.rows):
-            y = top + gap + r * (row_h + gap) + (row_h - font_px) // 2
-            draw.text((pad, y), text, fill=INK, font=font)
+            y = at.top + gap + r * (at.row_h + gap) + (at.row_h - at.font_px) // 2
+            draw.text((at.pad, y), text, fill=INK, font=at.font)
     boxes: dict[int, list[int]] = {}
     for (r, c), index in sheet.slots.items():
         image = images[index]
-        x = left + gap + c * (col_w + gap) + (col_w - image.width) // 2
-        y = top + gap + r * (row_h + gap) + (row_h - image.height) // 2
+        x = at.left + gap + c * (at.col_w + gap) + (at.col_w - image.width) // 2
+        y = at.top + gap + r * (at.row_h + gap) + (at.row_h - image.height) // 2
         canvas.paste(image, (x, y))
         boxes[index] = [x, y, x + image.width, y + image.height]
     return canvas, boxes

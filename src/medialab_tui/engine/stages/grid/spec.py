@@ -5,16 +5,18 @@ One job takes every image at once. Images made by a sweep are placed by their ce
 the first swept key runs along the columns, the second down the rows, and the
 values of any further keys make one sheet each; without a sweep the images are laid
 out in order. The sheet's `medialab` chunk lists every cell: its image, its swept
-values and where it sits on the sheet.
+values and where it sits on the sheet. A sheet never has more pixels than
+`max_output_pixels` (config): the cells of a plot that would are scaled down, the
+labels kept at their readable size.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from medialab_tui.engine.stages.base import StageParams, StageSpec
+from medialab_tui.engine.stages.base import ResolveContext, StageParams, StageSpec
 
 
 class GridParams(StageParams):
@@ -31,6 +33,11 @@ class GridParams(StageParams):
     labels: bool = Field(default=True, description="Label columns, rows and sheets")
 
 
+def resolve_pixel_cap(stage: GridParams, ctx: ResolveContext) -> dict[str, Any]:
+    """The config's cap on an output's pixels, which the sheets are drawn to fit."""
+    return {"max_pixels": ctx.max_output_pixels}
+
+
 SPEC = StageSpec(
     type="grid",
     order=75,
@@ -42,4 +49,5 @@ SPEC = StageSpec(
     gathers=True,
     min_gathered=1,
     guess_job_seconds=0.2,
+    resolve=resolve_pixel_cap,
 )
