@@ -32,6 +32,8 @@ from medialab_tui.text import human_size, visible, visible_lines
 MARK = "●"  # a row or thumbnail marked with space, for the batch actions
 RAW_VALUE_MAX = 2000  # characters of one raw metadata value the inspector shows
 THUMB_WIDTH = 22  # cells per grid column, border included
+THUMB_HEIGHT = 10  # rows per grid row, border and caption included, where there is room
+THUMB_MIN_HEIGHT = 5  # the border, two rows of picture and the caption
 PLACEHOLDERS = {"text": "¶ text"}  # kinds without a picture; a video shows its first frame
 
 
@@ -253,7 +255,7 @@ class Thumb(Vertical):
     """One cell of the grid: the picture (or a placeholder) and a one-line caption."""
 
     DEFAULT_CSS = """
-    Thumb { height: 10; border: round $panel-lighten-2; }
+    Thumb { height: 100%; border: round $panel-lighten-2; }
     Thumb.-cursor { border: round $accent; background: $boost; }
     Thumb.-marked { border: round $secondary; }
     Thumb.-marked.-cursor { border: double $accent; }
@@ -324,6 +326,7 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.columns = 4
+        self.row_height = THUMB_HEIGHT
 
     def set_items(
         self,
@@ -349,6 +352,10 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
     def on_resize(self, event: Resize) -> None:
         self.columns = max(1, event.size.width // THUMB_WIDTH)
         self.styles.grid_size_columns = self.columns
+        # A whole thumbnail (its caption with the marks and stars too) fits a short
+        # pane: the rows are as tall as the pane, up to THUMB_HEIGHT.
+        self.row_height = max(THUMB_MIN_HEIGHT, min(THUMB_HEIGHT, event.size.height))
+        self.styles.grid_rows = str(self.row_height)
 
     def watch_cursor(self) -> None:
         self._show_cursor()
@@ -379,7 +386,7 @@ class ThumbGrid(ScrollableContainer, can_focus=True):
         self._move_to(self.cursor + rows * self.columns)
 
     def action_page(self, direction: int) -> None:
-        visible = max(1, self.scrollable_content_region.height // 10)
+        visible = max(1, self.scrollable_content_region.height // self.row_height)
         self._move_to(self.cursor + direction * visible * self.columns)
 
     def action_jump(self, index: int) -> None:
