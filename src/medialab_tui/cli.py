@@ -570,6 +570,7 @@ def _show_job(ctx: Context, job: JobView, row: sqlite3.Row) -> int:
             ("prompt", job.prompt),
             ("seed", job.seed),
             ("seconds", f"{job.run_seconds:.1f}"),
+            ("worker", job.worker),
             ("created", _when(job.created_at)),
         ],
     )

@@ -1,8 +1,10 @@
-"""The engine: an asyncio loop that feeds queued jobs to the worker, one at a time.
+"""The engine: an asyncio loop that feeds queued jobs to its pool of workers.
 
-It owns the worker process and is the only writer of a running job's progress
-and outcome. Everyone else (CLI, TUIs) changes the queue through the store; the
-engine polls for that every `POLL_S`. A job running when a host died goes back to
+It owns one worker per slot (config `devices`: one per device of this host, or the
+workers of a Dask cluster, `engine.pool`) and each slot runs one job at a time, all
+slots at once. It is the only writer of a running job's progress and outcome.
+Everyone else (CLI, TUIs) changes the queue through the store; the engine polls for
+that every `POLL_S`. A job running when a host died goes back to
 the queue at the next start, unless it has taken down a worker or host
 `max_attempts` times already: then it fails, so a poison job cannot crash-loop
 the box. Only such crashes count as attempts: a job handed back by a stop, a
@@ -21,6 +23,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +31,11 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from medialab_tui.config import Config, DataDir, current_user
-from medialab_tui.engine import daemon, queue, registry
+from medialab_tui.engine import daemon, pool, queue, registry
 from medialab_tui.engine.model_watch import ModelWatch
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
-from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
+from medialab_tui.engine.worker_client import WorkerDied, WorkerHandle
 from medialab_tui.store import backup
 from medialab_tui.store.artifacts import artifact_dir
 from medialab_tui.store.db import Store
@@ -61,9 +64,11 @@ LOOK_S = 5.0
 
 @dataclass
 class Running:
-    """The job on the worker now, with what the engine has heard of it."""
+    """The job on a slot's worker now, with what the engine has heard of it."""
 
     job: Job
+    # Who runs it: the slot's label, or the node a remote worker names in `started`.
+    worker: str = ""
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
     total: int = 0
@@ -78,6 +83,48 @@ class Running:
         return "cancelled" if self.cancelled_by_user else "queued"
 
 
+@dataclass
+class Slot:
+    """One worker of the pool and the job it runs (None: idle)."""
+
+    worker: WorkerHandle
+    started: bool = False
+    running: Running | None = None
+    task: asyncio.Task[None] | None = None
+    loaded: list[str] = field(default_factory=list)  # model files its cache holds
+    loads: int = 0  # models it has loaded (its `done` events say)
+    failures: int = 0  # failed starts in a row, for the restart back-off
+    idle_since: float = field(default_factory=time.monotonic)
+    ends: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def label(self) -> str:
+        return self.worker.label
+
+    def view(self, index: int) -> pool.SlotView:
+        now = time.monotonic()
+        return pool.SlotView(
+            index=index,
+            loaded=tuple(self.loaded),
+            idle_since=self.idle_since,
+            recent=sum(1 for t in self.ends if now - t < pool.RECENT_S),
+            alive=self.worker.alive,
+        )
+
+    def card(self) -> dict[str, Any]:
+        """What the host card says of this worker (`doctor` shows it)."""
+        info = self.worker.info
+        return {
+            "label": self.label,
+            "device": info.get("device", ""),
+            "pid": self.worker.pid,
+            "busy": self.running is not None,
+            "job": self.running.job.id if self.running is not None else None,
+            "loaded": list(self.loaded),
+            "loads": self.loads,
+        }
+
+
 class Engine:
     """Runs the queue of one data directory. Create it only while holding the host lock."""
 
@@ -86,7 +133,7 @@ class Engine:
         data: DataDir,
         store: Store,
         config: Config,
-        worker: WorkerProcess | None = None,
+        worker: WorkerHandle | None = None,
         *,
         previews: bool = True,
         watch_models: bool = True,
@@ -98,14 +145,13 @@ class Engine:
         self.previews = previews
         self.store = store
         self.config = config
-        # A worker may be started before the engine, so torch loads while the caller works.
-        self.worker = worker
-        self.running: Running | None = None
+        # A worker may be started before the engine, so torch loads while the caller works:
+        # it is the first slot. `run` adds the others of config `devices`.
+        self.slots: list[Slot] = [Slot(worker, started=True)] if worker is not None else []
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         # Set whenever a job ends, so an in-process follower need not poll for it.
         self.changed = asyncio.Event()
-        self._worker_failures = 0
         # Disk full: jobs whose end could not be written yet (retried when space is
         # back), and when free space was last checked.
         self._unwritten: list[Job] = []
@@ -116,7 +162,6 @@ class Engine:
         self._started = time.time()
         self._idle_since: float | None = None
         self._idle_checked = 0.0
-        self._loaded: list[str] = []
         self.leave_reason = ""
         # What the store's change counter said at the last look at the queue.
         self._seen_changes: tuple[int, int] | None = None
@@ -143,49 +188,89 @@ class Engine:
         """The engine's main loop, until `request_stop`, `medialab stop` or the keep-alive."""
         self.recover()
         daemon.clear_stop(self.store)  # a request for an earlier host is not for us
+        self._make_slots()
         self._publish_host()
-        if self.worker is None:
-            await self._start_worker()
-        announce = asyncio.create_task(self._announce_worker(), name="announce-worker")
+        announce: list[asyncio.Task[None]] = []
         try:
+            for slot in self.slots:
+                if not slot.started:
+                    await self._start_worker(slot)
+                announce.append(
+                    asyncio.create_task(self._announce_worker(slot), name=f"announce-{slot.label}")
+                )
             if self.models is not None:
                 self.models.start()
             while not self._stop.is_set():
-                job = None
+                self._reap_slots()
                 if not self._store_moved():
                     await self._idle_wait()
                     continue
                 if self._time_to_leave():
-                    break
+                    if not self.busy:
+                        break
+                    await self._idle_wait()  # a stop waits for the running jobs
+                    continue
                 try:
                     if self._space_to_work():
                         self.sweep_runs()
-                        paused = queue.queue_state(self.store) == "paused"
-                        job = None if paused else self.claim_next()
+                        if queue.queue_state(self.store) != "paused":
+                            self._fill_slots()
                 except Exception as exc:
                     if not is_disk_full(exc):
                         raise
                     self._out_of_space(exc)
-                if job is not None:
-                    await self.execute(job)
-                    continue
                 await self._idle_wait()
         finally:
-            announce.cancel()
+            for task in announce:
+                task.cancel()
+            # Every slot hands its job back (a stop) or has ended it already.
+            self._stop.set()
+            await self._wait_slots()
             if self.models is not None:
                 await asyncio.to_thread(self.models.stop)
-            if self.worker is not None:
-                await self.worker.shutdown()
-                self.worker = None
+            for slot in self.slots:
+                if slot.started:
+                    await slot.worker.shutdown()
             self._unpublish_host()
 
+    @property
+    def busy(self) -> int:
+        """How many slots run a job now."""
+        return sum(1 for slot in self.slots if slot.task is not None)
+
+    def _make_slots(self) -> None:
+        """The slots of config `devices` (or `cluster`); a worker given to the engine
+        stays the first."""
+        workers = pool.make_workers(self.config, self.data)
+        given = len(self.slots)
+        self.slots.extend(Slot(worker) for worker in workers[given:])
+        labels = [slot.label for slot in self.slots]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"worker labels must be unique (got {labels})")
+
+    def _reap_slots(self) -> None:
+        """Free the slots whose job has ended; a bug in one ends the host, as before."""
+        for slot in self.slots:
+            if slot.task is not None and slot.task.done():
+                task, slot.task = slot.task, None
+                task.result()
+
+    async def _wait_slots(self) -> None:
+        tasks = [slot.task for slot in self.slots if slot.task is not None]
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("a worker slot ended with an error: %r", result)
+        for slot in self.slots:
+            slot.task = None
+
     async def _idle_wait(self) -> None:
-        """Until the next poll, or until something wakes the engine."""
-        self._wake.clear()
+        """Until the next poll, or until something wakes the engine (a wake that came
+        since the last wait counts: the slots wake it when a job ends)."""
         try:
             await asyncio.wait_for(self._wake.wait(), POLL_S)
         except TimeoutError:
             pass
+        self._wake.clear()
 
     def _store_moved(self) -> bool:
         """Whether the queue needs a look: somebody committed to the store since the
@@ -263,7 +348,8 @@ class Engine:
             "started_at": self._started,
             "keep_alive": self.config.keep_alive,
             "idle_since": self._idle_since,
-            "loaded": self._loaded,
+            "loaded": list(dict.fromkeys(p for slot in self.slots for p in slot.loaded)),
+            "workers": [slot.card() for slot in self.slots],
         }
 
     def _publish_host(self) -> None:
@@ -293,62 +379,77 @@ class Engine:
 
     # -- the worker ----------------------------------------------------------------
 
-    async def _start_worker(self) -> None:
-        self.worker = WorkerProcess(self.config, self.data.logs / "worker.log")
-        await self.worker.start()
+    async def _start_worker(self, slot: Slot) -> None:
+        slot.started = True
+        await slot.worker.start()
 
-    async def _ready_worker(self) -> WorkerProcess:
-        """A worker that has said `ready`, restarting it (with back-off) if it died."""
+    async def _ready_worker(self, slot: Slot) -> WorkerHandle:
+        """The slot's worker once it has said `ready`, restarting it (with back-off) if
+        it died. The other slots go on meanwhile."""
+        worker = slot.worker
         while True:
-            if self.worker is None or not self.worker.alive:
-                if self.worker is not None:
-                    await self.worker.kill()
-                delay = RESTART_BACKOFF_S[min(self._worker_failures, len(RESTART_BACKOFF_S) - 1)]
+            if not slot.started or not worker.alive:
+                if slot.started:
+                    await worker.kill()
+                delay = RESTART_BACKOFF_S[min(slot.failures, len(RESTART_BACKOFF_S) - 1)]
                 await asyncio.sleep(delay)
-                await self._start_worker()
-            assert self.worker is not None
+                slot.loaded = []
+                await self._start_worker(slot)
             try:
-                info = await self.worker.wait_ready()
+                info = await worker.wait_ready()
             except WorkerDied as exc:
-                self._worker_failures += 1
-                log.error("worker failed to start: %s", exc)
-                if self._worker_failures >= len(RESTART_BACKOFF_S) + 2:
+                slot.failures += 1
+                log.error("worker %s failed to start: %s", slot.label, exc)
+                if slot.failures >= len(RESTART_BACKOFF_S) + 2:
                     raise
-                await self.worker.kill()
+                await worker.kill()
                 continue
-            self._worker_failures = 0
-            self._publish_worker(info)
-            return self.worker
+            slot.failures = 0
+            self._publish_worker(slot, info)
+            return worker
 
-    async def _announce_worker(self) -> None:
+    async def _announce_worker(self, slot: Slot) -> None:
         """Say which device the worker uses as soon as it is up, not at the first job."""
-        if self.worker is None:
-            return
         try:
-            info = await self.worker.wait_ready()
+            info = await slot.worker.wait_ready()
         except WorkerDied:
             return  # the first job restarts it and reports the failure
-        self._publish_worker(info)
+        self._publish_worker(slot, info)
 
-    def _publish_worker(self, info: dict[str, Any]) -> None:
+    def _publish_worker(self, slot: Slot, info: dict[str, Any]) -> None:
+        """The latest ready worker's `ready` line, with the pool's size (the header
+        says `1/2 busy` from it), and the host card with every worker."""
         with self.store.write() as s:
             row = s.get(Setting, queue.WORKER_KEY) or Setting(key=queue.WORKER_KEY, value="")
-            row.value = json.dumps(info)
+            row.value = json.dumps({**info, "label": slot.label, "workers": len(self.slots)})
             s.add(row)
+        self._publish_host()
 
     # -- the queue -----------------------------------------------------------------
 
     def _next_queued(self, s: Session) -> Job | None:
-        return s.exec(
-            select(Job)
-            .join(Run, col(Run.id) == Job.run_id)
-            .where(Job.status == "queued", col(Run.status).in_(("pending", "running")))
-            .order_by(col(Job.priority).desc(), col(Job.id))
-            .limit(1)
-        ).first()
+        """The job to start next: each active run's first queued job (highest priority,
+        then oldest; one index seek per run), and of those `pool.pick_job`'s choice."""
+        active = s.exec(select(Run.id).where(col(Run.status).in_(("pending", "running")))).all()
+        candidates = []
+        for run_id in active:
+            first = s.exec(
+                select(Job.id, Job.priority)
+                .where(Job.status == "queued", Job.run_id == run_id)
+                .order_by(col(Job.priority).desc(), col(Job.id))
+                .limit(1)
+            ).first()
+            if first is not None and run_id is not None:
+                candidates.append(pool.Candidate(int(first[0] or 0), run_id, first[1]))
+        running = Counter(
+            slot.running.job.run_id for slot in self.slots if slot.running is not None
+        )
+        chosen = pool.pick_job(candidates, running)
+        return s.get(Job, chosen.job_id) if chosen is not None else None
 
     def claim_next(self) -> Job | None:
-        """Mark the next queued job running: highest priority first, then oldest.
+        """Mark the next queued job running: highest priority first; within a priority
+        the run with the fewest running jobs, then the oldest job.
 
         A read first: an idle engine commits nothing, so the store's change counter
         stays still and the next look is skipped."""
@@ -357,7 +458,7 @@ class Engine:
                 return None
         with self.store.write() as s:
             job = self._next_queued(s)
-            if job is None:
+            if job is None or job.status != "queued":
                 return None
             job.status, job.started_at = "running", utcnow()
             job.attempts += 1
@@ -394,17 +495,41 @@ class Engine:
 
     # -- one job -------------------------------------------------------------------
 
-    def _command(self, job: Job) -> RunCommand:
-        """The worker's command for `job`: its typed parameters and item, and the model
-        and extras its stage resolved to at submit (kept with the run)."""
+    def _resolved(self, job: Job) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The model and extras `job`'s stage resolved to at submit (kept with the run)."""
         with self.store.read() as s:
             run = s.get(Run, job.run_id)
         document = run.pipeline if run is not None else {}
         index = job.stage_index
         models = document.get("models") or []
         extras = document.get("extras") or []
-        model = models[index] if index < len(models) else None
-        extra = extras[index] if index < len(extras) else None
+        return (
+            models[index] if index < len(models) else None,
+            extras[index] if index < len(extras) else None,
+        )
+
+    def _fill_slots(self) -> None:
+        """Start queued jobs on the idle slots: each on a slot holding its model, else
+        on the least loaded one (`pool.pick_slot`)."""
+        idle = [i for i, slot in enumerate(self.slots) if slot.task is None]
+        while idle:
+            job = self.claim_next()
+            if job is None:
+                return
+            model, _ = self._resolved(job)
+            path = str(model.get("path", "")) if model else None
+            index = pool.pick_slot([self.slots[i].view(i) for i in idle], path)
+            assert index is not None
+            idle.remove(index)
+            slot = self.slots[index]
+            slot.running = Running(job, worker=slot.label)
+            slot.task = asyncio.create_task(self.execute(job, slot), name=f"job-j{job.id}")
+
+    def _command(self, job: Job) -> RunCommand:
+        """The worker's command for `job`: its typed parameters and item, and the model
+        and extras its stage resolved to at submit (kept with the run)."""
+        model, extra = self._resolved(job)
+        index = job.stage_index
         return RunCommand(
             job_id=job.id or 0,
             run_id=job.run_id,
@@ -418,23 +543,49 @@ class Engine:
             preview=self.previews,
         )
 
-    async def execute(self, job: Job) -> None:
-        """Run one claimed job to its end: succeeded, failed, cancelled or back in the queue."""
+    async def execute(self, job: Job, slot: Slot | None = None) -> None:
+        """Run one claimed job on a slot (the first if none is given) to its end:
+        succeeded, failed, cancelled or back in the queue."""
+        if slot is None:
+            if not self.slots:
+                self._make_slots()
+            slot = self.slots[0]
+        state = slot.running = slot.running or Running(job, worker=slot.label)
         try:
-            worker = await self._ready_worker()
-        except WorkerDied as exc:
-            self._end_job(job, "failed", error=f"the worker cannot start: {exc}", kind="internal")
-            return
-        self.running = state = Running(job)
-        try:
-            await worker.send(await self._with_hash(self._command(job)))
-            await self._follow(worker, state)
-        except WorkerDied as exc:
-            log.warning("worker died during job j%s: %s", job.id, exc)
-            await worker.kill()
-            self._crashed(job, str(exc))
+            try:
+                worker = await self._ready_worker(slot)
+            except WorkerDied as exc:
+                error = f"the worker {slot.label} cannot start: {exc}"
+                self._end_job(job, "failed", error=error, kind="internal")
+                return
+            self._record_worker(job, state.worker)
+            self._publish_host()  # the host card says which worker runs what
+            try:
+                await worker.send(await self._with_hash(self._command(job)))
+                await self._follow(worker, state)
+            except WorkerDied as exc:
+                log.warning("worker %s died during job j%s: %s", slot.label, job.id, exc)
+                await worker.kill()
+                self._crashed(job, str(exc))
         finally:
-            self.running = None
+            slot.running = None
+            slot.idle_since = time.monotonic()
+            slot.ends.append(slot.idle_since)
+            self._publish_host()
+            self.wake()
+
+    def _record_worker(self, job: Job, label: str) -> None:
+        """Which worker runs the job (advisory, like progress: a full disk drops it)."""
+        try:
+            with self.store.write() as s:
+                row = s.get(Job, job.id)
+                if row is not None and row.worker != label:
+                    row.worker = label
+                    s.add(row)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("disk full: the worker of j%s was not written", job.id)
 
     async def _with_hash(self, command: RunCommand) -> RunCommand:
         """The command with the sha256 of its model, LoRAs, ControlNet and detector,
@@ -472,7 +623,7 @@ class Engine:
     def _hashes_now(self, names: list[str]) -> dict[str, str]:
         return {name: registry.sha256_now(self.store, self.config, name) for name in names}
 
-    async def _follow(self, worker: WorkerProcess, state: Running) -> None:
+    async def _follow(self, worker: WorkerHandle, state: Running) -> None:
         job = state.job
         last_poll = 0.0
         while True:
@@ -480,7 +631,7 @@ class Engine:
             now = time.monotonic()
             if message is not None:
                 state.last_heard = now
-                if self._handle(message, state):
+                if self._handle(message, state, self._slot_of(state)):
                     return
             if now - last_poll >= POLL_S:
                 last_poll = now
@@ -520,13 +671,20 @@ class Engine:
             row = s.get(Job, job.id)
         return row is None or row.cancel_requested
 
-    def _handle(self, message: dict[str, Any], state: Running) -> bool:
+    def _slot_of(self, state: Running) -> Slot | None:
+        return next((slot for slot in self.slots if slot.running is state), None)
+
+    def _handle(self, message: dict[str, Any], state: Running, slot: Slot | None = None) -> bool:
         """Apply one worker event; True when the job has ended."""
         event = message.get("event")
         job = state.job
         if message.get("job_id") not in (None, job.id):
             return False  # a late event of an earlier job
-        if event == "progress":
+        if event == "started" and message.get("worker"):
+            # A remote worker names the node and GPU that runs the job.
+            state.worker = str(message["worker"])[:200]
+            self._record_worker(job, state.worker)
+        elif event == "progress":
             state.step, state.total = int(message["step"]), int(message["total"])
             if message.get("preview"):
                 self._write_preview(job, message["preview"])
@@ -535,10 +693,9 @@ class Engine:
         elif event == "artifact":
             state.artifacts.append(message)
         elif event == "done":
-            loaded = [str(p) for p in message.get("loaded", [])]
-            if loaded != self._loaded:
-                self._loaded = loaded
-                self._publish_host()
+            if slot is not None:
+                slot.loaded = [str(p) for p in message.get("loaded", [])]
+                slot.loads = int(message.get("loads", slot.loads))
             self._succeed(state, message)
             backup.job_completed(self.store.path)
             return True
@@ -671,6 +828,7 @@ class Engine:
             row.progress, row.step = 1.0, state.total or row.step
             row.run_seconds = float(message.get("run_seconds", 0.0))
             row.load_seconds = float(message.get("load_seconds", 0.0))
+            row.worker = state.worker or row.worker
             s.add(row)
             for art in state.artifacts:
                 meta = art.get("meta", {})
@@ -686,7 +844,7 @@ class Engine:
                     model=meta.get("model", ""),
                     width=int(art.get("width", 0)),
                     height=int(art.get("height", 0)),
-                    params=meta,
+                    params={**meta, "worker": state.worker} if state.worker else meta,
                 )
                 s.add(artifact)
                 s.flush()

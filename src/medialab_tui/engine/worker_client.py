@@ -1,7 +1,11 @@
 """The engine's side of the worker: start it, talk to it, kill it.
 
 The worker is started with `asyncio.create_subprocess_exec` (never a fork: a
-forked CUDA context is unusable). Its stderr goes to `<data>/logs/worker.log`.
+forked CUDA context is unusable). Its stderr goes to `<data>/logs/worker.log` (the
+other workers of a pool each log to their own `worker-<label>.log`).
+
+`WorkerHandle` is all the engine asks of a worker: a local subprocess
+(`WorkerProcess`) and a medialab worker kept warm on a Dask node look the same to it.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -25,12 +29,69 @@ class WorkerDied(Exception):
     """The worker process exited or closed its stdout."""
 
 
-class WorkerProcess:
-    """One running worker subprocess."""
+class WorkerHandle(Protocol):
+    """What the engine asks of one worker slot.
 
-    def __init__(self, config: Config, log_path: Path) -> None:
+    `start` may be called again after `kill`: that is how a slot's worker restarts.
+    `label` names the slot (`cpu:0`, `cuda:1`, a Dask node's GPU) and is unique in a pool.
+    """
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def info(self) -> dict[str, Any]: ...
+
+    @property
+    def last_heard(self) -> float: ...
+
+    async def start(self) -> None: ...
+
+    async def wait_ready(self) -> dict[str, Any]: ...
+
+    async def send(self, message: dict[str, Any] | BaseModel) -> None: ...
+
+    async def next_event(self, timeout: float) -> dict[str, Any] | None: ...
+
+    async def kill(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class WorkerProcess:
+    """One running worker subprocess on one device of this host.
+
+    `device` is what the worker computes on (default: config `device`); `env` adds to
+    its environment (a pool pins each GPU's worker with `CUDA_VISIBLE_DEVICES`);
+    `threads` and `cache_budget_gb` override the config's for this worker.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        log_path: Path,
+        device: str | None = None,
+        *,
+        label: str = "",
+        threads: int | None = None,
+        cache_budget_gb: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.log_path = log_path
+        self.device = device or config.device
+        self._label = label or self.device
+        self.threads = config.threads if threads is None else threads
+        self.cache_budget_gb = (
+            config.cache_budget_gb if cache_budget_gb is None else cache_budget_gb
+        )
+        self.env = dict(env or {})
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
         self._events: asyncio.Queue[dict[str, Any] | WorkerDied] = asyncio.Queue()
@@ -40,6 +101,10 @@ class WorkerProcess:
         # When the worker last said anything (heartbeats included): a stopped or hung
         # worker falls silent, a busy one keeps beating between and during steps.
         self.last_heard = time.monotonic()
+
+    @property
+    def label(self) -> str:
+        return self._label
 
     @property
     def pid(self) -> int | None:
@@ -56,13 +121,13 @@ class WorkerProcess:
             "-m",
             "medialab_tui.engine.worker",
             "--device",
-            self.config.device,
+            self.device,
             "--dtype",
             self.config.dtype,
             "--threads",
-            str(self.config.threads),
+            str(self.threads),
             "--cache-budget-gb",
-            str(self.config.cache_budget_gb),
+            str(self.cache_budget_gb),
             "--max-image-pixels",
             str(self.config.max_image_pixels),
         ]
@@ -74,6 +139,7 @@ class WorkerProcess:
             "TOKENIZERS_PARALLELISM": "false",
             # Keep the log for what matters: transformers warns about optional extras.
             "TRANSFORMERS_VERBOSITY": "error",
+            **self.env,
         }
         self.proc = await asyncio.create_subprocess_exec(
             *args,
@@ -84,6 +150,7 @@ class WorkerProcess:
             limit=16 * 1024 * 1024,  # previews ride on progress lines
         )
         self.info = {}
+        self.last_heard = time.monotonic()
         self._events = asyncio.Queue()
         self._pump_task = asyncio.create_task(self._pump(), name="worker-events")
         self._ready_task = asyncio.create_task(self._read_ready(), name="worker-ready")

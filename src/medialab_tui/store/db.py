@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _add_model_labels(conn: sqlite3.Connection) -> None:
@@ -66,10 +66,18 @@ def _model_roots(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE model SET root = ?, rel = ? WHERE id = ?", (root, rel, ident))
 
 
+def _job_worker(conn: sqlite3.Connection) -> None:
+    """Schema 4: each job records the worker that ran it (config `devices`, a Dask
+    node), and each run's next queued job is one index seek (the fair claim)."""
+    conn.execute("ALTER TABLE job ADD COLUMN worker VARCHAR NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX ix_job_run_queue ON job (status, run_id, priority, id)")
+
+
 # version N -> the function that takes a database from N to N+1.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_model_labels,
     2: _model_roots,
+    3: _job_worker,
 }
 
 

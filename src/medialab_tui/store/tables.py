@@ -50,7 +50,11 @@ class Run(SQLModel, table=True):
 class Job(SQLModel, table=True):
     """One stage applied to one input item: one queue entry."""
 
-    __table_args__ = (Index("ix_job_queue", "status", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_job_queue", "status", "priority", "id"),
+        # Each run's next queued job, one seek per run (the engine's fair claim).
+        Index("ix_job_run_queue", "status", "run_id", "priority", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
@@ -70,6 +74,8 @@ class Job(SQLModel, table=True):
     cancel_requested: bool = False
     load_seconds: float = 0.0
     run_seconds: float = 0.0
+    # The worker that ran it last: `cpu:0`, `cuda:1`, or a Dask node's name.
+    worker: str = ""
     user: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None

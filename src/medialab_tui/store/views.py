@@ -104,6 +104,7 @@ class JobView:
     error_kind: str = ""
     created_at: datetime | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the stage's, as stored
+    worker: str = ""  # the worker that ran it: `cpu:0`, `cuda:1`, a Dask node
 
     @classmethod
     def of(cls, job: sqlite3.Row) -> JobView:
@@ -138,6 +139,7 @@ class JobView:
             "seed": self.seed,
             "seconds": round(self.run_seconds, 3),
             "created_at": iso(self.created_at),
+            "worker": self.worker,
         }
 
 

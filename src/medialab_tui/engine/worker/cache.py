@@ -19,6 +19,7 @@ class PipelineCache:
         self.budget_bytes = budget_bytes
         self._size_of = size_of
         self._items: OrderedDict[tuple[str, ...], tuple[Any, int]] = OrderedDict()
+        self.loads = 0  # misses: what was loaded, for the engine's placement
 
     def get(self, key: tuple[str, ...], load: Callable[[], Any]) -> tuple[Any, bool]:
         """The cached pipeline for `key` (loading it if needed) and whether it was a hit."""
@@ -26,6 +27,7 @@ class PipelineCache:
             self._items.move_to_end(key)
             return self._items[key][0], True
         pipe = load()
+        self.loads += 1
         size = self._size_of(pipe)
         self._evict_for(size)
         self._items[key] = (pipe, size)

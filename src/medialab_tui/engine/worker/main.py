@@ -131,6 +131,7 @@ class Worker:
                 job_id=job_id,
                 run_seconds=round(time.perf_counter() - started, 4),
                 loaded=self.loaded_models(),
+                loads=self.cache.loads,
                 **timings,
             )
         except JobCancelled:
@@ -150,7 +151,7 @@ class Worker:
     def _empty_device_cache(self) -> None:
         import torch
 
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
 
