@@ -268,3 +268,16 @@ def test_a_registered_learned_interpolator_runs_as_the_method(home: Home, tmp_pa
     assert proc.returncode == 2
     assert "stage 1 (interpolate)" in proc.stderr and "'method'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_interpolated_clip_reads_back_its_own_keys_as_a1111_reads_them(bench: Bench) -> None:
+    """A video made from a user's clip (never generated) names only its own stage's keys."""
+    from medialab_tui.interop.infotext import parse_infotext
+    from medialab_tui.store.videos import read_video_meta
+
+    text = read_video_meta(Path(bench.artifact("ntsc")["path"]))["parameters"]
+    info = parse_infotext(text)
+    assert (info.prompt, info.negative) == ("", "")
+    assert (info.params["Frames"], info.params["FPS"]) == ("20", "60000/1001")
+    assert info.params["Version"].startswith("medialab ")
+    assert "Steps" not in info.params and "Model" not in info.params
