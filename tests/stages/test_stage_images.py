@@ -218,6 +218,24 @@ def test_blend_is_one_job_whose_outputs_name_all_three_references(chain: Chain) 
 
 
 @pytest.mark.slow
+def test_img2img_and_blend_outputs_read_back_as_a1111_reads_them(chain: Chain) -> None:
+    """Both generate: each names its own steps, seed, size, model and strength."""
+    from medialab_tui.interop.infotext import parse_infotext
+
+    for stage, strength in (("img2img", "0.75"), ("blend", "0.6")):
+        for path in chain.outputs(stage):
+            meta, parameters, size = png_info(path)
+            assert parameters.splitlines()[-1].startswith("Steps: ")
+            info = parse_infotext(parameters)
+            assert info.prompt == meta["prompt"]
+            p = info.params
+            assert (p["Steps"], p["Seed"]) == ("4", str(meta["seed"]))
+            assert p["Size"] == f"{size[0]}x{size[1]}"
+            assert (p["Denoising strength"], p["Model"]) == (strength, "demo-sd15")
+            assert p["Model hash"] == meta["model_hash"]
+
+
+@pytest.mark.slow
 def test_hires_refine_upscales_by_scale_and_keeps_lineage(chain: Chain) -> None:
     blended = chain.outputs("blend")
     hires = chain.stage_outputs(2)
