@@ -308,11 +308,17 @@ class MedialabApp(App[None]):
         running = s.counts.get("running", 0)
         queued = s.counts.get("queued", 0)
         host = self.engine_host.describe()
+        # A pool of workers (config `devices`, a cluster): how many of them are busy.
+        workers = int(s.worker.get("workers", 1) or 1) if s.worker else 1
+        busy = f"{min(running, workers)}/{workers} busy" if workers > 1 else ""
         if level >= 2:
-            return f"{host} · {s.state} · {running} run · {queued} queued"
+            return f"{host} · {s.state} · {busy or f'{running} run'} · {queued} queued"
         if level == 1:
-            return f"{host} · queue {s.state} · {running} running · {queued} queued"
-        return f"{host} · {device} · queue {s.state} · {running} running · {queued} queued"
+            return f"{host} · queue {s.state} · {busy or f'{running} running'} · {queued} queued"
+        return (
+            f"{host} · {device} · queue {s.state} · {busy or f'{running} running'} "
+            f"· {queued} queued"
+        )
 
     # -- actions -----------------------------------------------------------------
 

@@ -80,8 +80,24 @@ def describe_host(store: Store | None, holder: dict[str, Any] | None) -> dict[st
         "engine_user": info.get("user"),
         "engine_uptime": human_seconds(time.time() - float(info.get("started_at", time.time()))),
         "engine_models": ", ".join(loaded) if loaded else "none loaded",
+        "engine_workers": describe_workers(info.get("workers") or []),
         "engine_keep_alive": daemon.keep_alive_left(info, daemon.attached_clients(store)),
     }
+
+
+def describe_workers(workers: list[dict[str, Any]]) -> str:
+    """One line per worker of the host's pool: label, device, what it runs and holds."""
+    from pathlib import Path
+
+    lines = []
+    for w in workers:
+        models = [Path(str(p)).name for p in w.get("loaded") or []]
+        doing = f"running j{w['job']}" if w.get("busy") and w.get("job") else "idle"
+        lines.append(
+            f"{w.get('label', '?')}: {w.get('device') or 'starting'} (pid {w.get('pid')}), "
+            f"{doing}, {', '.join(models) if models else 'no model loaded'}"
+        )
+    return "\n".join(lines) if lines else "none started"
 
 
 def describe_roots(data: DataDir, config: Config) -> dict[str, Any]:

@@ -260,3 +260,25 @@ def test_a_killed_worker_retries_its_job_while_the_other_goes_on(pair: Home) -> 
     assert after["cpu:1"]["pid"] == survivor["pid"]  # never stopped
     assert after["cpu:0"]["pid"] not in (None, victim["pid"])  # restarted
     assert len(query(pair, "SELECT id FROM artifact WHERE run_id=?", run_id)) == 4
+
+
+async def test_the_header_says_how_many_workers_are_busy(pair: Home) -> None:
+    from conftest import until
+    from medialab_tui.app import MedialabApp
+    from medialab_tui.config import load_config
+    from medialab_tui.store.db import Store
+
+    data = DataDir(pair.root).ensure()
+    app = MedialabApp(data, load_config(data), Store(data.db_path), host_engine=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: "0/2 busy" in app.status_line())
+        assert "/2 busy" in app.status_line(2)
+
+
+def test_doctor_shows_each_worker_of_the_host(pair: Home) -> None:
+    report = pair.json("doctor")
+    assert isinstance(report, dict)
+    lines = report["engine_workers"].splitlines()
+    assert [line.split(":")[0] + ":" + line.split(":")[1] for line in lines] == ["cpu:0", "cpu:1"]
+    assert all(": cpu (pid " in line for line in lines)
+    assert any("demo-sd15" in line for line in lines)  # what a worker holds

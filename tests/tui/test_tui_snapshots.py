@@ -206,6 +206,7 @@ def pin_runs(store: Store, data: DataDir) -> None:
         step=3,
         total_steps=8,
         progress=0.375,
+        worker="cuda:1",
     )
     pin.job(running, 0, "calm sea", 7)
     # The live preview the engine writes for the running job.

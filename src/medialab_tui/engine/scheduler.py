@@ -572,6 +572,7 @@ class Engine:
             slot.idle_since = time.monotonic()
             slot.ends.append(slot.idle_since)
             self._publish_host()
+            self._idle_checked = 0.0  # the next look says at once whether the host idles
             self.wake()
 
     def _record_worker(self, job: Job, label: str) -> None:

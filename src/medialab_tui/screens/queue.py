@@ -41,6 +41,9 @@ ERROR_CELL = 48
 PREVIEW_ROWS = 10
 PREVIEW_TALL = 18
 NARROW_BELOW = 100  # columns; below it the running job's panel sits under the tables
+# Columns from which the jobs table shows which worker ran each job (the first column
+# to go on a narrower screen).
+WORKER_FROM = 120
 
 # Rich styles: DataTable cells are Rich text, which knows no theme variables.
 STATUS_STYLES = {
@@ -146,11 +149,19 @@ def run_cells(run: RunView, now: datetime) -> tuple[object, ...]:
 
 
 RUN_COLUMNS = ("id", "name", "status", "prio", "stage", "done", "created")
-JOB_COLUMNS = ("id", "stage", "status", "prio", "tries", "progress", "ETA", "error")
+JOB_COLUMNS = ("id", "stage", "status", "prio", "tries", "progress", "ETA", "worker", "error")
+WORKER_COLUMN = JOB_COLUMNS.index("worker")
 
 
-def job_cells(job: JobView, now: datetime, bar: int = 10) -> tuple[object, ...]:
-    return plain_cells(
+def job_columns(worker: bool = True) -> tuple[str, ...]:
+    """The jobs table's columns: without the worker's on a narrow screen."""
+    return JOB_COLUMNS if worker else tuple(c for c in JOB_COLUMNS if c != "worker")
+
+
+def job_cells(
+    job: JobView, now: datetime, bar: int = 10, worker: bool = True
+) -> tuple[object, ...]:
+    cells = plain_cells(
         job.ref,
         f"{job.stage_index + 1} {job.stage}",
         status_text(job.status),
@@ -158,8 +169,10 @@ def job_cells(job: JobView, now: datetime, bar: int = 10) -> tuple[object, ...]:
         str(job.attempts),
         progress_bar(1.0 if job.status == "succeeded" else job.progress, bar),
         eta(job, now),
+        job.worker,
         first_line(job.error),
     )
+    return cells if worker else cells[:WORKER_COLUMN] + cells[WORKER_COLUMN + 1 :]
 
 
 def highlighted_key(table: DataTable[object]) -> str | None:
@@ -352,7 +365,7 @@ class QueueScreen(StudioScreen):
 
     def set_up(self) -> None:
         self.runs_table.add_columns(*RUN_COLUMNS)
-        self.jobs_table.add_columns(*JOB_COLUMNS)
+        self.jobs_table.add_columns(*job_columns(self.show_worker))
         self.query_one("#job-error").display = False
         self.runs_table.focus()
         self.set_interval(POLL_S, self.tick)
@@ -364,6 +377,16 @@ class QueueScreen(StudioScreen):
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
         self.size_preview()
+        table = self.jobs_table
+        if len(table.columns) != len(job_columns(self.show_worker)):
+            # The next poll's rows fill the table again (the size is part of `_shown`).
+            table.clear(columns=True)
+            table.add_columns(*job_columns(self.show_worker))
+
+    @property
+    def show_worker(self) -> bool:
+        """Whether the jobs table has its worker column: only on a wide screen."""
+        return self.size.width >= WORKER_FROM
 
     @property
     def bar_width(self) -> int:
@@ -460,8 +483,10 @@ class QueueScreen(StudioScreen):
         self._show_runs_title()
         if snap.run_id == self.run_id:
             self.jobs = {j.id: j for j in snap.jobs}
-            bar = self.bar_width
-            sync_rows(self.jobs_table, {str(j.id): job_cells(j, now, bar) for j in snap.jobs})
+            bar, worker = self.bar_width, self.show_worker
+            sync_rows(
+                self.jobs_table, {str(j.id): job_cells(j, now, bar, worker) for j in snap.jobs}
+            )
             if self.follow and snap.running is not None and not self.jobs_table.has_focus:
                 self._put_cursor(self.jobs_table, snap.running.id)
             self._show_jobs_title()
