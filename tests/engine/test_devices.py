@@ -282,3 +282,29 @@ def test_doctor_shows_each_worker_of_the_host(pair: Home) -> None:
     assert [line.split(":")[0] + ":" + line.split(":")[1] for line in lines] == ["cpu:0", "cpu:1"]
     assert all(": cpu (pid " in line for line in lines)
     assert any("demo-sd15" in line for line in lines)  # what a worker holds
+
+
+def test_a_worker_given_to_the_engine_is_its_first_slot(home: Home) -> None:
+    from medialab_tui.config import load_config
+    from medialab_tui.engine.scheduler import Engine, Running
+    from medialab_tui.engine.worker_client import WorkerProcess
+    from medialab_tui.store.db import Store
+
+    data = DataDir(home.root)
+    config = Config(devices=("cpu", "cpu"))
+    given = WorkerProcess(config, data.logs / "worker.log", "cpu", label="cpu:0")
+    store = Store(data.db_path)
+    engine = Engine(data, store, load_config(data), given, watch_models=False)
+    engine.config = config
+    engine._make_slots()
+    assert [slot.label for slot in engine.slots] == ["cpu:0", "cpu:1"]
+    assert engine.slots[0].worker is given and engine.slots[0].started
+    assert not engine.slots[1].started  # `run` starts it
+    # A remote worker names the node that runs the job in its `started` event.
+    submit(home, txt2img_toml(prompts=["p"], seeds=[1]))
+    job = engine.claim_next()
+    assert job is not None
+    state = Running(job, worker="cpu:0")
+    engine._handle({"event": "started", "job_id": job.id, "worker": "node-b/gpu1"}, state)
+    assert query(home, "SELECT worker FROM job WHERE id=?", job.id) == [("node-b/gpu1",)]
+    assert state.worker == "node-b/gpu1"

@@ -86,7 +86,8 @@ class WorkerProcess:
         self.config = config
         self.log_path = log_path
         self.device = device or config.device
-        self._label = label or self.device
+        # `cpu:0`, `cuda:1`: a pool gives each its own (`engine.pool`).
+        self._label = label or (self.device if ":" in self.device else f"{self.device}:0")
         self.threads = config.threads if threads is None else threads
         self.cache_budget_gb = (
             config.cache_budget_gb if cache_budget_gb is None else cache_budget_gb
