@@ -300,8 +300,9 @@ class MedialabApp(App[None]):
     def status_line(self, level: int = 0) -> str:
         """What every header shows: the host line, device, queue state and job counts.
 
-        `level` 1 leaves out the device and 2 also shortens the rest, for a narrow
-        header; the host line is always whole.
+        `level` 1 leaves out the device, 2 also shortens the rest and 3 drops the
+        words "attached to" and an active queue's state, for a narrow header; who
+        hosts (program, pid, user) is always whole.
         """
         s = self.summary
         device = s.worker.get("device", "?") if s.worker else "?"
@@ -311,6 +312,10 @@ class MedialabApp(App[None]):
         # A pool of workers (config `devices`, a cluster): how many of them are busy.
         workers = int(s.worker.get("workers", 1) or 1) if s.worker else 1
         busy = f"{min(running, workers)}/{workers} busy" if workers > 1 else ""
+        if level >= 3:  # the queue's state only when it is not the usual one
+            host = host.removeprefix("attached to ")
+            state = "" if s.state == "active" else f" · {s.state}"
+            return f"{host}{state} · {busy or f'{running} run'} · {queued} queued"
         if level >= 2:
             return f"{host} · {s.state} · {busy or f'{running} run'} · {queued} queued"
         if level == 1:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from rich.cells import cell_len
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
@@ -72,6 +73,25 @@ async def header_and_footer_fit(pilot: Pilot[None], wide: bool) -> None:
     assert cell_len(keys) <= footer.size.width, keys
     if wide:
         assert "? help" in shown and "1 Builder" in shown and "4 Gallery" in shown
+
+
+async def test_a_long_host_line_keeps_the_screen_tabs_at_80_columns(studio) -> None:
+    app = studio()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode, name in (("builder", "Builder"), ("queue", "Queue"), ("gallery", "Gallery")):
+            await app.switch_mode(mode)
+            header = await until(pilot, lambda: app.screen.query(StudioHeader).first())
+            # As a host on another account shows it; set and read with no await between,
+            # so the state poll cannot put its own holder back in the meantime.
+            app.engine_host.holder = {"role": "serve", "pid": 30636, "user": "operator"}
+            shown = Text.from_markup(header.line(78)).plain
+            assert cell_len(shown) <= 78, shown
+            assert f"{SCREEN_NUMBER[mode]} {name}" in shown, shown
+            assert "serve (pid 30636, user operator)" in shown, shown
+            assert all(key in shown.split("│")[0] for key in "1234"), shown
+
+
+SCREEN_NUMBER = {"builder": "1", "queue": "2", "models": "3", "gallery": "4"}
 
 
 def header_text(header: StudioHeader) -> str:

@@ -135,8 +135,9 @@ class StudioHeader(Static):
             (full, 2, ""),
             (short, 1, ""),
             (short, 2, ""),
-            (alone, 2, ""),
-            ("", 2, ""),
+            (short, 3, ""),
+            (alone, 3, ""),
+            ("", 3, ""),
         )
         line = ""
         for tabs, level, hint in forms:
