@@ -31,9 +31,11 @@ demo: $(STAMP)
 	$(BIN)/medialab run examples/demo.toml
 
 # Test files run in parallel, one whole file per process (each starts its own demo
-# models and engines; tests within a file share them).
+# models and engines; tests within a file share them). Three to four processes: many
+# tests wait on a worker or a host, so even two cores take three (9:16 against 10:11).
+TEST_PROCS := $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 3 ] && n=3; [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_PROCS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_overhead.py --rounds 5
