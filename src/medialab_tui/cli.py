@@ -127,6 +127,9 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from medialab_tui.engine.scheduler import Engine
     from medialab_tui.store import backup
 
+    config = ctx.config
+    if getattr(args, "cluster", None) is not None:  # `medialab --headless` has no flag
+        config = _with_cluster(config, args.cluster)
     lock = HostLock(ctx.data.lock_path)
     if not lock.try_acquire("serve"):
         holder = lock.holder() or {}
@@ -141,7 +144,7 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
     async def main() -> None:
         nonlocal engine
-        engine = Engine(ctx.data, store, ctx.config)
+        engine = Engine(ctx.data, store, config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.request_stop)
@@ -169,6 +172,24 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     reason = f" ({engine.leave_reason})" if engine is not None and engine.leave_reason else ""
     print(f"medialab engine stopped{reason}; unfinished jobs stay queued.", file=sys.stderr)
     return EXIT_OK
+
+
+def _with_cluster(config: Config, address: str) -> Config:
+    """The config with `--cluster ADDR` in place of its `cluster` (checked as the
+    config key is; "" runs on this host's devices)."""
+    import dataclasses
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from medialab_tui.config_schema import SchedulerAddress
+
+    if address:
+        try:
+            TypeAdapter(SchedulerAddress).validate_python(address)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise InputError(f"--cluster {visible(address)}: {reason}") from None
+    return dataclasses.replace(config, cluster=address)
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
@@ -1142,11 +1163,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add(
+    p = add(
         "serve",
         cmd_serve,
         "run the engine host with no UI until SIGINT/SIGTERM, `medialab stop`, "
         "or `keep_alive` idle seconds",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="ADDR",
+        help="run jobs on the Dask scheduler at ADDR (tcp://HOST:8786, tls://…) in place of "
+        'config cluster; "" runs them on this host',
     )
     p = add("stop", cmd_stop, "end the engine host after its running job")
     p.add_argument(

@@ -100,6 +100,29 @@ def describe_workers(workers: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if lines else "none started"
 
 
+def describe_cluster_nodes(config: Config) -> dict[str, Any]:
+    """The Dask cluster of config `cluster`: one line per worker with its device,
+    resources and loaded models (asking starts each node's medialab worker)."""
+    if not config.cluster:
+        return {}
+    from pathlib import Path
+
+    from medialab_tui.engine.cluster import describe_cluster
+
+    found = describe_cluster(config.cluster)
+    if "error" in found:
+        return {"cluster": f"{config.cluster}: unreachable ({found['error']})"}
+    lines = [f"{config.cluster}: {found['workers']} workers, {found['gpus']} GPU units"]
+    for n in found.get("nodes", []):
+        models = [Path(str(p)).name for p in n.get("loaded") or []]
+        gpus = n.get("resources", {}).get("GPU", 0)
+        lines.append(
+            f"{n['name']}: {n.get('device') or '?'}, GPU={gpus:g}, "
+            f"{', '.join(models) if models else 'no model loaded'}"
+        )
+    return {"cluster": "\n".join(lines)}
+
+
 def describe_roots(data: DataDir, config: Config) -> dict[str, Any]:
     """How many model folders are read, from where, and what could not be read."""
     from medialab_tui.engine.roots import all_roots
@@ -150,6 +173,7 @@ def gather(
         "disk_free": f"{disk.free / 1024**3:.1f} GB",
         "engine": describe_holder(holder) if holder else "not running",
         **describe_host(store, holder),
+        **describe_cluster_nodes(config),
         "terminal": os.environ.get("TERM", "unknown"),
         "tmux": bool(os.environ.get("TMUX")),
         "graphics": config.graphics if config.graphics != "auto" else terminal_graphics(),

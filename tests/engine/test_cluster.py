@@ -24,7 +24,8 @@ import pytest
 from PIL import Image
 
 from conftest import Home, query, stop_engine_host, submit, txt2img_toml, wait_for
-from medialab_tui.config import DataDir
+from medialab_tui.config import Config, DataDir
+from medialab_tui.doctor import describe_cluster_nodes
 from medialab_tui.engine.cluster import RemoteWorker, describe_cluster
 from medialab_tui.engine.worker.protocol import Item, ModelRef, RunCommand
 
@@ -218,3 +219,16 @@ def test_doctor_describes_the_cluster(cluster: Any) -> None:
     assert {n["device"] for n in found["nodes"]} == {"cpu"}
     bad = describe_cluster("tcp://127.0.0.1:1", timeout=3)
     assert "error" in bad and "\n" not in bad["error"]
+    said = describe_cluster_nodes(Config(cluster=cluster.scheduler_address))["cluster"]
+    assert "2 workers, 2 GPU units" in said and said.count("GPU=1") == 2
+
+
+def test_serve_cluster_takes_a_scheduler_address_only(home: Home) -> None:
+    proc = home.cli("serve", "--cluster", "http://head:8786")
+    assert proc.returncode == 2
+    assert "--cluster" in proc.stderr and "tcp://head:8786" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        not (home.root / "engine.lock").exists()
+        or "pid" not in (home.root / "engine.lock").read_text()
+    )
