@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import socket
 import time
@@ -51,6 +52,10 @@ class MedialabNode(WorkerPlugin):
     idempotent = True
 
     async def setup(self, worker: Any) -> None:
+        # A nanny starts its worker with glibc told to hand freed memory back at once
+        # (`distributed.nanny.pre-spawn-environ`); torch frees and takes large blocks
+        # every step, so the medialab worker would run far slower with it.
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         self.dask_worker = worker
         self.proc: WorkerProcess | None = None
         self.ready: dict[str, Any] = {}
