@@ -55,8 +55,9 @@ async def test_header_and_footer_fit_and_keep_the_host_line_and_quit(studio, siz
 
 async def header_and_footer_fit(pilot: Pilot[None], wide: bool) -> None:
     app = pilot.app
-    screen = app.screen
-    header, footer = screen.query_one(StudioHeader), screen.query_one(KeysFooter)
+    # A screen switched to on a loaded machine may still be mounting its widgets.
+    header = await until(pilot, lambda: mounted_header(app))
+    footer = app.screen.query_one(KeysFooter)
     host = app.engine_host.describe()
 
     def fits() -> bool:
@@ -80,7 +81,7 @@ async def test_a_long_host_line_keeps_the_screen_tabs_at_80_columns(studio) -> N
     async with app.run_test(size=(80, 24)) as pilot:
         for mode, name in (("builder", "Builder"), ("queue", "Queue"), ("gallery", "Gallery")):
             await app.switch_mode(mode)
-            header = await until(pilot, lambda: app.screen.query(StudioHeader).first())
+            header = await until(pilot, lambda: mounted_header(app))
             # As a host on another account shows it; set and read with no await between,
             # so the state poll cannot put its own holder back in the meantime.
             app.engine_host.holder = {"role": "serve", "pid": 30636, "user": "operator"}
@@ -92,6 +93,12 @@ async def test_a_long_host_line_keeps_the_screen_tabs_at_80_columns(studio) -> N
 
 
 SCREEN_NUMBER = {"builder": "1", "queue": "2", "models": "3", "gallery": "4"}
+
+
+def mounted_header(app) -> StudioHeader | None:
+    """The current screen's header once it is mounted (its footer is mounted with it)."""
+    found = app.screen.query(StudioHeader)
+    return found.first() if found and app.screen.query(KeysFooter) else None
 
 
 def header_text(header: StudioHeader) -> str:

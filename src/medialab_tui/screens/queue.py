@@ -377,7 +377,10 @@ class QueueScreen(StudioScreen):
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
         self.size_preview()
-        table = self.jobs_table
+        found = self.query("#jobs")
+        if not found:  # a resize before the screen's widgets are mounted
+            return
+        table = found.first(DataTable)
         if len(table.columns) != len(job_columns(self.show_worker)):
             # The next poll's rows fill the table again (the size is part of `_shown`).
             table.clear(columns=True)
