@@ -67,6 +67,8 @@ async def test_queue_shows_an_osc52_run_name_and_prompt_as_text(home: Home, stud
         await app.switch_mode("queue")
         screen = app.screen
         assert isinstance(screen, QueueScreen)
+        # On a loaded machine the screen may still be mounting its widgets.
+        await until(pilot, lambda: screen.query("#running-info") and screen.query("#jobs"))
         runs, jobs = screen.runs_table, screen.jobs_table
         error = JOB_COLUMNS.index("error")
         await until(pilot, lambda: cell(runs, run_id, 1) and cell(jobs, job_id, error))

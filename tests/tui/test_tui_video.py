@@ -290,7 +290,9 @@ async def test_queue_shows_a_video_job_denoising_then_decoding(studio: Any, vide
         assert isinstance(screen, QueueScreen)
 
         def running() -> str:
-            return str(screen.query_one("#running-info", Static).render())
+            """the running job's info, once the screen has mounted it"""
+            found = screen.query("#running-info")
+            return str(found.first(Static).render()) if found else ""
 
         await until(pilot, lambda: "step 12/20" in running())
         with videos.store.write() as s:
