@@ -64,6 +64,21 @@ class WorkerHandle(Protocol):
     async def shutdown(self) -> None: ...
 
 
+async def next_from(
+    events: asyncio.Queue[dict[str, Any] | WorkerDied], timeout: float
+) -> dict[str, Any] | None:
+    """A worker's next event from its queue, or None after `timeout` seconds of
+    silence; a `WorkerDied` in the queue is raised, and stays for every later read."""
+    try:
+        message = await asyncio.wait_for(events.get(), timeout)
+    except TimeoutError:
+        return None
+    if isinstance(message, WorkerDied):
+        events.put_nowait(message)
+        raise message
+    return message
+
+
 class WorkerProcess:
     """One running worker subprocess on one device of this host.
 
@@ -184,14 +199,7 @@ class WorkerProcess:
 
     async def next_event(self, timeout: float) -> dict[str, Any] | None:
         """The next protocol message, or None after `timeout` seconds of silence."""
-        try:
-            message = await asyncio.wait_for(self._events.get(), timeout)
-        except TimeoutError:
-            return None
-        if isinstance(message, WorkerDied):
-            self._events.put_nowait(message)  # every later read sees it too
-            raise message
-        return message
+        return await next_from(self._events, timeout)
 
     async def _pump(self) -> None:
         """Move protocol lines from the worker's stdout into the event queue."""

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from medialab_tui.config import DataDir
 from medialab_tui.engine.cluster.node import PLUGIN_NAME, MedialabNode, describe_node, run_job
 from medialab_tui.engine.worker.protocol import RunCommand
-from medialab_tui.engine.worker_client import WorkerDied
+from medialab_tui.engine.worker_client import WorkerDied, next_from
 from medialab_tui.store.files import atomic_write_bytes
 
 CONNECT_TIMEOUT_S = 30.0
@@ -223,14 +223,7 @@ class RemoteWorker:
 
     async def next_event(self, timeout: float) -> dict[str, Any] | None:
         """The next protocol event, or None after `timeout` seconds of silence."""
-        try:
-            message = await asyncio.wait_for(self._events.get(), timeout)
-        except TimeoutError:
-            return None
-        if isinstance(message, WorkerDied):
-            self._events.put_nowait(message)
-            raise message
-        return message
+        return await next_from(self._events, timeout)
 
     async def kill(self) -> None:
         """Give up the running job (its node is told to stop) and close the slot."""
