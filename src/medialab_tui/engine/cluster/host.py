@@ -4,8 +4,10 @@ A `RemoteWorker` looks to the engine like a local worker process (`WorkerHandle`
 `send` of a run command packs the command with the bytes of every input file it
 reads and submits ONE Dask task (`resources={"GPU": 1}`, never pure, never retried by
 us) that runs the job on a node's warm medialab worker (`node.run_job`). The node's
-events come back on a topic of the job's own (`Client.subscribe_topic`), a cancel goes
-out as a scheduler `Event` the task polls between steps, and the task's result holds
+events come back on the slot's topic (`Client.subscribe_topic`: one per slot, so the
+scheduler keeps a bounded log per slot, never one per job), a cancel goes out as a
+scheduler `Event` the task waits on (its worker stops at the next step), and the
+task's result holds
 the outputs' bytes: the host writes each file atomically into the job's folder and
 then says `artifact` and `done`, exactly as a local worker would.
 
@@ -21,6 +23,7 @@ config (`distributed.comm.tls.*`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -118,7 +121,7 @@ def _model_shas(data: DataDir) -> dict[str, str]:
         store.dispose()
 
 
-def pack(command: RunCommand, shas: dict[str, str]) -> dict[str, Any]:
+def pack(command: RunCommand, shas: dict[str, str], topic: str) -> dict[str, Any]:
     """The job as it travels: the command, the bytes of its input files (by host path)
     and the hashes of the model files it names. Model weights never travel."""
     paths = [*command.item.images, *command.item.videos]
@@ -130,7 +133,7 @@ def pack(command: RunCommand, shas: dict[str, str]) -> dict[str, Any]:
         "command": command.model_dump(mode="json", exclude_none=True),
         "files": files,
         "shas": shas,
-        "topic": f"medialab-job-{command.job_id}-{token}",
+        "topic": topic,
         "cancel": f"medialab-cancel-{command.job_id}-{token}",
         "key": f"medialab-job-{command.job_id}-{token}",
     }
@@ -150,6 +153,8 @@ class RemoteWorker:
         self._ready_task: asyncio.Task[dict[str, Any]] | None = None
         self._job: _RemoteJob | None = None
         self._shas: dict[str, str] | None = None
+        self.topic = f"medialab-slot-{uuid.uuid4().hex[:12]}"
+        self._listening: Any = None  # the client the slot's topic is subscribed on
 
     @property
     def label(self) -> str:
@@ -213,10 +218,19 @@ class RemoteWorker:
         client = await shared.get()
         if self._shas is None:
             self._shas = await asyncio.to_thread(_model_shas, self.data)
-        packed = await asyncio.to_thread(pack, command, self._shas)
+        if self._listening is not client:
+            client.subscribe_topic(self.topic, self._heard)
+            self._listening = client
+        packed = await asyncio.to_thread(pack, command, self._shas, self.topic)
         job = _RemoteJob(self, shared, client, command, packed)
         self._job = job
         job.begin()
+
+    def _heard(self, event: tuple[float, Any]) -> None:
+        """A node's event on the slot's topic: the running job's, or a stale one."""
+        job = self._job
+        if job is not None and event[1].get("job_id") == job.job_id:
+            job.heard(dict(event[1]))
 
     def _put(self, event: dict[str, Any] | WorkerDied) -> None:
         self._events.put_nowait(event)
@@ -234,6 +248,10 @@ class RemoteWorker:
         if self._ready_task is not None and not self._ready_task.done():
             self._ready_task.cancel()
             await asyncio.gather(self._ready_task, return_exceptions=True)
+        if self._listening is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._listening.unsubscribe_topic(self.topic)
+            self._listening = None
 
     async def shutdown(self) -> None:
         await self.kill()
@@ -258,9 +276,9 @@ class _RemoteJob:
         self.future: Any = None
         self.watcher: asyncio.Task[None] | None = None
         self.over = False
+        self.cancel_set = False
 
     def begin(self) -> None:
-        self.client.subscribe_topic(self.packed["topic"], self._heard)
         self.future = self.client.submit(
             run_job,
             self.packed,
@@ -271,11 +289,10 @@ class _RemoteJob:
         )
         self.watcher = asyncio.create_task(self._watch(), name=f"remote-j{self.job_id}")
 
-    def _heard(self, event: tuple[float, Any]) -> None:
-        """A node's event on the job's topic (`started`, `progress`, `heartbeat`)."""
+    def heard(self, message: dict[str, Any]) -> None:
+        """A node's event for this job (`started`, `progress`, `heartbeat`)."""
         if self.over:
             return
-        message = dict(event[1])
         address = message.pop("worker", None)  # Dask adds the sender's address
         self.slot.last_heard = time.monotonic()
         if message.get("event") == "started":
@@ -314,7 +331,7 @@ class _RemoteJob:
         except Exception as exc:  # the connection to the scheduler went
             await self._died(f"the Dask cluster was lost: {type(exc).__name__}: {exc}")
         finally:
-            self._close_topic()
+            await self._clear_cancel()
 
     async def _finish(self, result: dict[str, Any]) -> None:
         final = dict(result["final"])
@@ -354,6 +371,7 @@ class _RemoteJob:
         """Tell the node to stop the job (a cancel, or the host no longer wants it);
         `drop` also cancels the Dask task and stops following it."""
         try:
+            self.cancel_set = True
             await self.client.scheduler.event_set(name=self.packed["cancel"])
         except Exception:  # noqa: BLE001 - the scheduler is gone: nothing runs the job
             pass
@@ -367,10 +385,12 @@ class _RemoteJob:
             except Exception:  # noqa: BLE001 - the same
                 pass
             self.future.release()
-            self._close_topic()
+            await self._clear_cancel()
 
-    def _close_topic(self) -> None:
-        try:
-            self.client.unsubscribe_topic(self.packed["topic"])
-        except (KeyError, ValueError):
-            pass
+    async def _clear_cancel(self) -> None:
+        """Drop the job's cancel event at the scheduler once the job is over (an event
+        nobody waits on is deleted when cleared)."""
+        if self.cancel_set and self.future is not None and self.future.done():
+            self.cancel_set = False
+            with contextlib.suppress(Exception):
+                await self.client.scheduler.event_clear(name=self.packed["cancel"])

@@ -32,7 +32,9 @@ from medialab_tui.engine.worker_client import WorkerDied, WorkerProcess
 from medialab_tui.store.files import atomic_write_bytes
 
 PLUGIN_NAME = "medialab"
-POLL_S = 0.2  # how often a running job looks for a cancel
+# A job waits at the scheduler for its cancel event in turns this long (a finished job
+# ends its waiter at once; this bounds one whose node lost the scheduler).
+CANCEL_WAIT_S = 30.0
 BEAT_S = 2.0  # the heartbeat a running job sends the host
 # The local worker is taken for hung when silent this long; the host then stops hearing.
 SILENT_S = 10.0
@@ -64,8 +66,12 @@ class MedialabNode(WorkerPlugin):
         self.index: dict[str, str] = {}
         self.data: DataDir | None = None
         self.config: Config | None = None
+        self.waits: set[asyncio.Task[Any]] = set()
 
     async def teardown(self, worker: Any) -> None:
+        for wait in self.waits:
+            wait.cancel()
+        await asyncio.gather(*self.waits, return_exceptions=True)
         if self.proc is not None:
             await self.proc.shutdown()
 
@@ -147,12 +153,17 @@ class MedialabNode(WorkerPlugin):
             # Dask adds this Dask worker's address to the event as `worker`.
             worker.log_event(topic, event)
 
-        if await self._cancelled(cancel):
-            # The host gave this job up (a copy Dask rescheduled after a node died).
-            return {"final": {"event": "cancelled", "job_id": job_id, "step": 0}, "worker": name}
+        over = asyncio.Event()
+        stop = asyncio.ensure_future(self._wait_cancel(cancel, over))
+        self.waits.add(stop)
+        stop.add_done_callback(self._forget)
         scratch = self._open()[0].root / "cluster" / uuid.uuid4().hex
         try:
             missing = await self._localize(command, packed, scratch)
+            if _told_to_stop(stop):
+                # The host gave this job up (a copy Dask rescheduled after a node died).
+                cancelled = {"event": "cancelled", "job_id": job_id, "step": 0}
+                return {"final": cancelled, "worker": name}
             if missing:
                 return {
                     "final": {
@@ -166,7 +177,8 @@ class MedialabNode(WorkerPlugin):
             try:
                 proc = await self.worker()
                 await proc.send(command)
-                final, artifacts = await self._follow(proc, job_id, cancel, tell, name)
+                stop.add_done_callback(lambda done: self._pass_cancel(done, over, proc, job_id))
+                final, artifacts = await self._follow(proc, job_id, tell, name)
             except WorkerDied as exc:
                 return {"final": {"event": "died", "message": f"on {name}: {exc}"}, "worker": name}
             if final.get("event") == "done":
@@ -182,10 +194,42 @@ class MedialabNode(WorkerPlugin):
                 art["path"] = path
             return {"final": final, "artifacts": artifacts, "files": files, "worker": name}
         finally:
+            over.set()
+            end = asyncio.ensure_future(self._end_wait(cancel, stop))
+            self.waits.add(end)
+            end.add_done_callback(self._forget)
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
-    async def _cancelled(self, name: str) -> bool:
-        return bool(await self.dask_worker.scheduler.event_is_set(name=name))
+    async def _wait_cancel(self, name: str, over: asyncio.Event) -> bool:
+        """True as soon as the host sets the job's cancel event (the scheduler answers a
+        waiter the moment it is set); False once the job is over without one."""
+        scheduler = self.dask_worker.scheduler
+        while not over.is_set():
+            if await scheduler.event_wait(name=name, timeout=CANCEL_WAIT_S):
+                return True
+        return False
+
+    async def _end_wait(self, name: str, stop: asyncio.Task[bool]) -> None:
+        """The job is over: end its waiter at the scheduler now (set, then clear: the
+        scheduler deletes an event nobody waits on), so nothing of it is left there."""
+        scheduler = self.dask_worker.scheduler
+        if not stop.done():
+            await scheduler.event_set(name=name)
+            await stop
+        await scheduler.event_clear(name=name)
+
+    def _forget(self, stop: asyncio.Task[Any]) -> None:
+        self.waits.discard(stop)
+        if not stop.cancelled():
+            stop.exception()  # a lost scheduler: the job's own end says what happened
+
+    def _pass_cancel(
+        self, stop: asyncio.Task[bool], over: asyncio.Event, proc: WorkerProcess, job_id: int
+    ) -> None:
+        """The host's cancel, passed on to the worker at once (it stops at its next step)."""
+        if not over.is_set() and _told_to_stop(stop) and proc.alive:
+            send = asyncio.ensure_future(proc.send({"cmd": "cancel", "job_id": job_id}))
+            send.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def _localize(
         self, command: dict[str, Any], packed: dict[str, Any], scratch: Path
@@ -250,15 +294,14 @@ class MedialabNode(WorkerPlugin):
         return ""
 
     async def _follow(
-        self, proc: WorkerProcess, job_id: int, cancel: str, tell: Any, name: str
+        self, proc: WorkerProcess, job_id: int, tell: Any, name: str
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Forward the job's events until it ends; a cancel from the host is passed on."""
+        """Forward the job's events until it ends, with a heartbeat while it is heard."""
         artifacts: list[dict[str, Any]] = []
-        cancel_sent = False
-        last_beat = last_look = 0.0
+        last_beat = 0.0
         try:
             while True:
-                event = await proc.next_event(POLL_S)
+                event = await proc.next_event(BEAT_S)
                 now = time.monotonic()
                 if event is not None and event.get("job_id") in (None, job_id):
                     kind = event.get("event")
@@ -273,16 +316,16 @@ class MedialabNode(WorkerPlugin):
                 if now - last_beat >= BEAT_S and now - proc.last_heard < SILENT_S:
                     last_beat = now
                     tell({"event": "heartbeat", "job_id": job_id})
-                if not cancel_sent and now - last_look >= POLL_S:
-                    last_look = now
-                    if await self._cancelled(cancel):
-                        cancel_sent = True
-                        await proc.send({"cmd": "cancel", "job_id": job_id})
         except asyncio.CancelledError:
             # Dask dropped the task (the host gave it up): stop the job on the worker.
             if proc.alive:
                 await proc.send({"cmd": "cancel", "job_id": job_id})
             raise
+
+
+def _told_to_stop(stop: asyncio.Task[bool]) -> bool:
+    """Whether the job's cancel waiter has seen the host's cancel."""
+    return stop.done() and not stop.cancelled() and stop.exception() is None and stop.result()
 
 
 async def run_job(packed: dict[str, Any]) -> dict[str, Any]:
