@@ -34,9 +34,9 @@ demo: $(STAMP)
 # models and engines; tests within a file share them). Three to four processes: many
 # tests wait on a worker or a host, so even two cores take three (9:16 against 10:11).
 TEST_PROCS := $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 3 ] && n=3; [ $$n -gt 4 ] && n=4; echo $$n)
-# The suite starts well over a thousand Python processes (CLI calls, engine hosts,
-# workers): they keep medialab's compiled bytecode (≈ 0.1 s a process), even where the
-# environment says not to write it.
+# The suite starts many Python processes (CLI calls, engine hosts, workers): they
+# keep medialab's compiled bytecode (≈ 0.1 s saved a process importing the engine),
+# even where the environment says not to write it.
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_PROCS) --dist loadfile
 
