@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from medialab_tui.store.values import TERMINAL_RUN
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -255,6 +257,21 @@ def submit(home: Home, text: str, name: str = "p") -> int:
 
 def run_status(home: Home, run_id: int) -> str:
     return query(home, "SELECT status FROM run WHERE id=?", run_id)[0][0]
+
+
+def settled(home: Home, runs: dict[str, int], timeout: float = 600.0) -> dict[str, str]:
+    """Wait until every run has ended; their statuses by name.
+
+    The engine serves runs fairly, so a later run can end before an earlier one's
+    last stage: waiting on the last run alone is not enough.
+    """
+
+    def statuses() -> dict[str, str] | None:
+        found = {name: run_status(home, i) for name, i in runs.items()}
+        return found if all(s in TERMINAL_RUN for s in found.values()) else None
+
+    statuses.__doc__ = f"runs {sorted(runs.values())} to end"
+    return wait_for(statuses, timeout=timeout)
 
 
 @pytest.fixture

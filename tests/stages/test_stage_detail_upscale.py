@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from conftest import Home, query
+from conftest import Home, query, settled
 from medialab_tui.engine.stages.upscale.run import tile_boxes, tile_spans, upscale_tiled
 
 pytestmark = pytest.mark.slow
@@ -185,7 +185,6 @@ def bench(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Be
         proc = home.cli("run", str(home.pipeline(name, text)), "--no-wait", "--json", check=True)
         runs[name] = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
 
-    # The engine runs the queue in order, so the runs above are done before this one.
     faces_run = stage_toml(
         [str(inputs / "two.png"), str(inputs / "pattern.png")],
         detail_stage(target="face", max_regions=1, prompt="a calm face")
@@ -196,10 +195,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Be
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["status"] == "succeeded", summary
     runs["faces"] = int(summary["run_id"].removeprefix("r"))
-    statuses = {
-        name: query(home, "SELECT status FROM run WHERE id = ?", i)[0][0]
-        for name, i in runs.items()
-    }
+    statuses = settled(home, runs)
     assert set(statuses.values()) == {"succeeded"}, statuses
     return Bench(home, runs, faces, inputs, digest)
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from test_stage_detail_upscale import faces_image
 
-from conftest import Home, query
+from conftest import Home, query, settled
 from medialab_tui.engine.stages import STAGES
 
 pytestmark = pytest.mark.slow
@@ -146,9 +146,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Be
     proc = home.cli("run", str(home.pipeline(name, text)), "--json", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs[name] = int(json.loads(proc.stdout.splitlines()[-1])["run_id"].removeprefix("r"))
-    statuses = {
-        n: query(home, "SELECT status FROM run WHERE id=?", i)[0][0] for n, i in runs.items()
-    }
+    statuses = settled(home, runs)
     assert set(statuses.values()) == {"succeeded"}, statuses
     return Bench(home, runs)
 

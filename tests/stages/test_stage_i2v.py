@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import EXAMPLES, Home, job_row, query, run_status, wait_for
+from conftest import EXAMPLES, Home, job_row, query, run_status, settled, wait_for
 from medialab_tui.engine.model_files import detect_arch
 from medialab_tui.store.videos import probe_video, read_frames
 
@@ -96,13 +96,10 @@ def bench(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Be
     for name, text in sources.items():
         proc = home.cli("run", str(home.pipeline(name, text)), "--no-wait", "--json", check=True)
         runs[name] = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
-    # The engine runs the queue in order, so the runs above are done before this one.
     proc = home.cli("run", str(home.pipeline("chain", CHAIN)), "--json", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs["chain"] = int(json.loads(proc.stdout.splitlines()[-1])["run_id"].removeprefix("r"))
-    statuses = {
-        n: query(home, "SELECT status FROM run WHERE id=?", i)[0][0] for n, i in runs.items()
-    }
+    statuses = settled(home, runs)
     assert set(statuses.values()) == {"succeeded"}, statuses
     return Bench(home, runs, image)
 
