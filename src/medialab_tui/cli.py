@@ -43,14 +43,25 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CANCELLED, EXIT_NO_ENGINE = 0, 1, 2, 3, 4
 # A run with more jobs than this asks before it goes in (`run --yes` skips the question);
 # the same number as engine.queue.LARGE_RUN_JOBS, kept here so --help imports no engine.
 LARGE_RUN_JOBS = 500
+# A run handed to a warm host that no host takes within this long is submitted here.
+HANDOFF_TAKE_S = 10.0
+HOST_CHECK_S = 0.5
 
 
 @dataclass
 class Context:
     data: DataDir
-    config: Config
     as_json: bool
+    _config: Config | None = None
     _store: Store | None = None
+
+    @property
+    def config(self) -> Config:
+        """`config.toml`, read when a command first needs it (reading it imports
+        pydantic, which a run handed to a warm host never needs here)."""
+        if self._config is None:
+            self._config = load_config(self.data)
+        return self._config
 
     @property
     def store(self) -> Store:
@@ -150,6 +161,9 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, engine.request_stop)
         # A dropped SSH session must not stop a server started without nohup.
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        # A client that handed over a run (`run` on a warm host) says so at once.
+        loop.add_signal_handler(signal.SIGUSR1, engine.wake)
+        engine.wake_signal = "SIGUSR1"
         keep = ctx.config.keep_alive
         print(
             visible(
@@ -369,10 +383,14 @@ def _confirm_large(prepared: Any, args: argparse.Namespace) -> None:
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not getattr(args, "dry_run", False):
+        handed = _hand_to_host(ctx, args, path)
+        if handed is not None:
+            return _queued_or_followed(ctx, args, handed["run_id"], handed["ref"], handed["name"])
     from medialab_tui.engine.pipeline import load_pipeline_file
     from medialab_tui.engine.queue import prepare
 
-    path = Path(args.file)
     return _submit_and_follow(
         ctx,
         args,
@@ -381,13 +399,103 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     )
 
 
+def _hand_to_host(ctx: Context, args: argparse.Namespace, path: Path) -> dict[str, Any] | None:
+    """Hand the pipeline to the running host, which validates and submits it with all
+    it needs imported already (`engine.queue.handoff`): the job starts before this
+    process could have imported the validation. None when no host runs, or when the
+    run is left to the usual path here (a large run that needs a yes, a host that
+    could not take it); the same input errors either way."""
+    import os
+
+    from medialab_tui.engine import daemon
+    from medialab_tui.hosting import current_host
+    from medialab_tui.tomlfile import read_toml_text
+
+    holder = current_host(ctx.data)
+    if holder is None or not holder.get("pid"):
+        return None
+    text = read_toml_text(path)
+    request = {
+        "text": text,
+        "source": str(path),
+        "base": os.path.abspath(path.parent),
+        "stem": path.stem,
+        "yes": bool(getattr(args, "yes", False)),
+    }
+    token = daemon.ask_submit(ctx.store, request)
+    _nudge(ctx, holder)
+    try:
+        reply = _await_reply(ctx, token)
+    except BaseException:
+        daemon.withdraw_ask(ctx.store, token)
+        raise
+    if reply is None or reply.get("large") or reply.get("local"):
+        return None
+    if reply.get("error"):
+        raise InputError.of_dict(reply["error"])
+    if reply.get("failed"):
+        raise MedialabError(str(reply["failed"]))
+    return reply
+
+
+def _nudge(ctx: Context, holder: dict[str, Any]) -> None:
+    """Wake a host on this machine to look at the store now rather than at its next
+    poll: with the signal its card names (a host without one is never sent any).
+    It holds the lock, so its pid is that live host's."""
+    import os
+    import signal
+    import socket
+
+    from medialab_tui.engine import daemon
+
+    card = daemon.host_info(ctx.store) or {}
+    if (
+        holder.get("host") != socket.gethostname()
+        or card.get("pid") != holder.get("pid")
+        or card.get("wake") != "SIGUSR1"
+    ):
+        return  # it polls the store anyway
+    try:
+        os.kill(int(holder["pid"]), signal.SIGUSR1)
+    except (OSError, ValueError):
+        pass
+
+
+def _await_reply(ctx: Context, token: str) -> dict[str, Any] | None:
+    """The host's reply to a handed-over run; None when no host took it (the host left,
+    or it is too busy to take it within HANDOFF_TAKE_S): then nothing was submitted."""
+    import time
+
+    from medialab_tui.engine import daemon
+    from medialab_tui.hosting import current_host
+
+    asked = checked = time.monotonic()
+    while True:
+        reply = daemon.take_reply(ctx.store, token)
+        if reply is not None:
+            return reply
+        now = time.monotonic()
+        if now - checked >= HOST_CHECK_S:
+            checked = now
+            gone = current_host(ctx.data) is None
+            if (gone or now - asked > HANDOFF_TAKE_S) and daemon.withdraw_ask(ctx.store, token):
+                return None
+            if gone:
+                reply = daemon.take_reply(ctx.store, token)
+                if reply is not None:
+                    return reply
+                raise EngineUnavailable(
+                    "the engine host left while it was submitting the run; "
+                    "`medialab runs` shows whether it went in"
+                )
+        time.sleep(0.01)
+
+
 def _submit_and_follow(
     ctx: Context, args: argparse.Namespace, make: Callable[[], Any], rerun_of: int | None
 ) -> int:
     """Validate and submit; then start the engine host if none runs (it stays warm for
     `keep_alive` seconds afterwards) and follow the run, or return at once (--no-wait)."""
-    import asyncio
-
     from medialab_tui.engine import queue
 
     if getattr(args, "dry_run", False):
@@ -398,28 +506,33 @@ def _submit_and_follow(
     prepared = make()
     _confirm_large(prepared, args)
     run = queue.submit(ctx.store, ctx.data, prepared, rerun_of=rerun_of)
+    return _queued_or_followed(ctx, args, run.id or 0, run.ref, run.name)
+
+
+def _queued_or_followed(
+    ctx: Context, args: argparse.Namespace, run_id: int, ref: str, name: str
+) -> int:
+    """After a submit: say the run is queued (--no-wait), or follow it to its end."""
     if args.no_wait:
         note = _engine_note(ctx, start=not getattr(args, "no_start", False))
         if ctx.as_json:
-            _print_json({"run_id": run.ref, "status": "pending"})
+            _print_json({"run_id": ref, "status": "pending"})
         else:
-            print(visible(f"Run {run.ref} queued ({run.name}). {note}"))
+            print(visible(f"Run {ref} queued ({name}). {note}"))
         return EXIT_OK
+    import asyncio
+
     from medialab_tui.follow import EXIT_BY_STATUS, Display, follow_run
     from medialab_tui.hosting import ensure_host
 
     ensure_host(ctx.data)
     display = Display(ctx.as_json)
     if not ctx.as_json:
-        print(visible(f"Run {run.ref}: {run.name}"))
+        print(visible(f"Run {ref}: {name}"))
     with display:
         summary = asyncio.run(
             follow_run(
-                ctx.data,
-                ctx.store,
-                run.id or 0,
-                display,
-                on_cancel=lambda: _cancel_quietly(ctx, run.ref),
+                ctx.data, ctx.store, run_id, display, on_cancel=lambda: _cancel_quietly(ctx, ref)
             )
         )
     if ctx.as_json:
@@ -1340,7 +1453,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The commands that open images (inputs, outputs, thumbnails): PIL is told the caps.
-_OPEN_IMAGES = (cmd_tui, cmd_serve, cmd_run, cmd_rerun)
+# (`run` sets the limits in `prepare`, where it validates: here, or in a warm host.)
+_OPEN_IMAGES = (cmd_tui, cmd_serve, cmd_rerun)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1363,9 +1477,11 @@ def main(argv: list[str] | None = None) -> int:
             if func is cmd_serve:  # a host with nowhere to keep the queue cannot start
                 raise EngineUnavailable(str(exc)) from None
             raise
-        ctx = Context(data, load_config(data), getattr(args, "json", False))
+        ctx = Context(data, getattr(args, "json", False))
         if func in _OPEN_IMAGES:
             allow_image_pixels(ctx.config)
+        elif func is not cmd_run:  # a run reads it only when it validates here
+            ctx.config  # noqa: B018 - a broken config.toml is refused before anything
         if getattr(args, "opens_store", True):
             ctx.store  # noqa: B018 - a damaged store is refused before anything starts
         return func(ctx, args)

@@ -8,7 +8,7 @@ rendered from both at the edge, and the builder finds the field from `loc`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -73,6 +73,20 @@ class InputError(MedialabError):
         continues = self.loc.key or self.loc.stage is not None
         joiner = " " if continues and self.predicate else ": "
         return f"{head}{joiner}{self.text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as JSON values (a host's reply to a client), back with `of_dict`."""
+        return {"text": self.text, "loc": asdict(self.loc), "predicate": self.predicate}
+
+    @classmethod
+    def of_dict(cls, value: Mapping[str, Any]) -> InputError:
+        fields = ErrorLoc.__dataclass_fields__
+        loc = {k: v for k, v in dict(value.get("loc") or {}).items() if k in fields}
+        return cls(
+            str(value.get("text", "invalid input")),
+            loc=ErrorLoc(**loc),
+            predicate=bool(value.get("predicate", True)),
+        )
 
     def at(self, file: str | None = None, stage: int | None = None) -> InputError:
         """This error with more of its location filled in (what is known stays)."""

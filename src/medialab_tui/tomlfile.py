@@ -23,6 +23,11 @@ MAX_TOML_DEPTH = 32
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The document in the TOML file `path`, or an `InputError` located at the file."""
+    return parse_toml(read_toml_text(path), str(path))
+
+
+def read_toml_text(path: Path) -> str:
+    """The text of the TOML file `path`: a regular file of at most 1 MB of UTF-8."""
     where = ErrorLoc(file=str(path))
     try:
         info = path.stat()
@@ -42,11 +47,19 @@ def read_toml(path: Path) -> dict[str, Any]:
     if len(data) > MAX_TOML_BYTES:
         raise InputError(_too_large(len(data)), loc=where, predicate=False)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"not UTF-8 text (byte {exc.start + 1})", loc=where, predicate=False
         ) from None
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """The TOML document `text` (read from `source`), bounded in size and nesting."""
+    where = ErrorLoc(file=source)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TOML_BYTES:
+        raise InputError(_too_large(size), loc=where, predicate=False)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -16,6 +16,7 @@ import termios
 import time
 
 import pytest
+from PIL import Image
 
 from conftest import (
     ROOT,
@@ -68,6 +69,72 @@ def test_run_starts_a_detached_host_that_stays_warm_for_the_next_run(home: Home)
     assert doctor["engine_pid"] == pid
     assert doctor["engine_models"] == "demo-sd15"
     assert "left of 10.0 min" in doctor["engine_keep_alive"]
+
+    # The second run was handed to the warm host, which validated and submitted it.
+    log = (home.root / "logs" / "engine.log").read_text()
+    assert f"submitted run {second['run_id']} for pid" in log
+    assert f"submitted run {first['run_id']} " not in log  # the first client submitted its own
+    assert host_card(home)["wake"] == "SIGUSR1"
+
+    # Handed over too: a relative image path starts at the pipeline file's folder, not
+    # at the host's working directory.
+    Image.new("RGB", (64, 64), "teal").save(path.parent / "teal.png")
+    i2i = home.pipeline(
+        "i2i",
+        '[inputs]\nimages = ["teal.png"]\nprompts = ["a fox"]\n'
+        '[[stages]]\ntype = "img2img"\nmodel = "demo-sd15"\nsteps = 2\nstrength = 0.5\n',
+    )
+    third = json.loads(home.cli("run", str(i2i), "--json", check=True).stdout.splitlines()[-1])
+    assert third["status"] == "succeeded", third
+    assert f"submitted run {third['run_id']} for pid" in engine_log(home)
+
+    # An input error on the warm host: the same sentence as validating here (a dry run
+    # never hands over), exit 2, nothing stored, and the host said it refused it.
+    runs = query(home, "SELECT count(*) FROM run")
+    bad = home.pipeline(
+        "bad", txt2img_toml(prompts=["a fox"], seeds=[1], steps=4).replace("steps = 4", "steps = 0")
+    )
+    handed = home.cli("run", str(bad))
+    local = home.cli("run", str(bad), "--dry-run")
+    assert (handed.returncode, local.returncode) == (2, 2)
+    assert handed.stderr == local.stderr and "key 'steps' must be at least 1" in handed.stderr
+    assert handed.stdout == ""
+    assert "refused a handed-over run" in engine_log(home)
+    # A run that needs the operator's yes is asked here, as without a host.
+    large = home.pipeline("large", txt2img_toml(prompts=["a fox"], seeds=list(range(600))))
+    proc = home.cli("run", str(large), "--no-wait")
+    assert proc.returncode == 2 and "pass --yes" in proc.stderr, proc.stderr
+    assert query(home, "SELECT count(*) FROM run") == runs
+    assert query(home, "SELECT count(*) FROM setting WHERE key LIKE 'submit.%'") == [(0,)]
+    assert host_pid(home) == pid
+
+
+def engine_log(home: Home) -> str:
+    return (home.root / "logs" / "engine.log").read_text()
+
+
+def test_a_host_that_does_not_take_a_handed_over_run_leaves_it_to_the_client(
+    home: Home,
+) -> None:
+    """A host that holds the lock but never looks at the store (hung, or a restore
+    holding it): after HANDOFF_TAKE_S the client withdraws its request and submits
+    the run itself, once."""
+    from medialab_tui.cli import HANDOFF_TAKE_S
+
+    lock = HostLock(home.root / "engine.lock")
+    assert lock.try_acquire("serve")
+    try:
+        path = home.pipeline("one", txt2img_toml(prompts=["a fox"], seeds=[1]))
+        started = time.monotonic()
+        proc = home.cli("run", str(path), "--no-wait", "--json", timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        lock.release()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "pending"
+    assert waited >= HANDOFF_TAKE_S
+    assert query(home, "SELECT count(*) FROM run WHERE status='pending'") == [(1,)]
+    assert query(home, "SELECT count(*) FROM setting WHERE key LIKE 'submit.%'") == [(0,)]
 
 
 def test_run_no_wait_starts_a_host_unless_told_not_to(home: Home) -> None:

@@ -6,12 +6,16 @@
   the request names the host's pid, so it never reaches a later host.
 - Each open TUI heartbeats (`client.<node>.<pid>`): while one is fresh the host stays
   up however long it idles.
+- `medialab run` hands a warm host its pipeline to validate and submit
+  (`submit.ask.<token>`, answered in `submit.reply.<token>`): the host has the
+  validation imported already, so the client pays for none of it before its job starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -31,13 +35,7 @@ CLIENT_STALE_S = 20.0
 
 def _get(store: Store, key: str) -> dict[str, Any] | None:
     text = store.setting(key)
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return None if text is None else _loads(text) or None
 
 
 def _put(store: Store, key: str, value: dict[str, Any]) -> None:
@@ -151,3 +149,67 @@ def attached_clients(store: Store, now: float | None = None) -> int:
     if stale:
         store.drop_settings(*stale)
     return fresh
+
+
+# -- runs handed to the host to submit ---------------------------------------------------
+
+ASK_PREFIX = "submit.ask."
+REPLY_PREFIX = "submit.reply."
+# A request no host took within this long was withdrawn by its client (or the client
+# is gone): a host that finds one that old drops it unsubmitted. Likewise a reply
+# nobody read.
+ASK_STALE_S = 60.0
+
+
+def ask_submit(store: Store, request: dict[str, Any]) -> str:
+    """Ask the host to validate and submit a pipeline; the token its reply goes under."""
+    token = secrets.token_hex(8)
+    _put(store, ASK_PREFIX + token, {**request, "at": time.time(), "pid": os.getpid()})
+    return token
+
+
+def withdraw_ask(store: Store, token: str) -> bool:
+    """Take back a request: True when no host had taken it (it will not be submitted)."""
+    return store.take_setting(ASK_PREFIX + token) is not None
+
+
+def take_reply(store: Store, token: str) -> dict[str, Any] | None:
+    """The host's reply to the request `token`, once it is there (it is removed)."""
+    if store.setting(REPLY_PREFIX + token) is None:
+        return None  # a read, not a write, while it waits
+    text = store.take_setting(REPLY_PREFIX + token)
+    return None if text is None else _loads(text)
+
+
+def take_asks(store: Store, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The host: the requests waiting, each taken so that it is handled once, oldest
+    first. Stale requests and replies are dropped."""
+    now = time.time() if now is None else now
+    taken = []
+    stale = [
+        key
+        for key, text in store.settings(REPLY_PREFIX).items()
+        if now - float(_loads(text).get("at", 0)) > ASK_STALE_S
+    ]
+    if stale:
+        store.drop_settings(*stale)
+    for key in store.settings(ASK_PREFIX):
+        text = store.take_setting(key)
+        if text is None:
+            continue  # withdrawn meanwhile
+        request = _loads(text)
+        if now - float(request.get("at", 0)) <= ASK_STALE_S:
+            taken.append((key.removeprefix(ASK_PREFIX), request))
+    return sorted(taken, key=lambda pair: float(pair[1].get("at", 0)))
+
+
+def put_reply(store: Store, token: str, reply: dict[str, Any]) -> None:
+    _put(store, REPLY_PREFIX + token, {**reply, "at": time.time()})
+
+
+def _loads(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from medialab_tui.config import Config, DataDir, current_user
 from medialab_tui.engine import daemon, pool, queue, registry
 from medialab_tui.engine.model_watch import ModelWatch
+from medialab_tui.engine.queue import handoff
 from medialab_tui.engine.stages import job_params
 from medialab_tui.engine.worker.protocol import Extras, Item, ModelRef, RunCommand
 from medialab_tui.engine.worker_client import WorkerDied, WorkerHandle
@@ -167,6 +168,9 @@ class Engine:
         self._seen_changes: tuple[int, int] | None = None
         self._looked = 0.0
         self._woken = False
+        # The signal that calls `wake` in this process, when its host installed one:
+        # the card says so, and only then do clients send it.
+        self.wake_signal: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -205,6 +209,7 @@ class Engine:
                 if not self._store_moved():
                     await self._idle_wait()
                     continue
+                await self._serve_asks()
                 if self._time_to_leave():
                     if not self.busy:
                         break
@@ -232,6 +237,15 @@ class Engine:
                 if slot.started:
                     await slot.worker.shutdown()
             self._unpublish_host()
+
+    async def _serve_asks(self) -> None:
+        """Submit the pipelines that `medialab run` clients handed over (`daemon.ask_submit`);
+        the queue is looked at right after, so a job of theirs starts at once."""
+        if not self.store.settings(daemon.ASK_PREFIX):
+            return
+        for token, request in daemon.take_asks(self.store):
+            reply = await asyncio.to_thread(handoff.submit_asked, self.store, self.data, request)
+            daemon.put_reply(self.store, token, reply)
 
     @property
     def busy(self) -> int:
@@ -350,6 +364,7 @@ class Engine:
             "idle_since": self._idle_since,
             "loaded": list(dict.fromkeys(p for slot in self.slots for p in slot.loaded)),
             "workers": [slot.card() for slot in self.slots],
+            **({"wake": self.wake_signal} if self.wake_signal else {}),
         }
 
     def _publish_host(self) -> None:

@@ -393,7 +393,24 @@ class Store:
         """Remove `setting` rows (those that are there), in one transaction."""
         self._write_settings("DELETE FROM setting WHERE key = ?", [(key,) for key in keys])
 
+    def take_setting(self, key: str) -> str | None:
+        """Remove one `setting` row and return its value, in one transaction: of several
+        processes taking the same key, exactly one gets it (None for the others)."""
+        taken: list[str] = []
+
+        def take(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT value FROM setting WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                conn.execute("DELETE FROM setting WHERE key = ?", (key,))
+                taken.append(str(row[0]))
+
+        self._plain_write(take)
+        return taken[0] if taken else None
+
     def _write_settings(self, sql: str, rows: list[tuple[str, ...]]) -> None:
+        self._plain_write(lambda conn: conn.executemany(sql, rows))
+
+    def _plain_write(self, work: Callable[[sqlite3.Connection], object]) -> None:
         """Small writes that must not cost SQLAlchemy's import: a TUI's heartbeat, the
         host's card. One plain connection, kept, used by one thread at a time."""
         with self._writer_lock:
@@ -406,7 +423,7 @@ class Store:
             before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(sql, rows)
+                work(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
