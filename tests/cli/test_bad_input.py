@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from conftest import wait_for
 from medialab_tui.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -731,3 +733,105 @@ def test_a_4096_image_upscaled_x4_passes_the_default_caps(
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["outputs"] == 2
+
+
+# -- the same pipelines, handed to a warm engine host ----------------------------------
+
+# Refused before anything is handed over: the file is read here first (what it is, its
+# size, its bytes); a dry run validates here, and a run that needs the operator's yes
+# is asked here.
+READ_HERE = ("no such file", "a folder, not", "not a regular file", "too large (", "not UTF-8")
+ASKED_HERE = ("large-run-no-yes",)
+WARM_CASES = [
+    case
+    for case in PIPELINES
+    if case.args[:1] == ("run",) and case.config is None and case.data_dir is None
+]
+
+
+@pytest.fixture(scope="module")
+def warm(place: Place) -> Iterator[Path]:
+    """A copy of the cases' data directory with an idle engine host on it (its pending
+    run cancelled, so the host has nothing to do but the cases)."""
+    data = place.pristine.parent / "warm"
+    shutil.copytree(place.pristine, data)
+    for run in json.loads(medialab(data, "--json", "runs").stdout):
+        if run["status"] == "pending":
+            medialab(data, "cancel", run["id"])
+    log = (place.pristine.parent / "warm-serve.log").open("w")
+    host = subprocess.Popen(
+        [sys.executable, "-m", "medialab_tui", "--data-dir", str(data), "serve"],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+
+        def waking() -> bool:
+            """the warm host to say it takes a wake-up signal"""
+            assert host.poll() is None, (place.pristine.parent / "warm-serve.log").read_text()
+            card = _setting(data, "host.info")
+            return card is not None and json.loads(card).get("wake") == "SIGUSR1"
+
+        wait_for(waking, timeout=120)
+        yield data
+    finally:
+        medialab(data, "stop", timeout=120)
+        host.wait(timeout=60)
+        log.close()
+
+
+def _setting(data: Path, key: str) -> str | None:
+    conn = sqlite3.connect(data / "medialab.db", timeout=30)
+    try:
+        row = conn.execute("SELECT value FROM setting WHERE key = ?", (key,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+@pytest.mark.parametrize("case", WARM_CASES, ids=lambda c: c.id)
+def test_a_bad_pipeline_handed_to_a_warm_host_reads_the_same_and_changes_nothing(
+    case: Case, place: Place, warm: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = None
+    if case.pipeline is not None:
+        pipeline = place.files / f"warm-{case.id}.toml"  # beside the inputs it names
+        text = fill(case.pipeline, place, None, warm)
+        pipeline.write_bytes(text.encode("utf-8", "surrogateescape"))
+    host_log = warm.parent / "warm-serve.log"
+    before, logged = store_state(warm), host_log.stat().st_size
+    argv = ["--data-dir", str(warm), *(fill(a, place, pipeline, warm) for a in case.args)]
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+
+    assert store_state(warm) == before, f"the store changed: {out}"
+    assert code == case.code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medialab: "), err
+    for word in case.words:
+        assert fill(word, place, pipeline, warm) in lines[0], lines[0]
+    assert out == "", out
+    assert _setting(warm, "host.info") is not None, "the host is still there"
+    assert _setting_keys(warm, "submit.%") == [], "a request or a reply was left"
+    # The host refused it, unless the client never got as far as handing it over.
+    # (It logs the refusal before it replies.)
+    sentence = lines[0].removeprefix("medialab: ")
+    new = host_log.read_bytes()[logged:].decode("utf-8", "replace")
+    refused = f"refused a handed-over run from pid {os.getpid()}: " in new
+    here = "--dry-run" in case.args or case.id in ASKED_HERE
+    if here or any(reason in sentence for reason in READ_HERE):
+        assert not refused, sentence
+    else:
+        assert refused, sentence
+
+
+def _setting_keys(data: Path, pattern: str) -> list[str]:
+    conn = sqlite3.connect(data / "medialab.db", timeout=30)
+    try:
+        rows = conn.execute("SELECT key FROM setting WHERE key LIKE ?", (pattern,)).fetchall()
+    finally:
+        conn.close()
+    return [str(key) for (key,) in rows]
