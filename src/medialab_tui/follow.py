@@ -19,7 +19,9 @@ from rich.text import Text
 
 from medialab_tui.config import DataDir
 from medialab_tui.store.db import Store
-from medialab_tui.store.tables import TERMINAL_RUN, Artifact, Job, Run
+from medialab_tui.store.queries import run_snapshot
+from medialab_tui.store.values import TERMINAL_RUN
+from medialab_tui.store.views import ArtifactView, JobView
 from medialab_tui.text import visible, visible_lines
 
 # The run is read again at least this often, and as soon as the store changes
@@ -70,7 +72,7 @@ class Display:
             self.out.write(json.dumps(event) + "\n")
             self.out.flush()
 
-    def job(self, job: Job) -> None:
+    def job(self, job: JobView) -> None:
         self.emit(
             {
                 "event": "job",
@@ -88,15 +90,15 @@ class Display:
         if self._progress is None:
             return
         # The prompt and the error are user text: shown, not obeyed, and never markup.
-        prompt = str(job.item.get("prompt", ""))
+        prompt = job.prompt
         label = escape(visible(f"{job.ref} {job.stage:<8} {prompt[:24]}"))
-        task = self._tasks.get(job.id or 0)
+        task = self._tasks.get(job.id)
         total = job.total_steps or 1
         done = job.total_steps if job.status == "succeeded" else job.step
         status = escape(visible(job.status if not job.error else f"{job.status}: {job.error[:60]}"))
         if task is None:
             task = self._progress.add_task(label, total=total, completed=done, status=status)
-            self._tasks[job.id or 0] = task
+            self._tasks[job.id] = task
         else:
             self._progress.update(task, total=total, completed=done, status=status)
 
@@ -107,21 +109,6 @@ class Display:
             self._progress.console.print(Text(visible_lines(text)))
         else:
             print(visible_lines(text), file=sys.stderr)
-
-
-def _snapshot(store: Store, run_id: int) -> tuple[Run, list[Job], list[Artifact]]:
-    from sqlmodel import col, select
-
-    with store.read() as s:
-        run = s.get(Run, run_id)
-        assert run is not None
-        jobs = list(s.exec(select(Job).where(Job.run_id == run_id).order_by(col(Job.id))).all())
-        arts = list(
-            s.exec(
-                select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.id))
-            ).all()
-        )
-    return run, jobs, arts
 
 
 async def follow_run(
@@ -167,15 +154,15 @@ async def follow_run(
     try:
         while True:
             seen = store.changes()
-            run, jobs, arts = _snapshot(store, run_id)
+            run, jobs, arts = run_snapshot(store, run_id)
             for job in jobs:
                 key = (job.status, job.step, job.total_steps)
-                if seen_jobs.get(job.id or 0) != key:
-                    seen_jobs[job.id or 0] = key
+                if seen_jobs.get(job.id) != key:
+                    seen_jobs[job.id] = key
                     display.job(job)
             for art in arts:
                 if art.id not in seen_artifacts:
-                    seen_artifacts.add(art.id or 0)
+                    seen_artifacts.add(art.id)
                     display.emit(
                         {
                             "event": "artifact",
@@ -221,7 +208,7 @@ async def _until_changed(
         await asyncio.sleep(CHANGE_POLL_S)
 
 
-def _stage_of(artifact: Artifact, jobs: list[Job]) -> int:
+def _stage_of(artifact: ArtifactView, jobs: list[JobView]) -> int:
     for job in jobs:
         if job.id == artifact.job_id:
             return job.stage_index

@@ -259,17 +259,26 @@ def test_run_progress_shows_the_prompt_and_error_of_a_job(
     key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from medialab_tui.follow import Display
+    from medialab_tui.store.views import JobView
 
     payload = PAYLOADS[key]
-    job = Job(
+    job = JobView(
         id=1,
+        ref="j1",
         run_id=1,
         stage="txt2img",
+        stage_index=0,
         status="failed",
-        item={"prompt": f"p{payload}"},
-        params={},
-        error=f"e{payload}",
+        progress=0.0,
+        step=0,
         total_steps=4,
+        attempts=1,
+        priority=0,
+        error=f"e{payload}",
+        prompt=f"p{payload}",
+        seed=1,
+        started_at=None,
+        run_seconds=0.0,
     )
     with Display(as_json=False) as display:
         display.job(job)

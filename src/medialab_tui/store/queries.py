@@ -92,6 +92,18 @@ def run_artifacts(store: Store, run_id: int) -> list[ArtifactView]:
         return [ArtifactView.of(a) for a in rows]
 
 
+def run_snapshot(store: Store, run_id: int) -> tuple[RunView, list[JobView], list[ArtifactView]]:
+    """A run with its jobs and artifacts, read in one snapshot (what `run` follows)."""
+    with store.reading() as conn:
+        row = conn.execute("SELECT * FROM run WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no run r{run_id}")
+        jobs = conn.execute("SELECT * FROM job WHERE run_id = ? ORDER BY id", (run_id,))
+        job_views = [JobView.of(j) for j in jobs]
+        arts = conn.execute("SELECT * FROM artifact WHERE run_id = ? ORDER BY id", (run_id,))
+        return RunView.of(row), job_views, [ArtifactView.of(a) for a in arts]
+
+
 def _artifact_view(conn: sqlite3.Connection, row: sqlite3.Row) -> ArtifactView:
     parents = conn.execute(
         "SELECT parent_id FROM artifactparent WHERE artifact_id = ?", (row["id"],)
