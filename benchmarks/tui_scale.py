@@ -48,8 +48,8 @@ def fill(data: DataDir, rows: int) -> None:
         conn.executemany(
             "INSERT INTO job (id, run_id, stage_index, stage, status, priority, attempts, crashes,"
             " progress, step, total_steps, item, params, error, error_kind, cancel_requested,"
-            " load_seconds, run_seconds, user, created_at) VALUES (?, ?, 0, 'txt2img',"
-            " 'succeeded', 0, 1, 0, 1.0, 8, 8, ?, '{}', '', '', 0, 0, 0.4, 'bench', ?)",
+            " load_seconds, run_seconds, user, worker, created_at) VALUES (?, ?, 0, 'txt2img',"
+            " 'succeeded', 0, 1, 0, 1.0, 8, 8, ?, '{}', '', '', 0, 0, 0.4, 'bench', 'cpu', ?)",
             [
                 (j, (j - 1) // 10 + 1, json.dumps({"prompt": f"prompt {j}", "seed": j}), now)
                 for j in range(1, rows + 1)

@@ -92,22 +92,29 @@ class FrameFeed:
         return self._pass.error
 
     def frame(self, serial: int) -> Frame | None:
-        """The frame `serial` (lap × frames + index), or None while it is not decoded yet."""
+        """The frame `serial` (lap × frames + index); when that one is not decoded yet,
+        the newest decoded frame before it that was not shown yet (a decoder slower than
+        the clip's rate still shows a frame now and then); None when there is neither."""
         serial = max(0, serial)
         self._wanted = serial
         found = next((f for f in reversed(self._history) if f.serial == serial), None)
+        late: Frame | None = None
         while found is None:
             head = self._head if self._head is not None else self._take()
             if head is None:
                 break
             if head.serial > serial:
-                # Behind the decoder (a step back, a restart): decode again from there.
-                self._restart(serial)
-                break
+                if late is None:
+                    # Behind the decoder (a step back, a restart): decode again from there.
+                    self._restart(serial)
+                break  # a frame not due yet: it stays for a later call
             self._head = None
+            self._history.append(head)
             if head.serial == serial:
-                self._history.append(head)
                 found = head
+            elif head.serial > self._shown:
+                late = head
+        found = found or late
         if found is not None and found.serial > self._shown + 1 and self._shown >= 0:
             self.dropped += found.serial - self._shown - 1
         if found is not None:
