@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, Home, job_row, query, run_status, settled, wait_for
+from medialab_tui.cli import main
 from medialab_tui.engine.model_files import detect_arch
 from medialab_tui.store.videos import probe_video, read_frames
 
@@ -352,7 +353,9 @@ def test_cancel_during_decode_stops_within_one_chunk(bench: Bench) -> None:
     run_id = int(json.loads(proc.stdout)["run_id"].removeprefix("r"))
     job_id = query(home, "SELECT id FROM job WHERE run_id=?", run_id)[0][0]
     wait_for(lambda: job_row(home, job_id)["step"] >= 3)  # the step and two chunks
-    home.cli("cancel", f"j{job_id}", check=True)
+    # The command line in this process: a `medialab` process starting on a loaded
+    # machine can take longer than the decode has left.
+    assert main(["--data-dir", str(home.root), "cancel", f"j{job_id}"]) == 0
     wait_for(lambda: job_row(home, job_id)["status"] == "cancelled", timeout=20)
     sent, stopped = cancel_steps(home, job_id)
     assert stopped - sent <= 1, (sent, stopped)
