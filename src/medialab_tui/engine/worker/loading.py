@@ -16,8 +16,6 @@ import diffusers
 import torch
 import transformers
 from diffusers import (
-    AutoPipelineForImage2Image,
-    AutoPipelineForText2Image,
     DDIMScheduler,
     DiffusionPipeline,
     DPMSolverMultistepScheduler,
@@ -259,6 +257,9 @@ def derive_pipeline(
     """
     if task == "txt2img" and controlnet is None:
         return base
+    # The auto pipelines import every pipeline diffusers has (≈ 1 s): only when needed.
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
     auto = AutoPipelineForImage2Image if task == "img2img" else AutoPipelineForText2Image
     model_scheduler = _MODEL_SCHEDULERS.setdefault(base, base.scheduler)
     scheduler = type(model_scheduler).from_config(model_scheduler.config)
