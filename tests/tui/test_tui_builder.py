@@ -410,9 +410,9 @@ async def test_lora_and_controlnet_fields_edit_and_check_like_the_file(
         await type_into(pilot, field(screen, "loras"), "demo-sd15-lora:9")
         await until(pilot, lambda: "weight must be at most 4" in error_under(screen, "loras"))
         await type_into(pilot, field(screen, "loras"), "no-such-lora")
-        await until(pilot, lambda: "no-such-lora" in error_under(screen, "loras"), timeout=20)
+        await until(pilot, lambda: "no-such-lora" in error_under(screen, "loras"))
         await type_into(pilot, field(screen, "loras"), "demo-sd15-lora:0.5")
-        await until(pilot, lambda: error_under(screen, "loras") == "", timeout=20)
+        await until(pilot, lambda: error_under(screen, "loras") == "")
         await pilot.press("ctrl+r")
         await until(pilot, lambda: runs(home) == 1)
     stages = json.loads(query(home, "SELECT pipeline FROM run")[0][0])["stages"]

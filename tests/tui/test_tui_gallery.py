@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +186,9 @@ async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
     copy_artifact(home, 1, 2500)
     app = studio()
     async with app.run_test(size=(100, 30)) as pilot:
-        started = time.monotonic()
+        # How fast it pages is measured in benchmarks/tui_scale.py, not asserted here.
         screen = await open_gallery(app, pilot)
         table = screen.query_one(GalleryTable)
-        assert time.monotonic() - started < 3.0
         assert table.row_count == PAGE_SIZE
         assert "rows 1–100 of 2,501" in range_text(screen)
         assert screen.current is not None and screen.current.id == 2501
@@ -210,7 +208,7 @@ async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
 
         # New artifacts push the page down; the cursor stays on the same artifact.
         copy_artifact(home, 1, 3)
-        await until(pilot, lambda: "of 2,504" in range_text(screen), timeout=8)
+        await until(pilot, lambda: "of 2,504" in range_text(screen))
         assert screen.current is not None and screen.current.id == highlighted.id
         assert "rows 101–200 of 2,504" in range_text(screen)
 

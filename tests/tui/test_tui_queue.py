@@ -130,7 +130,7 @@ async def test_c_on_a_running_job_cancels_it(home: Home, studio) -> None:
         await until(pilot, lambda: cell(jobs, job, 2) == "running", timeout=90)
         # The detail panel follows it: which job, and its live preview from the engine.
         preview = screen.query_one("#running-preview")
-        await until(pilot, lambda: preview.display and preview.image is not None, timeout=30)
+        await until(pilot, lambda: preview.display and preview.image is not None)
         assert f"j{job}" in str(screen.query_one("#running-info").render())
         await pilot.press("tab")
         assert jobs.has_focus
@@ -153,7 +153,7 @@ async def test_c_on_a_running_job_cancels_it(home: Home, studio) -> None:
             status = query(home, "SELECT status FROM job WHERE id=?", job)[0][0]
             return status in ("queued", "running")
 
-        await until(pilot, requeued, timeout=10)
+        await until(pilot, requeued)
 
 
 async def test_p_pauses_and_resumes_the_queue_and_the_footer_says_which(home: Home, studio) -> None:
@@ -171,16 +171,16 @@ async def test_p_pauses_and_resumes_the_queue_and_the_footer_says_which(home: Ho
 
         await until(pilot, lambda: "p Pause" in keys())
         await pilot.press("p")
-        await until(pilot, lambda: state() == "paused", timeout=10)
+        await until(pilot, lambda: state() == "paused")
         await until(pilot, lambda: "p Resume" in keys())
         assert "Pause" not in keys()
         await pilot.press("p")
-        await until(pilot, lambda: state() == "active", timeout=10)
+        await until(pilot, lambda: state() == "active")
         await until(pilot, lambda: "p Pause" in keys())
         assert "Resume" not in keys()
         # Paused from elsewhere (the CLI): the footer follows the queue's state.
         home.cli("pause", check=True)
-        await until(pilot, lambda: "p Resume" in keys(), timeout=10)
+        await until(pilot, lambda: "p Resume" in keys())
 
 
 async def test_plus_raises_the_highlighted_runs_priority(home: Home, studio) -> None:
@@ -197,8 +197,8 @@ async def test_plus_raises_the_highlighted_runs_priority(home: Home, studio) -> 
             job = query(home, "SELECT priority FROM job WHERE run_id=?", run_id)[0][0]
             return run == 1 and job == 1
 
-        await until(pilot, raised, timeout=10)
-        await until(pilot, lambda: cell(screen.runs_table, run_id, "prio") == "+1", timeout=5)
+        await until(pilot, raised)
+        await until(pilot, lambda: cell(screen.runs_table, run_id, "prio") == "+1")
 
 
 async def test_enter_on_a_run_not_in_review_says_so(home: Home, studio) -> None:
@@ -234,7 +234,7 @@ async def test_approving_one_output_in_review_continues_the_run_with_it(home: Ho
         await until(pilot, lambda: cell(screen.runs_table, run_id, 2) == "review")
         await pilot.press("enter")
         review = await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and app.screen)
-        await until(pilot, lambda: len(review.query(OutputCard)) == 3, timeout=20)
+        await until(pilot, lambda: len(review.query(OutputCard)) == 3)
         cards = list(review.query(OutputCard))
         await pilot.press("right", "space")
         assert [card.selected for card in cards] == [False, True, False]
@@ -248,7 +248,7 @@ async def test_approving_one_output_in_review_continues_the_run_with_it(home: Ho
         assert cards[1].edited == "a red fox, edited in review"
         assert "edited" in str(cards[1].query_one(".caption", Static).render())
         await pilot.press("a")
-        await until(pilot, lambda: app.screen is screen, timeout=10)
+        await until(pilot, lambda: app.screen is screen)
         assert run_status(home, run_id) != "review"
 
         def finished() -> bool:
@@ -336,10 +336,10 @@ async def test_plus_on_a_job_shows_in_its_priority_column(home: Home, studio) ->
         jobs = screen.jobs_table
         await until(pilot, lambda: cell(jobs, second, "prio") == "0")
         await pilot.press("tab", "down", "plus")
-        await until(pilot, lambda: cell(jobs, second, "prio") == "+1", timeout=10)
+        await until(pilot, lambda: cell(jobs, second, "prio") == "+1")
         assert cell(jobs, first, "prio") == "0"
         await pilot.press("minus", "minus")
-        await until(pilot, lambda: cell(jobs, second, "prio") == "-1", timeout=10)
+        await until(pilot, lambda: cell(jobs, second, "prio") == "-1")
 
 
 async def test_c_on_a_run_asks_before_cancelling_it(home: Home, studio) -> None:
@@ -358,5 +358,5 @@ async def test_c_on_a_run_asks_before_cancelling_it(home: Home, studio) -> None:
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: run_status(home, run_id) == "cancelled", timeout=10)
+        await until(pilot, lambda: run_status(home, run_id) == "cancelled")
         await until(pilot, lambda: cell(screen.runs_table, run_id, "status") == "cancelled")
