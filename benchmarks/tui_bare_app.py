@@ -12,7 +12,9 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Header
 
-MARK = "bare frame ready"
+MARK = "bare frame ready"  # the title, in the header
+ROWS = 10
+LAST_ROW = f"{ROWS} txt2img"
 
 
 class BareApp(App[None]):
@@ -26,8 +28,8 @@ class BareApp(App[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("stage", "steps")
-        for i in range(10):
-            table.add_row(f"{i + 1} txt2img", "steps 4")
+        for i in range(1, ROWS + 1):
+            table.add_row(f"{i} txt2img", "steps 4")
 
 
 if __name__ == "__main__":

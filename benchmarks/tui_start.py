@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tui_bare_app import LAST_ROW, MARK
 from tui_scale import fill
 
 from medialab_tui.config import DataDir
@@ -168,7 +169,7 @@ BARE_APP = Path(__file__).with_name("tui_bare_app.py")
 
 def bare_frame(lines: list[str]) -> bool:
     """The bare app's header and its table's last row."""
-    return bool(lines) and "bare frame ready" in lines[0] and any("10 txt2img" in x for x in lines)
+    return bool(lines) and MARK in lines[0] and any(LAST_ROW in line for line in lines)
 
 
 def first_frame_s(
