@@ -152,6 +152,13 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     )
     store = ctx.store
     engine: Engine | None = None
+    # Until the engine's loop handles them (below), a SIGTERM or Ctrl+C only asks the
+    # host to leave before it starts: the check and backup still finish, and the
+    # host exits as after any stop instead of dying half-way through starting.
+    stopped_early: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopped_early.append(signum))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def main() -> None:
         nonlocal engine
@@ -159,6 +166,8 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.request_stop)
+        if stopped_early:
+            return
         # A dropped SSH session must not stop a server started without nohup.
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         # A client that handed over a run (`run` on a warm host) says so at once.
