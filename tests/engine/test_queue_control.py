@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import Home, job_row, query, run_status, submit, txt2img_toml, wait_for
+from conftest import (
+    Home,
+    job_row,
+    query,
+    run_status,
+    stop_engine_host,
+    submit,
+    txt2img_toml,
+    wait_for,
+)
 from medialab_tui.config import DataDir, load_config
 from medialab_tui.engine import daemon, queue
 from medialab_tui.engine.pipeline import parse_pipeline
@@ -17,6 +27,23 @@ from medialab_tui.engine.scheduler import Engine
 from medialab_tui.store.db import Store
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory, scanned_home: Path) -> Iterator[Home]:
+    """One data directory for the tests that only add runs of their own and look at
+    those: the host the first `run` starts stays warm (keep-alive) for the next, as it
+    does for a user, so they share one worker and its model cache."""
+    root = tmp_path_factory.mktemp("warm") / "home"
+    shutil.copytree(scanned_home, root)
+    yield Home(root)
+    stop_engine_host(root)
+
+
+def outputs(home: Home, run_ref: str, stage: str) -> list[dict]:
+    """A run's artifacts of one stage, newest first."""
+    return [a for a in home.json("gallery") if a["run_id"] == run_ref and a["stage"] == stage]
+
 
 CHECKPOINT = """
 name = "pick"
@@ -38,9 +65,8 @@ scale = 2
 """
 
 
-def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(
-    home: Home, serve
-) -> None:
+def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(warm: Home) -> None:
+    home = warm
     path = home.pipeline("pick", CHECKPOINT)
     proc = home.cli("run", str(path), "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -48,7 +74,8 @@ def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(
     assert summary["status"] == "review"
     assert len(summary["artifacts"]) == 3
     run_ref = summary["run_id"]
-    candidates = home.json("gallery")
+    candidates = outputs(home, run_ref, "txt2img")
+    assert len(candidates) == 3
     chosen = candidates[1]["id"]
 
     other = submit(home, txt2img_toml(prompts=["other"], seeds=[1]), "other")
@@ -63,11 +90,12 @@ def test_checkpoint_run_pauses_in_review_and_continues_with_the_selection(
     shown = home.json("show", run_ref)
     upscales = [j for j in shown["jobs"] if j["stage"] == "upscale"]
     assert len(upscales) == 1
-    final = [a for a in home.json("gallery") if a["stage"] == "upscale"]
+    final = outputs(home, run_ref, "upscale")
     assert len(final) == 1
     assert home.json("show", final[0]["id"])["parents"] == [chosen]
     # The candidates that were not picked stay in the gallery.
-    assert len([a for a in home.json("gallery") if a["stage"] == "txt2img"]) >= 3
+    assert len(outputs(home, run_ref, "txt2img")) == 3
+    wait_for(lambda: run_status(home, other) == "succeeded", timeout=90)
 
 
 def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
@@ -154,7 +182,8 @@ def test_a_raised_run_is_claimed_first(home: Home) -> None:
     assert run_status(home, first.id) == "pending"
 
 
-def test_rerun_reproduces_the_pixels_exactly(home: Home) -> None:
+def test_rerun_reproduces_the_pixels_exactly(warm: Home) -> None:
+    home = warm
     path = home.pipeline("orig", txt2img_toml(prompts=["same every time"], seeds=[42], per_input=2))
     proc = home.cli("run", str(path), "--json", check=True, timeout=300)
     original = json.loads(proc.stdout.splitlines()[-1])["artifacts"][1]
@@ -171,7 +200,8 @@ def test_rerun_reproduces_the_pixels_exactly(home: Home) -> None:
 
 
 @pytest.mark.parametrize(("model", "size"), [("demo-sdxl", 64), ("demo-sd15-single", 64)])
-def test_sdxl_and_single_file_checkpoints_generate(home: Home, model: str, size: int) -> None:
+def test_sdxl_and_single_file_checkpoints_generate(warm: Home, model: str, size: int) -> None:
+    home = warm
     path = home.pipeline(model, txt2img_toml(prompts=["arch"], seeds=[7], model=model, size=size))
     proc = home.cli("run", str(path), "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -218,10 +248,11 @@ scale = 2
 
 
 def test_manual_mode_waits_after_each_stage_and_reruns_repeat_lora_controlnet_and_esrgan(
-    home: Home, serve
+    warm: Home,
 ) -> None:
     """manual: every stage but the last waits for approval. A re-run of an output made
     with a LoRA and a ControlNet, and of an ESRGAN upscale, gives the same pixels."""
+    home = warm
     Image.radial_gradient("L").convert("RGB").resize((64, 64)).save(home.root.parent / "ref.png")
     edges = Image.new("RGB", (64, 64), "white")
     edges.paste((0, 0, 0), (16, 16, 48, 48))
@@ -230,13 +261,12 @@ def test_manual_mode_waits_after_each_stage_and_reruns_repeat_lora_controlnet_an
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["status"] == "review" and len(summary["artifacts"]) == 2
     run_ref = summary["run_id"]
-    firsts = [a for a in home.json("gallery") if a["stage"] == "img2img"]
+    firsts = outputs(home, run_ref, "img2img")
+    assert len(firsts) == 2
     # The host that `run` started continues the run once it is approved.
     home.cli("approve", run_ref, "--select", firsts[0]["id"], check=True)
     wait_for(lambda: run_status(home, int(run_ref[1:])) == "succeeded", timeout=60)
-    upscaled = [
-        a for a in home.json("gallery") if a["stage"] == "upscale" and a["run_id"] == run_ref
-    ]
+    upscaled = outputs(home, run_ref, "upscale")
     assert len(upscaled) == 1 and home.json("show", upscaled[0]["id"])["parents"] == [
         firsts[0]["id"]
     ]
