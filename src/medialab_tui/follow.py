@@ -31,6 +31,10 @@ CHANGE_POLL_S = 0.02
 HOST_CHECK_S = 1.0
 # How long after a first Ctrl+C the run is cancelled, so that a second one can keep it.
 CANCEL_GRACE_S = 2.0
+# A cancelled run is followed until its running jobs have stopped (the engine stops them
+# at their next step, or kills a worker that ignores the cancel after five seconds), so
+# that `run` returns when the device is free; past this it returns anyway and says so.
+CANCEL_SETTLE_S = 30.0
 EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
 
 
@@ -151,6 +155,7 @@ async def follow_run(
     seen_jobs: dict[int, tuple[str, int, int]] = {}
     seen_artifacts: set[int] = set()
     last_host_check = time.monotonic()
+    settle_since: float | None = None
     try:
         while True:
             seen = store.changes()
@@ -172,8 +177,20 @@ async def follow_run(
                             "path": art.path,
                         }
                     )
-            if run.status in TERMINAL_RUN or run.status == "review" or interrupts > 1:
+            if interrupts > 1 or run.status == "review":
                 break
+            if run.status in TERMINAL_RUN:
+                if not any(j.status == "running" for j in jobs):
+                    break
+                if settle_since is None:
+                    settle_since = time.monotonic()
+                    display.message("Waiting for the running job to stop…")
+                elif time.monotonic() - settle_since > CANCEL_SETTLE_S:
+                    display.message(
+                        f"The run is {run.status}; its running job is still stopping "
+                        "in the engine host."
+                    )
+                    break
             now = time.monotonic()
             if now - last_host_check >= HOST_CHECK_S:
                 last_host_check = now
