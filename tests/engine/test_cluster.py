@@ -151,8 +151,11 @@ def test_an_eight_job_run_is_spread_over_both_nodes_into_the_host_store(
 def test_a_killed_dask_worker_mid_job_is_a_crash_and_every_job_succeeds(
     host: Home, cluster: Any
 ) -> None:
+    # The pids are looked up first, so that the kill follows the sighting at once: a
+    # client's round trip to the scheduler could outlast the job it is meant to hit.
+    pids = dask_pids(cluster)
     run_id = submit(
-        host, txt2img_toml(prompts=["a storm"], seeds=list(range(1, 9)), steps=12), "kill"
+        host, txt2img_toml(prompts=["a storm"], seeds=list(range(1, 9)), steps=40), "kill"
     )
 
     def stepping() -> tuple[int, str] | None:
@@ -165,7 +168,6 @@ def test_a_killed_dask_worker_mid_job_is_a_crash_and_every_job_succeeds(
         return rows[0] if rows else None
 
     job_id, worker = wait_for(stepping, timeout=120)
-    pids = dask_pids(cluster)
     name = worker.split("/", 1)[-1]
     os.kill(pids[name], signal.SIGKILL)
     finish(host, run_id, timeout=240)

@@ -57,7 +57,8 @@ def test_run_starts_a_detached_host_that_stays_warm_for_the_next_run(home: Home)
     assert os.getsid(pid) == pid
     log = (home.root / "logs" / "engine.log").read_text()
     assert f"pid {pid}" in log
-    assert host_card(home)["loaded"], "the worker says which model it holds"
+    # The host writes its card after the job's end, a moment after `run` saw it.
+    assert wait_for(lambda: host_card(home).get("loaded"), timeout=30), "the model it holds"
 
     second = json.loads(home.cli("run", str(path), "--json", check=True).stdout.splitlines()[-1])
     assert second["status"] == "succeeded"
@@ -184,7 +185,7 @@ def test_an_attached_tui_keeps_the_host_past_its_keep_alive(home: Home, serve) -
 
 def test_stop_waits_for_the_running_job_then_ends_the_host(home: Home, serve) -> None:
     host = serve()
-    run_id = submit(home, txt2img_toml(prompts=["a", "b"], seeds=[1], steps=40))
+    run_id = submit(home, txt2img_toml(prompts=["a", "b"], seeds=[1], steps=150))
     first = query(home, "SELECT id FROM job WHERE run_id=? ORDER BY id", run_id)[0][0]
     wait_for(lambda: job_row(home, first)["step"] >= 1, timeout=120)
     proc = home.cli("stop", check=True, timeout=180)

@@ -178,6 +178,17 @@ def workers(home: Home) -> dict[str, dict[str, Any]]:
     return {w["label"]: w for w in host_card(home).get("workers", [])}
 
 
+def idle_cards(home: Home) -> dict[str, dict[str, Any]]:
+    """The workers' cards once none is busy: the host writes a worker's card after the
+    end of its job, a moment after the run is seen to end."""
+
+    def idle() -> dict[str, dict[str, Any]] | None:
+        cards = workers(home)
+        return cards if cards and not any(w["busy"] for w in cards.values()) else None
+
+    return wait_for(idle, timeout=30)
+
+
 def finish(home: Home, run_id: int, timeout: float = 180) -> None:
     def ended() -> bool:
         """the run to end"""
@@ -209,7 +220,7 @@ def test_a_job_goes_where_its_model_is_loaded(pair: Home) -> None:
     first = submit(pair, txt2img_toml(prompts=["x"], seeds=[1], model="demo-sd15-single"), "a")
     finish(pair, first)
     (holder,) = query(pair, "SELECT worker FROM job WHERE run_id=?", first)[0]
-    loads = {label: w["loads"] for label, w in workers(pair).items()}
+    loads = {label: w["loads"] for label, w in idle_cards(pair).items()}
     # The other worker has run fewer jobs lately: without affinity it would get these.
     for seed in (2, 3):
         again = submit(
@@ -217,8 +228,9 @@ def test_a_job_goes_where_its_model_is_loaded(pair: Home) -> None:
         )
         finish(pair, again)
         assert query(pair, "SELECT worker FROM job WHERE run_id=?", again)[0][0] == holder
-    assert {label: w["loads"] for label, w in workers(pair).items()} == loads
-    assert any("demo-sd15-single" in p for p in workers(pair)[holder]["loaded"])
+    cards = idle_cards(pair)
+    assert {label: w["loads"] for label, w in cards.items()} == loads
+    assert any("demo-sd15-single" in p for p in cards[holder]["loaded"])
 
 
 def test_a_small_run_is_served_before_a_big_run_ends(pair: Home) -> None:
@@ -256,7 +268,7 @@ def test_a_killed_worker_retries_its_job_while_the_other_goes_on(pair: Home) -> 
     assert crashed == [("succeeded", 2, 1)]
     kept = query(pair, "SELECT status, crashes, worker FROM job WHERE id=?", survivor["job"])
     assert kept == [("succeeded", 0, "cpu:1")]
-    after = workers(pair)
+    after = idle_cards(pair)
     assert after["cpu:1"]["pid"] == survivor["pid"]  # never stopped
     assert after["cpu:0"]["pid"] not in (None, victim["pid"])  # restarted
     assert len(query(pair, "SELECT id FROM artifact WHERE run_id=?", run_id)) == 4

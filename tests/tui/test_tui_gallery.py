@@ -143,8 +143,9 @@ async def test_star_copy_delete_rerun_and_send_to_builder(
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await until(pilot, lambda: query(home, "SELECT count(*) FROM artifact") == [(1,)])
-        assert not path.exists()
-        assert (home.root / "trash" / f"{top.ref}-{path.name}").exists()
+        # The file goes to the trash just after its row.
+        trashed = home.root / "trash" / f"{top.ref}-{path.name}"
+        await until(pilot, lambda: not path.exists() and trashed.exists())
         await until(pilot, lambda: screen.query_one(GalleryTable).row_count == 1)
 
         remaining = screen.current

@@ -77,7 +77,7 @@ async def test_marked_rows_are_starred_together_and_deleted_after_one_question(
         await until(
             pilot, lambda: query(home, "SELECT id FROM artifact WHERE starred") == [(2,), (3,)]
         )
-        assert notified(app, "Starred 2 artifacts")
+        await until(pilot, lambda: notified(app, "Starred 2 artifacts"))
 
         # The grid shows the same marks.
         await pilot.press("g")
@@ -92,9 +92,10 @@ async def test_marked_rows_are_starred_together_and_deleted_after_one_question(
         await pilot.press("y")
         await until(pilot, lambda: query(home, "SELECT id FROM artifact") == [(1,)])
         assert app.screen is screen  # asked once, for both
+        await until(pilot, lambda: notified(app, "Deleted 2 artifacts"))
         await until(pilot, lambda: table.row_count == 1)
-        assert screen.marked == set() and "marked" not in range_text(screen)
-        assert notified(app, "Deleted 2 artifacts")
+        assert screen.marked == set()
+        await until(pilot, lambda: "marked" not in range_text(screen))
 
 
 async def test_import_a_folder_filter_by_source_inspect_the_raw_metadata_and_export(
@@ -109,7 +110,7 @@ async def test_import_a_folder_filter_by_source_inspect_the_raw_metadata_and_exp
         await pilot.press("I")
         await answer_path(pilot, app, folder)
         await until(pilot, lambda: table.row_count == 3)
-        assert notified(app, "Imported 3 images (2 a1111, 1 none).")
+        await until(pilot, lambda: notified(app, "Imported 3 images (2 a1111, 1 none)."))
         await pilot.press("I")
         await answer_path(pilot, app, folder)
         await until(pilot, lambda: notified(app, "Imported 0 images; 3 imported before."))
@@ -168,7 +169,8 @@ async def test_marks_the_filters_hide_are_left_alone_by_star_delete_and_export(
 
         await pilot.press("s")
         await until(pilot, lambda: query(home, "SELECT id FROM artifact WHERE starred") == [(2,)])
-        assert notified(app, "Starred a2 (1 more marked artifact is hidden by the filters")
+        hidden = "Starred a2 (1 more marked artifact is hidden by the filters"
+        await until(pilot, lambda: notified(app, hidden))
 
         await pilot.press("x")
         export = await until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen)

@@ -36,6 +36,9 @@ STEP_MS = 50
 # How often the watcher looks again at which roots there are (a folder created later,
 # a yaml edited), and how often it rescans when watching is not possible.
 REFRESH_S = 10.0
+# The watch yields at least this often, changes or not: its first yield (the watch is
+# then in place) is when it looks for files that arrived while it was being set up.
+TICK_S = 1.0
 POLL_S = 2.0
 # How often the hasher looks for pending hashes when nothing woke it, and the most
 # often it writes its progress.
@@ -104,26 +107,35 @@ class ModelWatch:
         while not self._stop.is_set():
             paths = self._watched()
             yamls = {Path(p) for p in self.config.comfyui_model_paths}
-            started = time.monotonic()
+            started = looked = time.monotonic()
+            first = True
             try:
                 for changes in watchfiles.watch(
                     *paths,
                     debounce=DEBOUNCE_MS,
                     step=STEP_MS,
                     stop_event=self._stop,
-                    rust_timeout=int(REFRESH_S * 1000),
+                    rust_timeout=int(TICK_S * 1000),
                     yield_on_timeout=True,
                     ignore_permission_denied=True,
                     raise_interrupt=False,
                 ):
                     if self._stop.is_set():
                         return
-                    if changes:
+                    # The first yield comes once the watch is in place: a file that
+                    # arrived between the last rescan and then is looked at now.
+                    if changes or first:
                         self._rescan()
+                    first = False
                     # A root came or went, or a yaml was rewritten (editors replace the
                     # file): watch the new set.
-                    if self._watched() != paths or any(Path(p) in yamls for _, p in changes):
+                    if any(Path(p) in yamls for _, p in changes):
                         break
+                    now = time.monotonic()
+                    if changes or now - looked >= REFRESH_S:
+                        looked = now
+                        if self._watched() != paths:
+                            break
             except Exception as exc:  # no inotify watches left, a root gone mid-watch…
                 log.warning("models: watching the roots failed (%s); rescanning instead", exc)
                 while not self._stop.wait(POLL_S):
