@@ -32,7 +32,7 @@ def terminal_graphics() -> str:
 
 
 async def _ask_worker(data: DataDir, config: Config) -> dict[str, Any]:
-    worker = WorkerProcess(config, data.logs / "worker.log")
+    worker = WorkerProcess(config, data.logs / "worker.log", probe=True)
     await worker.start()
     try:
         return await worker.wait_ready()

@@ -84,7 +84,9 @@ class WorkerProcess:
 
     `device` is what the worker computes on (default: config `device`); `env` adds to
     its environment (a pool pins each GPU's worker with `CUDA_VISIBLE_DEVICES`);
-    `threads` and `cache_budget_gb` override the config's for this worker.
+    `threads` and `cache_budget_gb` override the config's for this worker. A `probe`
+    worker only says what its device is (`doctor`): it skips importing diffusers, so
+    it is ready in the time torch takes to import, and must not be sent jobs.
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class WorkerProcess:
         threads: int | None = None,
         cache_budget_gb: float | None = None,
         env: dict[str, str] | None = None,
+        probe: bool = False,
     ) -> None:
         self.config = config
+        self.probe = probe
         self.log_path = log_path
         self.device = device or config.device
         # `cpu:0`, `cuda:1`: a pool gives each its own (`engine.pool`).
@@ -146,6 +150,7 @@ class WorkerProcess:
             str(self.cache_budget_gb),
             "--max-image-pixels",
             str(self.config.max_image_pixels),
+            *(["--probe"] if self.probe else []),
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the worker

@@ -40,17 +40,22 @@ class Channel:
             self._out.flush()
 
 
+def _pipeline_bytes(pipe: Any) -> int:
+    from medialab_tui.engine.worker.loading import estimate_pipeline_bytes
+
+    return estimate_pipeline_bytes(pipe)
+
+
 class Worker:
     """Holds the device, the pipeline cache and the job being run."""
 
     def __init__(self, channel: Channel, device: str, dtype: Any, budget: int) -> None:
         from medialab_tui.engine.worker.cache import PipelineCache
-        from medialab_tui.engine.worker.loading import estimate_pipeline_bytes
 
         self.channel = channel
         self.device = device
         self.dtype = dtype
-        self.cache = PipelineCache(budget, estimate_pipeline_bytes)
+        self.cache = PipelineCache(budget, _pipeline_bytes)
         self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancel_flag = threading.Event()
         self.current_job: int | None = None
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--cache-budget-gb", type=float, default=0.0)
     parser.add_argument("--max-image-pixels", type=int, default=0)
+    # Say what the device is, without importing diffusers (`doctor`); takes no jobs.
+    parser.add_argument("--probe", action="store_true")
     args = parser.parse_args(argv)
     if args.max_image_pixels > 0:
         # Inputs and outputs as large as the config's caps open (a ×4 upscale's
@@ -213,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     dtype = pick_dtype(device, args.dtype)
     worker = Worker(channel, device, dtype, memory_budget(device, args.cache_budget_gb))
-    # Import the heavy libraries now, while the engine is still busy with other things.
-    import diffusers  # noqa: F401
+    if not args.probe:
+        # Import the heavy libraries now, while the engine is still busy with other things.
+        import medialab_tui.engine.worker.loading  # noqa: F401  (diffusers, transformers)
 
     reader = threading.Thread(
         target=worker.read_commands, args=(sys.stdin.buffer,), name="commands", daemon=True
