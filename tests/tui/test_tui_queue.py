@@ -327,6 +327,27 @@ async def test_the_jobs_table_follows_the_running_run_until_a_run_is_picked(
         await shows(fourth)
 
 
+async def test_a_pick_that_a_poll_overtakes_is_kept(home: Home, studio) -> None:
+    """Under load a poll's snapshot can be applied between the user's cursor move and
+    the handling of its highlight; the cursor must stay where the user put it."""
+    first = submit(home, txt2img_toml(prompts=["a"], seeds=[1]))
+    second = submit(home, txt2img_toml(prompts=["b"], seeds=[2]))
+    start_running(home, second)
+    app = studio(host_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_queue(pilot)
+        runs = screen.runs_table
+        (job,) = job_ids(home, second)
+        await until(pilot, lambda: screen.run_id == second and cell(screen.jobs_table, job, 0))
+        assert screen.follow
+        runs.move_cursor(row=runs.get_row_index(str(first)))  # what ↓ does; no event handled yet
+        screen.show(screen._shown[0])  # the last poll's snapshot, applied first
+        assert highlighted(runs) == str(first)
+        await pilot.pause()
+        assert screen.run_id == first and not screen.follow
+        assert highlighted(runs) == str(first)
+
+
 async def test_plus_on_a_job_shows_in_its_priority_column(home: Home, studio) -> None:
     run_id = submit(home, txt2img_toml(prompts=["a", "b"], seeds=[1]))
     first, second = job_ids(home, run_id)

@@ -464,6 +464,7 @@ class QueueScreen(StudioScreen):
 
     def show(self, snap: QueueSnapshot) -> None:
         """Apply a poll's snapshot to the widgets."""
+        self._take_pending_pick()
         # Nothing running and nothing new since the last poll: the widgets show it already.
         shown, self._shown = self._shown, (snap, self.run_id, self.follow, self.size)
         if shown == self._shown and snap.running is None:
@@ -499,6 +500,15 @@ class QueueScreen(StudioScreen):
         if snap.paused != self.paused:
             self.paused = snap.paused
             self.refresh_bindings()
+
+    def _take_pending_pick(self) -> None:
+        """A runs cursor the user moved, whose highlight has not been handled yet, is a
+        pick: a poll that lands before the handler must not put it back on the run
+        being followed (a key press would be lost)."""
+        key = highlighted_key(self.runs_table)
+        followed = str(self.run_id)
+        if self.follow and key not in (None, followed) and followed in self.runs_table.rows:
+            self.run_highlighted()
 
     def _put_cursor(self, table: DataTable[object], key: int) -> None:
         """Move `table`'s cursor to row `key`, if shown; the screen's own move, not a pick."""
