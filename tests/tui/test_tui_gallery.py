@@ -184,11 +184,19 @@ async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
     studio: Any, home: Home
 ) -> None:
     make_artifacts(home, ["red fox"], [1])
-    copy_artifact(home, 1, 2500)
     app = studio()
     async with app.run_test(size=(100, 30)) as pilot:
+        # The app builds the gallery ahead, hidden, holding the one artifact; 2,500 more
+        # arrive before its first show, which opens on the newest all the same.
+        await until(pilot, lambda: "gallery" in app._screen_stacks)
+        hidden = app._screen_stacks["gallery"][0]
+        assert isinstance(hidden, GalleryScreen)
+        await until(pilot, lambda: hidden.loaded and hidden.total == 1)
+        copy_artifact(home, 1, 2500)
         # How fast it pages is measured in benchmarks/tui_scale.py, not asserted here.
         screen = await open_gallery(app, pilot)
+        assert screen is hidden
+        await until(pilot, lambda: "of 2,501" in range_text(screen))
         table = screen.query_one(GalleryTable)
         assert table.row_count == PAGE_SIZE
         assert "rows 1–100 of 2,501" in range_text(screen)

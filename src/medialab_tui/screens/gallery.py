@@ -341,6 +341,7 @@ class GalleryScreen(StudioScreen):
         self.total = 0
         self.cursor = 0
         self.loaded = False
+        self.shown_before = False  # a first show opens on the newest artifact
         self.stages: list[str] = []
         self.grid_mode = False
         self._poll_worker: Worker[None] | None = None
@@ -388,7 +389,16 @@ class GalleryScreen(StudioScreen):
         self.set_interval(POLL_S, self._poll)
 
     def on_screen_resume(self) -> None:
-        if self.loaded:
+        if not self.is_current:  # Textual resumes a screen built ahead, off screen
+            return
+        first, self.shown_before = not self.shown_before, True
+        if not self.loaded:
+            return
+        if first:
+            # Built ahead while hidden: nobody picked the row its cursor is on, and
+            # what arrived since goes above it. Open on the newest, like a fresh build.
+            self.reload(offset=0, row=0)
+        else:
             self.reload(keep=self.current.id if self.current else None)
 
     def on_resize(self, event: Resize) -> None:
