@@ -191,6 +191,10 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
         asyncio.run(main())
     finally:
         backup.finish_pending()
+        # Close the database before the lock goes: once `stop` sees the host gone,
+        # the data directory's files are settled (SQLite removes its -shm on the
+        # last close), and a copy or backup of it taken then is whole.
+        store.dispose()
         lock.release()
     reason = f" ({engine.leave_reason})" if engine is not None and engine.leave_reason else ""
     print(f"medialab engine stopped{reason}; unfinished jobs stay queued.", file=sys.stderr)
