@@ -121,10 +121,16 @@ def home(tmp_path: Path, scanned_home: Path) -> Iterator[Home]:
 @pytest.fixture(scope="session", autouse=True)
 def no_engine_host_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end, stop every engine host a test started in its data directories
-    (module fixtures' included): none outlives the test session."""
+    (module fixtures' included): none outlives the test session. The session's worker
+    template (`engine.worker.template`) lives in its temporary folder and ends too."""
+    from medialab_tui.engine.worker.template import ENV_TEMPLATE, stop_templates
+
+    templates = tmp_path_factory.getbasetemp() / "templates"
+    os.environ[ENV_TEMPLATE] = str(templates)
     yield
     for lock in tmp_path_factory.getbasetemp().rglob("engine.lock"):
         stop_engine_host(lock.parent)
+    stop_templates(templates)
 
 
 def stop_engine_host(root: Path) -> None:

@@ -20,7 +20,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
-from textual.notifications import Notification, Notify, SeverityLevel
+from textual.notifications import Notification, SeverityLevel
 from textual.screen import Screen
 
 from medialab_tui.client import QueueSummary, StudioClient
@@ -274,7 +274,10 @@ class MedialabApp(App[None]):
             self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
             markup=False,
         )
-        self.post_message(Notify(notice))
+        # Shown now, not when a Notify message is handled: a job ending in the next
+        # poll then finds this notice among the shown ones and replaces it.
+        self._notifications.add(notice)
+        self._refresh_notifications()
         return notice
 
     def notify(

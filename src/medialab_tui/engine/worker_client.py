@@ -1,7 +1,9 @@
 """The engine's side of the worker: start it, talk to it, kill it.
 
-The worker is started with `asyncio.create_subprocess_exec` (never a fork: a
-forked CUDA context is unusable). Its stderr goes to `<data>/logs/worker.log` (the
+A CPU worker is forked by the user's worker template (`engine.worker.template`),
+which has its libraries imported already; any other worker, or one the template cannot
+give, is started with `asyncio.create_subprocess_exec` (a forked CUDA context is
+unusable). Its stderr goes to `<data>/logs/worker.log` (the
 other workers of a pool each log to their own `worker-<label>.log`).
 
 `WorkerHandle` is all the engine asks of a worker: a local subprocess
@@ -21,6 +23,7 @@ from pydantic import BaseModel
 
 from medialab_tui.config import Config
 from medialab_tui.engine.worker.protocol import decode, encode
+from medialab_tui.engine.worker.template import TemplateChild, fork_worker, wanted_for
 
 READY_TIMEOUT_S = 300.0
 
@@ -112,7 +115,7 @@ class WorkerProcess:
             config.cache_budget_gb if cache_budget_gb is None else cache_budget_gb
         )
         self.env = dict(env or {})
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | TemplateChild | None = None
         self.info: dict[str, Any] = {}
         self._events: asyncio.Queue[dict[str, Any] | WorkerDied] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
@@ -162,14 +165,19 @@ class WorkerProcess:
             "TRANSFORMERS_VERBOSITY": "error",
             **self.env,
         }
-        self.proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            limit=16 * 1024 * 1024,  # previews ride on progress lines
-        )
+        limit = 16 * 1024 * 1024  # previews ride on progress lines
+        self.proc = None
+        if not self.probe and wanted_for(self.device, self.label):
+            self.proc = await fork_worker(args[3:], env, self._log.fileno(), limit)
+        if self.proc is None:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=self._log,
+                env=env,
+                limit=limit,
+            )
         self.info = {}
         self.last_heard = time.monotonic()
         self._events = asyncio.Queue()
