@@ -122,15 +122,35 @@ def home(tmp_path: Path, scanned_home: Path) -> Iterator[Home]:
 def no_engine_host_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end, stop every engine host a test started in its data directories
     (module fixtures' included): none outlives the test session. The session's worker
-    template (`engine.worker.template`) lives in its temporary folder and ends too."""
+    template (`engine.worker.template`) lives in its temporary folder and ends too: one
+    for every test process (xdist's controller ends it once they are all done)."""
     from medialab_tui.engine.worker.template import ENV_TEMPLATE, stop_templates
 
-    templates = tmp_path_factory.getbasetemp() / "templates"
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    templates = templates_dir(tmp_path_factory.getbasetemp(), under_xdist=shared)
     os.environ[ENV_TEMPLATE] = str(templates)
     yield
     for lock in tmp_path_factory.getbasetemp().rglob("engine.lock"):
         stop_engine_host(lock.parent)
-    stop_templates(templates)
+    if not shared:
+        stop_templates(templates)
+
+
+def templates_dir(basetemp: Path, *, under_xdist: bool) -> Path:
+    """The session's worker templates: an xdist test process's basetemp is a folder of
+    the controller's (`popen-gw<n>`), and the processes share the controller's."""
+    return (basetemp.parent if under_xdist else basetemp) / "templates"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """xdist's controller, after every test process has ended: end their template."""
+    if getattr(session.config, "workerinput", None) is not None:
+        return  # a test process: the controller ends the template
+    if session.config.pluginmanager.hasplugin("dsession"):
+        from medialab_tui.engine.worker.template import stop_templates
+
+        factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+        stop_templates(templates_dir(factory.getbasetemp(), under_xdist=False))
 
 
 def stop_engine_host(root: Path) -> None:
