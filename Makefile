@@ -31,11 +31,11 @@ demo: $(STAMP)
 	$(BIN)/medialab run examples/demo.toml
 
 # Test files run in parallel, one whole file per process (each starts its own demo
-# models and engines; tests within a file share them). Two more processes than cores,
-# four at least, eight at most: many tests wait on a worker or a host. On two cores four
-# take the same 8:00 as three when the machine is idle, and a minute less beside two
-# CPU burners (10:43 against 11:49, 2026-12-04).
-TEST_PROCS := $(shell n=$$(( $$(nproc 2>/dev/null || echo 2) + 2 )); [ $$n -lt 4 ] && n=4; [ $$n -gt 8 ] && n=8; echo $$n)
+# models and engines; tests within a file share them). Twice the cores and two more,
+# four at least, eight at most: many tests wait on a worker or a host, and since CPU
+# workers fork from the worker template four processes left a fifth of two cores idle
+# (vmstat: 19 %). Six took 7:43 on two cores; four 11:08, 2 min of it one failed wait.
+TEST_PROCS := $(shell n=$$(( 2 * $$(nproc 2>/dev/null || echo 2) + 2 )); [ $$n -lt 4 ] && n=4; [ $$n -gt 8 ] && n=8; echo $$n)
 # The suite starts many Python processes (CLI calls, engine hosts, workers): they
 # keep medialab's compiled bytecode (≈ 0.1 s saved a process importing the engine),
 # even where the environment says not to write it.
