@@ -105,10 +105,13 @@ def test_a_job_whose_model_vanished_fails_as_missing_model_and_retry_recovers(
     shutil.copytree(demo_models_dir / "demo-sd15", model)
     home.cli("models", "scan", check=True)
     path = home.pipeline("mine", txt2img_toml(prompts=["x"], seeds=[3], model="mine"))
+    # Held until the model is gone: a warm worker would run a demo job at once.
+    home.cli("pause", check=True)
     run_id = json.loads(home.cli("run", str(path), "--no-wait", "--json", check=True).stdout)[
         "run_id"
     ]
     shutil.rmtree(model)
+    home.cli("resume", check=True)
 
     wait_for(lambda: run_status(home, int(str(run_id).lstrip("r"))) == "failed", timeout=300)
     job = home.json("jobs", "--run", run_id)[0]
