@@ -19,6 +19,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Input, Select, Static
@@ -413,10 +414,11 @@ class GalleryScreen(StudioScreen):
             return
         # The list's width: all of it when narrow, else two thirds (the inspector 1fr).
         main = width if width < NARROW_BELOW else width * 2 // 3
-        used = sum(
-            Text.from_markup(str(self.query_one(f"#gallery-{part}", Static).content)).cell_len
-            for part in ("range", "chips")
-        )
+        try:
+            parts = [self.query_one(f"#gallery-{part}", Static) for part in ("range", "chips")]
+        except NoMatches:
+            return  # a resize before the body is mounted: fitted once its text is set
+        used = sum(Text.from_markup(str(part.content)).cell_len for part in parts)
         self.set_class(used + 2 > main, "-cramped")
 
     # -- loading pages -----------------------------------------------------------------
