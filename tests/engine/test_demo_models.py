@@ -5,48 +5,46 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-
-from PIL import Image  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-
-from medialab_tui.engine.demo.adapters import (  # noqa: E402
+from medialab_tui.engine.demo.adapters import (
     DEMO_SD15_CONTROLNET,
     DEMO_SD15_LORA,
 )
-from medialab_tui.engine.demo.diffusion import (  # noqa: E402
+from medialab_tui.engine.demo.diffusion import (
     DEMO_SD15,
     DEMO_SD15_SINGLE_FILE,
     DEMO_SDXL,
     write_demo_models,
 )
-from medialab_tui.engine.demo.flow import (  # noqa: E402
+from medialab_tui.engine.demo.flow import (
     DEMO_FLUX,
     DEMO_FLUX_CONTROLNET,
     DEMO_FLUX_LORA,
     DEMO_SD3,
     DEMO_SD3_CONTROLNET,
 )
-from medialab_tui.engine.demo.interpolator import DEMO_RIFE  # noqa: E402
-from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN  # noqa: E402
-from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN  # noqa: E402
-from medialab_tui.engine.model_files import detect_arch, read_safetensors_header  # noqa: E402
-from medialab_tui.engine.worker.generate import (  # noqa: E402
-    lanczos_upscale,
-    latents_preview,
-    txt2img,
-)
-from medialab_tui.engine.worker.loading import (  # noqa: E402
-    SAMPLERS,
-    estimate_pipeline_bytes,
-    load_image_pipeline,
-    set_sampler,
-)
+from medialab_tui.engine.demo.interpolator import DEMO_RIFE
+from medialab_tui.engine.demo.upscaler import DEMO_ESRGAN
+from medialab_tui.engine.demo.video import DEMO_LTX, DEMO_SVD, DEMO_WAN
+from medialab_tui.engine.model_files import detect_arch, read_safetensors_header
+
+if TYPE_CHECKING:
+    import torch
+    from safetensors.torch import load_file
+
+    from medialab_tui.engine.worker.generate import lanczos_upscale, latents_preview, txt2img
+    from medialab_tui.engine.worker.loading import (
+        SAMPLERS,
+        estimate_pipeline_bytes,
+        load_image_pipeline,
+        set_sampler,
+    )
+
 
 ARCHS = ("sd15", "sdxl")
 # The rectified-flow families, loaded for the sampler test.
@@ -59,8 +57,29 @@ class Cancelled(Exception):
     """Raised from on_step to stop a job, as the worker does on a cancel request."""
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_side() -> None:
+    """torch, diffusers and the worker's modules, imported when these tests run, not
+    when the file is collected: every test process collects every file (and pays
+    seconds for these imports), one of them runs these tests. Session-wide (it applies
+    to this file only), so that the session's pipelines below find them."""
+    global torch, load_file, lanczos_upscale, latents_preview, txt2img
+    global SAMPLERS, estimate_pipeline_bytes, load_image_pipeline, set_sampler
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from safetensors.torch import load_file
+
+    from medialab_tui.engine.worker.generate import lanczos_upscale, latents_preview, txt2img
+    from medialab_tui.engine.worker.loading import (
+        SAMPLERS,
+        estimate_pipeline_bytes,
+        load_image_pipeline,
+        set_sampler,
+    )
+
+
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread(worker_side: None):
     """Bitwise comparisons need a fixed thread count (reductions split by thread)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

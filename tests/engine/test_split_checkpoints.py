@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -21,9 +22,20 @@ from test_family_detection import write_header_only
 
 from conftest import Home, query, stop_engine_host, txt2img_toml
 
-pytest.importorskip("torch")
 
-from safetensors.torch import load_file, save_file  # noqa: E402
+def load_file(path: Path) -> dict[str, Any]:
+    """safetensors' torch reader, imported when a test runs: every test process collects
+    this file, and importing torch costs seconds."""
+    from safetensors.torch import load_file as load
+
+    return load(path)
+
+
+def save_file(tensors: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file as save
+
+    save(tensors, path, metadata)
+
 
 TRANSFORMER = "sdxl_turbo"  # a Flux transformer, whatever its name says
 
