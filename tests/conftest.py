@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -272,11 +274,26 @@ def worker_pid(home: Home) -> int | None:
 
 
 def submit(home: Home, text: str, name: str = "p") -> int:
-    """Queue a run without starting an engine host (tests start theirs with `serve`)."""
-    proc = home.cli(
-        "run", str(home.pipeline(name, text)), "--no-wait", "--no-start", "--json", check=True
-    )
-    out = json.loads(proc.stdout)
+    """Queue a run without starting an engine host (tests start theirs with `serve`).
+
+    The CLI's own `main` runs in this process (the same parsing, validation and
+    submit as `medialab run --no-wait --no-start --json`): a subprocess would spend
+    half a second importing what this process has imported already.
+    """
+    from medialab_tui import cli
+
+    path = home.pipeline(name, text)
+    argv = ["run", "--data-dir", str(home.root), str(path), "--no-wait", "--no-start", "--json"]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    umask = os.umask(0o077)
+    os.umask(umask)  # `main` makes its process's files owner-only: this one's stays
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(argv)
+    finally:
+        os.umask(umask)
+    assert code == 0, f"{argv}: {code}\n{stdout.getvalue()}\n{stderr.getvalue()}"
+    out = json.loads(stdout.getvalue())
     assert out["status"] == "pending"
     return int(out["run_id"].removeprefix("r"))
 

@@ -1482,6 +1482,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         func = cmd_serve if args.headless else cmd_tui
     data: DataDir | None = None
+    ctx: Context | None = None
     try:
         root = Path(getattr(args, "data_dir", None) or default_data_dir()).expanduser()
         try:
@@ -1517,3 +1518,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"medialab: {visible_lines(str(damage))}", file=sys.stderr)
         return damage.exit_code
+    finally:
+        if ctx is not None and ctx._store is not None:  # closed here when called in-process
+            ctx._store.dispose()

@@ -22,16 +22,21 @@ async def test_demo_pipeline_runs_from_the_builder_and_lands_in_the_gallery(
         jobs = app.screen.query_one("#jobs", DataTable)
         seen_progress: set[str] = set()
 
-        def finished() -> bool:
+        def shown_statuses() -> set[str]:
             for i in range(jobs.row_count):
                 seen_progress.add(str(jobs.get_row_at(i)[2]))
+            return seen_progress
+
+        def finished() -> bool:
+            shown_statuses()
             return query(home, "SELECT status FROM run") == [("succeeded",)]
 
         await until(pilot, finished, timeout=120)
         # The queue listed the run's jobs as they ended (a job shown while it runs is
-        # `test_tui_queue`'s `c` test: a demo job can start and end between two polls).
+        # `test_tui_queue`'s `c` test: a demo job can start and end between two polls;
+        # the store can also say the run ended a poll before the table does).
         await until(pilot, lambda: jobs.row_count == len(query(home, "SELECT id FROM job")))
-        assert "succeeded" in seen_progress
+        await until(pilot, lambda: "succeeded" in shown_statuses())
         # A toast says the jobs finished.
         await until(pilot, lambda: any("finished" in str(n.message) for n in app._notifications))
 
