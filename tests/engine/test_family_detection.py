@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -504,9 +503,10 @@ def test_sd35_large_folder(tmp_path: Path) -> None:
     assert detect_arch(folder) == ("checkpoint", "sd3-large", "diffusers")
 
 
-def test_detection_of_a_full_size_header_is_fast(tmp_path: Path) -> None:
-    """An SDXL checkpoint names about 2,500 tensors: its detection, header read included,
-    stays in the low milliseconds (the registry reads every new file)."""
+def test_detection_of_a_full_size_header(tmp_path: Path) -> None:
+    """An SDXL checkpoint names about 2,500 tensors: the family's few telling keys are
+    found among them, every time. (Its speed against a bare header read is
+    `benchmarks/detect_header.py`'s: a timing here fails on a busy machine.)"""
     shapes = {**sd_unet(2048, adm=2816), **SDXL_TE}
     for i in range(2500):
         shapes[f"{DM}output_blocks.{i % 9}.1.transformer_blocks.{i}.ff.net.0.proj.weight"] = [
@@ -514,10 +514,8 @@ def test_detection_of_a_full_size_header_is_fast(tmp_path: Path) -> None:
             1280,
         ]
     path = write_header_only(tmp_path / "big.safetensors", shapes)
-    t0 = time.perf_counter()
     for _ in range(10):
         assert detect_arch(path) == ("checkpoint", "sdxl", "safetensors")
-    assert (time.perf_counter() - t0) / 10 < 0.05
 
 
 def test_adapters_fit_the_archs_that_share_their_weights_layout() -> None:
