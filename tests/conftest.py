@@ -12,7 +12,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,17 +68,47 @@ class Home:
     def cli(
         self, *args: str, timeout: float = 180, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "medialab_tui", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            cwd=ROOT,
-        )
+        """`medialab ARGS` on this data directory: its exit code, stdout and stderr.
+
+        Commands that only talk to the store (and start a detached host, like `run`)
+        run the CLI's own `main` in this process; a subprocess would spend half a
+        second of CPU importing what this process has imported already. The host, the
+        TUI and `models demo` (torch) run as real processes.
+        """
+        if in_process(args):
+            proc = self._cli_here(args, timeout)
+        else:
+            proc = subprocess.run(
+                [sys.executable, "-m", "medialab_tui", *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env(),
+                cwd=ROOT,
+            )
         if check:
             assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
+
+    def _cli_here(self, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
+        """`main` on a thread of its own (a Pilot test's event loop may be running on
+        this one, and `run` runs one of its own), with this directory's environment."""
+        env = self.env()
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        result: list[tuple[int, str, str]] = []
+        thread = threading.Thread(target=lambda: result.append(call_main(list(args))))
+        try:
+            thread.start()
+            thread.join(timeout)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        if not result:
+            raise subprocess.TimeoutExpired(["medialab", *args], timeout)
+        code, stdout, stderr = result[0]
+        return subprocess.CompletedProcess(["medialab", *args], code, stdout, stderr)
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -96,6 +128,43 @@ class Home:
         path = self.root.parent / f"{name}.toml"
         path.write_text(text)
         return path
+
+
+def in_process(args: tuple[str, ...]) -> bool:
+    """Whether `Home.cli` may run this command's `main` in the test process: not the
+    host (`serve`, `--headless`), not the TUI (no command), not `models demo`."""
+    words = [a for a in args if not a.startswith("-")]
+    if not words or words[0] == "serve" or "--headless" in args:
+        return False
+    return words[:2] != ["models", "demo"]
+
+
+def call_main(argv: list[str]) -> tuple[int, str, str]:
+    """The CLI's `main(argv)` in this process: (exit code, stdout, stderr), as the
+    process would end. No terminal (stdin is empty); the umask `main` sets for its
+    own files is put back; a crash is a traceback on stderr and exit 1."""
+    from medialab_tui import cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    umask = os.umask(0o077)
+    os.umask(umask)
+    stdin = sys.stdin
+    sys.stdin = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse: a bad flag, or --help
+                code = exc.code if isinstance(exc.code, int) else 1 if exc.code else 0
+            except KeyboardInterrupt:
+                code = 130
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.stdin = stdin
+        os.umask(umask)
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -280,20 +349,11 @@ def submit(home: Home, text: str, name: str = "p") -> int:
     submit as `medialab run --no-wait --no-start --json`): a subprocess would spend
     half a second importing what this process has imported already.
     """
-    from medialab_tui import cli
-
     path = home.pipeline(name, text)
     argv = ["run", "--data-dir", str(home.root), str(path), "--no-wait", "--no-start", "--json"]
-    stdout, stderr = io.StringIO(), io.StringIO()
-    umask = os.umask(0o077)
-    os.umask(umask)  # `main` makes its process's files owner-only: this one's stays
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = cli.main(argv)
-    finally:
-        os.umask(umask)
-    assert code == 0, f"{argv}: {code}\n{stdout.getvalue()}\n{stderr.getvalue()}"
-    out = json.loads(stdout.getvalue())
+    code, stdout, stderr = call_main(argv)
+    assert code == 0, f"{argv}: {code}\n{stdout}\n{stderr}"
+    out = json.loads(stdout)
     assert out["status"] == "pending"
     return int(out["run_id"].removeprefix("r"))
 

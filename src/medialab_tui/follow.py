@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -41,9 +42,9 @@ EXIT_BY_STATUS = {"succeeded": 0, "review": 0, "failed": 1, "cancelled": 3}
 class Display:
     """What the follower shows: rich progress bars, or JSON event lines."""
 
-    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+    def __init__(self, as_json: bool, out: TextIO | None = None) -> None:
         self.as_json = as_json
-        self.out = out
+        self.out = out or sys.stdout  # the stdout of now, not of when this was imported
         self._progress: Any = None
         self._tasks: dict[int, Any] = {}
 
@@ -151,7 +152,10 @@ async def follow_run(
             f"Leaving the run to the engine: `medialab show r{run_id}` tells how it goes."
         )
 
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    # Ctrl+C reaches only the main thread; a follower on another one has no keys to read.
+    on_keys = threading.current_thread() is threading.main_thread()
+    if on_keys:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
     seen_jobs: dict[int, tuple[str, int, int]] = {}
     seen_artifacts: set[int] = set()
     last_host_check = time.monotonic()
@@ -199,7 +203,8 @@ async def follow_run(
                     await asyncio.to_thread(ensure_host, data)
             await _until_changed(store, seen, FOLLOW_POLL_S, lambda: interrupts > 1)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if on_keys:
+            loop.remove_signal_handler(signal.SIGINT)
         if pending_cancel is not None and interrupts > 1:
             pending_cancel.cancel()
     last_stage = max((j.stage_index for j in jobs), default=0)

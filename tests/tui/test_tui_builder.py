@@ -134,7 +134,8 @@ async def test_invalid_fields_show_their_message_and_block_the_run(studio: Any, 
         screen = await builder(pilot)
         await until(pilot, lambda: "Total" in estimate(screen))
         await type_into(pilot, field(screen, "steps"), "0")
-        assert error_under(screen, "steps") == "must be at least 1 (got 0)"
+        # The message comes from the form's change event, a message hop or two later.
+        await until(pilot, lambda: error_under(screen, "steps") == "must be at least 1 (got 0)")
         assert "key 'steps' must be at least 1" in estimate(screen)
         await pilot.press("ctrl+r")
         await until(pilot, lambda: blocked(app, "must be at least 1"))
@@ -142,9 +143,11 @@ async def test_invalid_fields_show_their_message_and_block_the_run(studio: Any, 
         assert app.current_mode == "builder"
 
         await type_into(pilot, field(screen, "steps"), "8")
-        assert error_under(screen, "steps") == ""
+        await until(pilot, lambda: error_under(screen, "steps") == "")
         await type_into(pilot, field(screen, "width"), "65")
-        assert error_under(screen, "width") == "must be a multiple of 8 (got 65)"
+        await until(
+            pilot, lambda: error_under(screen, "width") == "must be a multiple of 8 (got 65)"
+        )
         await pilot.press("ctrl+r")
         await until(pilot, lambda: blocked(app, "must be a multiple of 8"))
         assert runs(home) == 0
@@ -164,10 +167,14 @@ async def test_tab_walks_from_the_stage_list_through_the_form(studio: Any) -> No
     async with app.run_test(size=SIZE) as pilot:
         screen = await builder(pilot)
         await until(pilot, lambda: "Total" in estimate(screen))
+        # The form's fields are mounted (tab walks what is there when it is pressed).
+        await until(pilot, lambda: screen.form is not None and screen.form.query("#field-cfg"))
         assert app.focused is screen.query_one("#stages")
         seen = []
         for _ in range(24):
+            before = app.focused
             await pilot.press("tab")
+            await until(pilot, lambda before=before: app.focused is not before)
             seen.append(app.focused.id if app.focused else None)
         assert seen[:3] == ["field-model", "field-steps", "field-cfg"]
         assert seen.index("in-prompts") < seen.index("in-seeds") < seen.index("in-images")

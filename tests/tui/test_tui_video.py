@@ -111,12 +111,15 @@ async def test_inspector_shows_an_ntsc_rate_as_its_exact_fraction(
 
 
 def pane_index(app: Any) -> int:
-    return app.screen.query_one(VideoPane).index
+    """The frame index on show; -1 before the pane is mounted or shows a frame."""
+    panes = app.screen.query(VideoPane)
+    return panes.first().index if panes else -1
 
 
 def pane_serial(app: Any) -> int:
     """The frame on show, counted on across laps (-1 before the first)."""
-    shown = app.screen.query_one(VideoPane).shown
+    panes = app.screen.query(VideoPane)
+    shown = panes.first().shown if panes else None
     return shown.serial if shown is not None else -1
 
 
