@@ -203,7 +203,7 @@ async def test_gallery_pages_through_thousands_and_notices_new_artifacts(
         assert screen.current is not None and screen.current.id == 2501
 
         await pilot.press("end")
-        assert table.cursor_row == PAGE_SIZE - 1
+        await until(pilot, lambda: table.cursor_row == PAGE_SIZE - 1)
         await pilot.press("pagedown")
         await until(pilot, lambda: "rows 101–200 of 2,501" in range_text(screen))
         assert table.cursor_row == 0

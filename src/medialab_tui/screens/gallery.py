@@ -346,6 +346,10 @@ class GalleryScreen(StudioScreen):
         self.stages: list[str] = []
         self.grid_mode = False
         self._poll_worker: Worker[None] | None = None
+        # Pages asked for so far, and the ask whose page is on show: a page on its way
+        # brings its own total, and a count begun before the latest ask is stale.
+        self._reloads = 0
+        self._shown_reload = 0
         self._search_timer: Timer | None = None
         self._inspect_timer: Timer | None = None
         self._thumbs: dict[int, PILImage.Image | None] = {}
@@ -431,7 +435,8 @@ class GalleryScreen(StudioScreen):
         The cursor goes to `keep`, else to `row` (-1: the last row; None: the row it is on).
         """
         offset = self.page_offset if offset is None else offset
-        self._fetch(self.gallery_query, offset, keep, row, frozenset(self.marked))
+        self._reloads += 1
+        self._fetch(self.gallery_query, offset, keep, row, frozenset(self.marked), self._reloads)
 
     @work(thread=True, exclusive=True, group="gallery-page")
     def _fetch(
@@ -441,6 +446,7 @@ class GalleryScreen(StudioScreen):
         keep: int | None,
         row: int | None,
         marked: frozenset[int],
+        ask: int,
     ) -> None:
         total = self.client.gallery_count(query)
         hidden = set(marked - self.client.gallery_shown(query, marked)) if marked else set()
@@ -453,7 +459,7 @@ class GalleryScreen(StudioScreen):
         images = self._load_thumbs(views) if self.grid_mode else {}
         if not get_current_worker().is_cancelled:
             self.from_worker(
-                self._show_page, query, offset, total, views, images, keep, row, hidden
+                self._show_page, query, offset, total, views, images, keep, row, hidden, ask
             )
 
     def _show_page(
@@ -466,9 +472,11 @@ class GalleryScreen(StudioScreen):
         keep: int | None,
         row: int | None,
         hidden: set[int],
+        ask: int,
     ) -> None:
         if query != self.gallery_query:
             return  # the filters changed while this page was on its way
+        self._shown_reload = ask
         self.hidden_marks = hidden & self.marked
         ids = [v.id for v in views]
         if keep in ids:
@@ -559,14 +567,20 @@ class GalleryScreen(StudioScreen):
             return
         if self._poll_worker is not None and self._poll_worker.is_running:
             return
-        self._poll_worker = self._count(self.gallery_query)
+        if self._shown_reload != self._reloads:
+            return  # a page is on its way, with its own count
+        self._poll_worker = self._count(self.gallery_query, self._reloads)
 
     @work(thread=True, group="gallery-poll")
-    def _count(self, query: GalleryQuery) -> None:
+    def _count(self, query: GalleryQuery, reloads: int) -> None:
         total = self.client.gallery_count(query)
-        self.from_worker(self._counted, query, total)
+        self.from_worker(self._counted, query, total, reloads)
 
-    def _counted(self, query: GalleryQuery, total: int) -> None:
+    def _counted(self, query: GalleryQuery, total: int, reloads: int) -> None:
+        # A page asked for since the count began brings its own total: the count would
+        # move the cursor back to where it was before that page (a row chosen since).
+        if reloads != self._reloads or self._shown_reload != self._reloads:
+            return
         if query == self.gallery_query and total != self.total:
             self._load_facets()
             self.reload(keep=self.current.id if self.current else None)
