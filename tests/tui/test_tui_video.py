@@ -191,7 +191,10 @@ async def test_player_shows_the_frames_the_file_holds_in_half_cells(
     async with app.run_test(size=(120, 36)) as pilot:
         await open_gallery(app, pilot)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, PlayerScreen))
+        # The screen is pushed, then its pane mounted: wait for both.
+        await until(
+            pilot, lambda: isinstance(app.screen, PlayerScreen) and app.screen.query(VideoPane)
+        )
         await pilot.press("space", "home")
         pane = app.screen.query_one(VideoPane)
         picture = pane.query_one(".pane-picture")
@@ -220,7 +223,12 @@ async def test_compare_plays_an_interpolated_video_beside_its_source(
         screen = await open_gallery(app, pilot)
         assert screen.current is not None and screen.current.id == doubled.id
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, VideoCompareScreen))
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, VideoCompareScreen) and len(app.screen.query(VideoPane)) == 2
+            ),
+        )
         compare = app.screen
         before, after = compare.query(VideoPane)
         assert before.label == "source" and after.label == "interpolated"
@@ -255,7 +263,12 @@ async def test_compare_plays_a_video_beside_the_input_clip_it_was_made_from(
     async with app.run_test(size=(140, 40)) as pilot:
         await open_gallery(app, pilot)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, VideoCompareScreen))
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, VideoCompareScreen) and len(app.screen.query(VideoPane)) == 2
+            ),
+        )
         before, after = app.screen.query(VideoPane)
         assert "input clip.mp4" in before.clip.caption
         assert (before.clip.fps, before.clip.frames) == (Fraction(25), 10)
