@@ -148,19 +148,27 @@ async def test_models_sizes_and_detail_values_line_up(studio) -> None:
         screen = app.screen
         table = screen.query_one(DataTable)
         await until(pilot, lambda: table.row_count >= 3)
-        await pilot.pause()
+
+        def sized_rows() -> list[str]:
+            """three or more rows drawn with their sizes"""
+            rows = [line for line in lines(table) if " KB " in line or " MB " in line]
+            return rows if len(rows) >= 3 else []
+
+        # The rows are counted before they are all drawn: wait for three drawn.
+        rows = await until(pilot, sized_rows)
         # Sizes are right-aligned: "68.7 KB" and "6.5 MB" end in the same column.
-        rows = [line for line in lines(table) if " KB " in line or " MB " in line]
         size_ends = {max(line.find(" KB "), line.find(" MB ")) for line in rows}
-        assert len(rows) >= 3 and len(size_ends) == 1, rows
+        assert len(size_ends) == 1, rows
+
+        def labelled_lines() -> list[str]:
+            """the six labelled lines of the details"""
+            details = lines(screen.query_one("#model-details"))
+            labels = ("kind", "arch", "format", "size", "sha256", "path")
+            found = [line for line in details if line.strip().split(" ")[0] in labels]
+            return found if len(found) == 6 else []
+
         # Every value of the details starts in one column, the long hash wrapped under it.
-        details = lines(screen.query_one("#model-details"))
-        labelled = [
-            line
-            for line in details
-            if line.strip().split(" ")[0] in ("kind", "arch", "format", "size", "sha256", "path")
-        ]
-        assert len(labelled) == 6, details
+        labelled = await until(pilot, labelled_lines)
         starts = {len(line) - len(line.lstrip().split(" ", 1)[1].lstrip()) for line in labelled}
         assert len(starts) == 1, labelled
 
