@@ -250,9 +250,10 @@ class StudioScreen(Screen[None]):
         # beyond its widgets' DEFAULT_CSS, which is added and applied as each widget
         # mounts, so it starts current. A theme changed after this still counts.
         try:
-            count = self.app._css_update_count
-        except Exception:  # built outside a running app: Textual's `app` raises
+            app = self.app
+        except RuntimeError:  # built outside a running app (Textual's NoActiveAppError)
             return
+        count = getattr(app, "_css_update_count", None)  # Textual's own, not public
         if isinstance(count, int):
             self._css_update_count = count
 
